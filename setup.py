@@ -1,0 +1,51 @@
+"""Build the optional Cython codec.
+
+The extension is optional: if Cython or a C compiler is missing, or the build
+fails, or FASTWS_NO_EXTENSIONS=1 is set, fastws installs with its pure-Python
+codec, which has the same interface and behaviour.
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """Turn any failure to build the extension into a warning.
+
+    setuptools compiles the .pyx through Cython itself when Cython is installed
+    (it is in the build requirements)."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any failure means "no extension"
+            self._warn(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(exc)
+
+    @staticmethod
+    def _warn(exc):
+        sys.stderr.write(f"WARNING: fastws C extension not built ({exc}); using the pure-Python codec.\n")
+
+
+def extensions():
+    if os.environ.get("FASTWS_NO_EXTENSIONS"):
+        return []
+    return [
+        Extension(
+            "fastws._codec",
+            ["src/fastws/_codec.pyx"],
+            include_dirs=["src/fastws"],
+            extra_compile_args=["/O2"] if sys.platform == "win32" else ["-O3"],
+        )
+    ]
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

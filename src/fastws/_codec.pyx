@@ -1,0 +1,644 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled codec: frame parsing, unmasking, UTF-8 validation, reassembly and
+encoding in C. Its twin ``_codec_py.py`` implements the same interface
+(``_codec.pyi``) in pure Python; the test suite holds the two to one behaviour.
+
+The hot path for a complete frame is: header parsed from the input buffer,
+payload unmasked straight into the ``bytes`` object handed to the caller (or
+into a scratch buffer that is decoded to ``str``), one ``Frame`` out. Partial
+frames and fragmented messages go through one growable buffer per parser.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
+
+import os
+
+from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
+from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
+
+cdef extern from "_codec_simd.h":
+    void fastws_mask(const uint8_t *src, uint8_t *dst, size_t n, const uint8_t *key4, unsigned phase) nogil
+    int fastws_utf8_feed(uint32_t *state, const uint8_t *s, size_t n) nogil
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
+
+cdef enum:
+    OP_CONT = 0
+    OP_TEXT = 1
+    OP_BINARY = 2
+    OP_CLOSE = 8
+    # Buffers above this are released once their message is delivered, so an
+    # idle connection holds little memory after a burst of large messages.
+    KEEP_BUFFER_BYTES = 65536
+
+
+cdef inline bint _known_opcode(int opcode):
+    return opcode <= 2 or 8 <= opcode <= 10
+
+
+cdef inline bint _valid_close_code(unsigned code):
+    # Mirrors frames.is_valid_close_code (RFC 6455 §7.4).
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+@cython.freelist(8)
+cdef class _Bytes:
+    """A read view of bytes, str (as UTF-8) or any buffer-protocol object."""
+    cdef Py_buffer view
+    cdef bint acquired
+    cdef object owner
+    cdef const uint8_t *ptr
+    cdef Py_ssize_t size
+
+    def __cinit__(self, object obj, bint writable=False):
+        if not writable and type(obj) is bytes:
+            self.owner = obj
+            self.ptr = <const uint8_t *>PyBytes_AS_STRING(obj)
+            self.size = PyBytes_GET_SIZE(obj)
+        elif not writable and type(obj) is str:
+            self.owner = obj
+            self.ptr = <const uint8_t *>PyUnicode_AsUTF8AndSize(obj, &self.size)
+        else:
+            PyObject_GetBuffer(obj, &self.view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+            self.acquired = True
+            self.ptr = <const uint8_t *>self.view.buf
+            self.size = self.view.len
+
+    def __dealloc__(self):
+        if self.acquired:
+            PyBuffer_Release(&self.view)
+
+
+cdef inline void _read_mask(object mask, uint8_t *key) except *:
+    if type(mask) is bytes and PyBytes_GET_SIZE(mask) == 4:
+        memcpy(key, PyBytes_AS_STRING(mask), 4)
+        return
+    cdef _Bytes view = _Bytes(mask)
+    if view.size != 4:
+        raise ValueError("mask must be 4 bytes")
+    memcpy(key, view.ptr, 4)
+
+
+def apply_mask(data, mask):
+    cdef uint8_t key[4]
+    _read_mask(mask, key)
+    cdef _Bytes src = _Bytes(data)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, src.size)
+    cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(out)
+    with nogil:
+        fastws_mask(src.ptr, dst, src.size, key, 0)
+    return out
+
+
+def apply_mask_inplace(buffer, mask):
+    cdef uint8_t key[4]
+    _read_mask(mask, key)
+    cdef _Bytes dst
+    try:
+        dst = _Bytes(buffer, True)
+    except BufferError:
+        raise TypeError("apply_mask_inplace needs a writable buffer") from None
+    with nogil:
+        fastws_mask(dst.ptr, <uint8_t *>dst.ptr, dst.size, key, 0)
+
+
+@cython.freelist(64)
+cdef class Frame:
+    cdef public int opcode
+    cdef public object payload
+    cdef public bint fin
+    cdef public bint rsv1
+
+    def __init__(self, int opcode, payload, bint fin=True, bint rsv1=False):
+        self.opcode = opcode
+        self.payload = payload
+        self.fin = fin
+        self.rsv1 = rsv1
+
+    def __eq__(self, other):
+        # Duck-typed so that frames of the two backends compare by their fields.
+        try:
+            return (
+                self.opcode == other.opcode
+                and self.fin == other.fin
+                and self.rsv1 == other.rsv1
+                and type(self.payload) is type(other.payload)
+                and self.payload == other.payload
+            )
+        except AttributeError:
+            return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        payload = self.payload
+        shown = repr(payload[:60]) + ("..." if len(payload) > 60 else "")
+        return f"Frame(opcode={self.opcode}, payload={shown}, fin={self.fin}, rsv1={self.rsv1})"
+
+
+cdef inline Frame _new_frame(int opcode, object payload, bint fin, bint rsv1):
+    cdef Frame frame = Frame.__new__(Frame)
+    frame.opcode = opcode
+    frame.payload = payload
+    frame.fin = fin
+    frame.rsv1 = rsv1
+    return frame
+
+
+cdef class FrameParser:
+    cdef readonly bint is_client
+    cdef readonly bint assemble
+    cdef readonly bint rsv1_allowed
+    cdef readonly object max_message_size
+    cdef readonly object max_frame_size
+    cdef long long _max_message   # -1: unlimited
+    cdef long long _max_frame     # -1: unlimited
+    cdef object _error
+
+    # A header that has not fully arrived (at most 14 bytes).
+    cdef uint8_t _header[14]
+    cdef Py_ssize_t _header_len
+
+    # The frame whose payload is arriving (valid while _in_frame).
+    cdef bint _in_frame
+    cdef int _opcode
+    cdef bint _fin
+    cdef bint _rsv1
+    cdef bint _masked
+    cdef uint8_t _mask[4]
+    cdef unsigned _mask_phase
+    cdef uint64_t _remaining
+    cdef uint64_t _frame_size
+    cdef uint8_t _control[125]
+
+    # The data message being assembled (valid while _message_opcode != 0).
+    cdef int _message_opcode
+    cdef bint _message_rsv1
+    cdef uint64_t _message_size
+    cdef bint _check_utf8
+    cdef uint32_t _utf8_state
+
+    # Payload bytes held for the message (assemble) or the frame (not assemble).
+    cdef uint8_t *_buf
+    cdef size_t _buf_len
+    cdef size_t _buf_cap
+
+    def __init__(self, *, bint is_client=False, max_message_size=MAX_MESSAGE_SIZE,
+                 max_frame_size=None, bint assemble=True, bint rsv1_allowed=False):
+        self.is_client = is_client
+        self.assemble = assemble
+        self.rsv1_allowed = rsv1_allowed
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self._max_message = -1 if max_message_size is None else max_message_size
+        self._max_frame = -1 if max_frame_size is None else max_frame_size
+
+    def __dealloc__(self):
+        free(self._buf)
+
+    @property
+    def buffered(self):
+        cdef uint64_t held = self._header_len
+        if self._in_frame:
+            held += self._frame_size
+        if self.assemble and self._message_opcode:
+            held += self._message_size
+            if self._in_frame and self._opcode < 8:
+                held -= self._frame_size + self._remaining
+        return held
+
+    @property
+    def failed(self):
+        return self._error is not None
+
+    def feed(self, data):
+        if self._error is not None:
+            self._error.frames = []
+            raise self._error
+        cdef list frames = []
+        cdef _Bytes view
+        try:
+            if type(data) is bytes:
+                self._parse(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), frames)
+            else:
+                view = _Bytes(data)
+                self._parse(view.ptr, view.size, frames)
+        except ProtocolError as exc:
+            exc.frames = frames
+            self._error = exc
+            raise
+        return frames
+
+    # -- parsing ---------------------------------------------------------
+
+    cdef int _parse(self, const uint8_t *data, Py_ssize_t end, list frames) except -1:
+        cdef Py_ssize_t pos = 0, header_size, take, missing
+        cdef uint8_t joined[14]
+        if self._header_len:
+            # Complete the held header from the new bytes.
+            take = min(14 - self._header_len, end)
+            memcpy(joined, self._header, self._header_len)
+            memcpy(joined + self._header_len, data, take)
+            header_size = self._parse_header(joined, self._header_len + take)
+            if header_size == 0:
+                memcpy(self._header, joined, self._header_len + take)
+                self._header_len += take
+                return 0
+            pos = header_size - self._header_len
+            self._header_len = 0
+            if self._remaining == 0:
+                self._finish_frame(frames)
+        while True:
+            if not self._in_frame:
+                header_size = self._parse_header(data + pos, end - pos)
+                if header_size == 0:
+                    self._header_len = end - pos
+                    memcpy(self._header, data + pos, self._header_len)
+                    return 0
+                pos += header_size
+                if self._remaining == 0:
+                    self._finish_frame(frames)
+                    continue
+                if (<uint64_t>(end - pos) >= self._remaining and self._opcode < 8
+                        and (not self.assemble or (self._fin and self._opcode != OP_CONT))):
+                    # Fast path: a whole frame that is a whole message (or, in
+                    # frame mode, any data frame) goes straight into its object.
+                    take = <Py_ssize_t>self._remaining
+                    self._whole_frame(data + pos, take, frames)
+                    pos += take
+                    continue
+            if pos >= end:
+                return 0
+            take = end - pos
+            if <uint64_t>take > self._remaining:
+                take = <Py_ssize_t>self._remaining
+            self._take_payload(data + pos, take)
+            pos += take
+            if self._remaining == 0:
+                self._finish_frame(frames)
+
+    cdef Py_ssize_t _parse_header(self, const uint8_t *p, Py_ssize_t available) except -1:
+        """Parse a header at p; return its size, or 0 if it has not fully arrived."""
+        if available < 2:
+            return 0
+        cdef uint8_t first = p[0], second = p[1]
+        cdef uint64_t length = second & 0x7F
+        cdef Py_ssize_t header_size = 2
+        self._check_first_bytes(first, second)
+        if length == 126:
+            header_size = 4
+        elif length == 127:
+            header_size = 10
+        if second & 0x80:
+            header_size += 4
+        if available < header_size:
+            # Reject a too-large frame as soon as its extended length has arrived.
+            if length == 126 and available >= 4:
+                self._check_length((<uint64_t>p[2] << 8) | p[3], first & 0x0F)
+            elif length == 127 and available >= 10:
+                self._check_length(_read_u64(p + 2), first & 0x0F)
+            elif length < 126:
+                self._check_length(length, first & 0x0F)
+            return 0
+        if length == 126:
+            length = (<uint64_t>p[2] << 8) | p[3]
+        elif length == 127:
+            length = _read_u64(p + 2)
+        self._check_length(length, first & 0x0F)
+        self._start_frame(first, length)
+        self._masked = (second & 0x80) != 0
+        if self._masked:
+            memcpy(self._mask, p + header_size - 4, 4)
+            self._mask_phase = 0
+        return header_size
+
+    cdef int _check_first_bytes(self, uint8_t first, uint8_t second) except -1:
+        """Checks that need only the first two header bytes (RFC 6455 §5.2)."""
+        cdef int opcode = first & 0x0F
+        cdef bint rsv1 = (first & 0x40) != 0
+        if first & 0x30:
+            raise ProtocolError("reserved bits RSV2/RSV3 set")
+        if not _known_opcode(opcode):
+            raise ProtocolError(f"reserved opcode {opcode}")
+        if opcode >= 8:
+            # RFC 6455 §5.5: control frames are never fragmented, carry ≤ 125 bytes.
+            if not first & 0x80:
+                raise ProtocolError("fragmented control frame")
+            if (second & 0x7F) > 125:
+                raise ProtocolError("control frame payload longer than 125 bytes")
+            if rsv1:
+                raise ProtocolError("RSV1 set on a control frame")
+        elif opcode == OP_CONT:
+            if not self._message_opcode:
+                raise ProtocolError("continuation frame without a message to continue")
+            if rsv1:
+                raise ProtocolError("RSV1 set on a continuation frame")
+        else:
+            if self._message_opcode:
+                raise ProtocolError("new data frame inside a fragmented message")
+            if rsv1 and not self.rsv1_allowed:
+                raise ProtocolError("RSV1 set without a negotiated extension")
+        # RFC 6455 §5.1: clients mask every frame, servers never do.
+        if second & 0x80:
+            if self.is_client:
+                raise ProtocolError("masked frame from a server")
+        elif not self.is_client:
+            raise ProtocolError("unmasked frame from a client")
+        return 0
+
+    cdef int _check_length(self, uint64_t length, int opcode) except -1:
+        if length >> 63:
+            raise ProtocolError("frame length with the most significant bit set")
+        if opcode >= 8:
+            return 0
+        if self._max_frame >= 0 and length > <uint64_t>self._max_frame:
+            raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
+        if self._max_message >= 0 and self._message_size + length > <uint64_t>self._max_message:
+            raise MessageTooBig(
+                f"message of {self._message_size + length} bytes or more exceeds the limit of {self.max_message_size}"
+            )
+        return 0
+
+    cdef void _start_frame(self, uint8_t first, uint64_t length):
+        cdef int opcode = first & 0x0F
+        self._in_frame = True
+        self._opcode = opcode
+        self._fin = (first & 0x80) != 0
+        self._rsv1 = (first & 0x40) != 0
+        self._remaining = length
+        self._frame_size = 0
+        if opcode == OP_TEXT or opcode == OP_BINARY:
+            self._message_opcode = opcode
+            self._message_rsv1 = self._rsv1
+            self._message_size = 0
+            self._buf_len = 0
+            # A compressed message is validated after decompression, not here.
+            self._check_utf8 = opcode == OP_TEXT and not self._rsv1
+            self._utf8_state = 0
+        if opcode < 8:
+            self._message_size += length
+            if not self.assemble:
+                self._buf_len = 0
+
+    cdef int _whole_frame(self, const uint8_t *src, Py_ssize_t size, list frames) except -1:
+        """Deliver a data frame whose payload is all in ``src``."""
+        cdef object payload
+        cdef uint8_t *scratch
+        self._in_frame = False
+        self._remaining = 0
+        if self._check_utf8 and self.assemble:
+            # A whole text message: unmask into scratch space, decode once.
+            if self._masked:
+                scratch = self._reserve(size)
+                fastws_mask(src, scratch, size, self._mask, 0)
+                src = scratch
+            try:
+                payload = PyUnicode_DecodeUTF8(<const char *>src, size, NULL)
+            except UnicodeDecodeError:
+                raise InvalidUTF8("invalid UTF-8 in text message") from None
+            self._release_buffer()
+        else:
+            payload = PyBytes_FromStringAndSize(NULL, size)
+            if self._masked:
+                fastws_mask(src, <uint8_t *>PyBytes_AS_STRING(payload), size, self._mask, 0)
+            else:
+                memcpy(PyBytes_AS_STRING(payload), src, size)
+            if self._check_utf8:
+                self._feed_utf8(<const uint8_t *>PyBytes_AS_STRING(payload), size)
+                if self._fin and self._utf8_state != 0:
+                    raise InvalidUTF8("invalid UTF-8 in text message")
+        if self.assemble:
+            frames.append(_new_frame(self._message_opcode, payload, True, self._message_rsv1))
+        else:
+            frames.append(_new_frame(self._opcode, payload, self._fin, self._rsv1))
+        if self._fin:
+            self._message_opcode = 0
+            self._message_size = 0
+        return 0
+
+    cdef int _take_payload(self, const uint8_t *src, Py_ssize_t size) except -1:
+        """Unmask the next ``size`` payload bytes of the current frame into its buffer."""
+        cdef uint8_t *dst
+        if self._opcode >= 8:
+            dst = self._control + self._frame_size
+        else:
+            dst = self._reserve(size) + self._buf_len
+        if self._masked:
+            fastws_mask(src, dst, size, self._mask, self._mask_phase)
+            self._mask_phase = (self._mask_phase + size) & 3
+        else:
+            memcpy(dst, src, size)
+        self._remaining -= size
+        self._frame_size += size
+        if self._opcode < 8:
+            self._buf_len += size
+            if self._check_utf8:
+                self._feed_utf8(dst, size)
+        return 0
+
+    cdef inline int _feed_utf8(self, const uint8_t *data, Py_ssize_t size) except -1:
+        if not fastws_utf8_feed(&self._utf8_state, data, size):
+            raise InvalidUTF8("invalid UTF-8 in text message")
+        return 0
+
+    cdef int _finish_frame(self, list frames) except -1:
+        cdef int opcode = self._opcode
+        cdef object payload
+        self._in_frame = False
+        if opcode >= 8:
+            payload = PyBytes_FromStringAndSize(<const char *>self._control, <Py_ssize_t>self._frame_size)
+            self._frame_size = 0
+            if opcode == OP_CLOSE:
+                _check_close_payload(self._control, PyBytes_GET_SIZE(payload))
+            frames.append(_new_frame(opcode, payload, True, False))
+            return 0
+        if self._fin and self._check_utf8 and self._utf8_state != 0:
+            raise InvalidUTF8("invalid UTF-8 in text message")
+        self._frame_size = 0
+        if not self.assemble:
+            payload = PyBytes_FromStringAndSize(<const char *>self._buf, self._buf_len)
+            self._buf_len = 0
+            frames.append(_new_frame(opcode, payload, self._fin, self._rsv1))
+        elif self._fin:
+            if self._check_utf8:
+                # Already validated byte by byte; decoding cannot fail.
+                payload = PyUnicode_DecodeUTF8(<const char *>self._buf, self._buf_len, NULL)
+            else:
+                payload = PyBytes_FromStringAndSize(<const char *>self._buf, self._buf_len)
+            frames.append(_new_frame(self._message_opcode, payload, True, self._message_rsv1))
+        if self._fin:
+            self._message_opcode = 0
+            self._message_size = 0
+            self._buf_len = 0
+            self._release_buffer()
+        return 0
+
+    cdef uint8_t *_reserve(self, Py_ssize_t extra) except NULL:
+        """Make room for ``extra`` more bytes after _buf_len; return the buffer."""
+        cdef size_t needed = self._buf_len + <size_t>extra
+        cdef size_t capacity
+        cdef uint8_t *grown
+        if needed > self._buf_cap or self._buf == NULL:
+            capacity = self._buf_cap * 2 if self._buf_cap else 4096
+            if capacity < needed:
+                capacity = needed
+            grown = <uint8_t *>realloc(self._buf, capacity)
+            if grown == NULL:
+                raise MemoryError()
+            self._buf = grown
+            self._buf_cap = capacity
+        return self._buf
+
+    cdef inline void _release_buffer(self):
+        if self._buf_cap > KEEP_BUFFER_BYTES:
+            free(self._buf)
+            self._buf = NULL
+            self._buf_cap = 0
+
+
+cdef inline uint64_t _read_u64(const uint8_t *p):
+    cdef uint64_t value = 0
+    cdef int i
+    for i in range(8):
+        value = (value << 8) | p[i]
+    return value
+
+
+cdef int _check_close_payload(const uint8_t *payload, Py_ssize_t size) except -1:
+    """RFC 6455 §5.5.1, §7.4: a close payload is empty or a valid code + UTF-8 reason."""
+    cdef unsigned code
+    cdef uint32_t state = 0
+    if size == 0:
+        return 0
+    if size == 1:
+        raise ProtocolError("close frame payload of 1 byte")
+    code = (<unsigned>payload[0] << 8) | payload[1]
+    if not _valid_close_code(code):
+        raise ProtocolError(f"invalid close code {code}")
+    if not fastws_utf8_feed(&state, payload + 2, size - 2) or state != 0:
+        raise InvalidUTF8("invalid UTF-8 in close reason")
+    return 0
+
+
+# -- encoding --------------------------------------------------------------
+
+# Masking keys come from os.urandom (RFC 6455 §5.3: unpredictable), drawn 4 KiB
+# at a time so that a client does not pay a system call per frame.
+cdef bytes _key_pool = b""
+cdef Py_ssize_t _key_pos = 0
+
+
+cdef void _next_key(uint8_t *key) except *:
+    global _key_pool, _key_pos
+    if _key_pos + 4 > PyBytes_GET_SIZE(_key_pool):
+        _key_pool = os.urandom(4096)
+        _key_pos = 0
+    memcpy(key, PyBytes_AS_STRING(_key_pool) + _key_pos, 4)
+    _key_pos += 4
+
+
+cdef int _check_opcode(int opcode, bint fin, bint rsv1, Py_ssize_t length) except -1:
+    if not 0 <= opcode <= 15 or not _known_opcode(opcode):
+        raise ValueError(f"invalid opcode {opcode}")
+    if opcode >= 8:
+        if not fin:
+            raise ValueError("control frames cannot be fragmented")
+        if rsv1:
+            raise ValueError("control frames cannot set RSV1")
+        if length > 125:
+            raise ValueError("control frame payload longer than 125 bytes")
+    return 0
+
+
+cdef inline Py_ssize_t _header_size(Py_ssize_t length, bint mask):
+    cdef Py_ssize_t size = 2 if length < 126 else (4 if length < 65536 else 10)
+    return size + 4 if mask else size
+
+
+cdef Py_ssize_t _write_frame(uint8_t *out, uint8_t first, const uint8_t *data, Py_ssize_t length,
+                             bint mask, const uint8_t *key):
+    """Write one frame at ``out``; return its size."""
+    cdef Py_ssize_t pos = 2
+    cdef uint8_t masked = 0x80 if mask else 0
+    cdef int i
+    out[0] = first
+    if length < 126:
+        out[1] = masked | <uint8_t>length
+    elif length < 65536:
+        out[1] = masked | 126
+        out[2] = <uint8_t>(length >> 8)
+        out[3] = <uint8_t>length
+        pos = 4
+    else:
+        out[1] = masked | 127
+        for i in range(8):
+            out[2 + i] = <uint8_t>((<uint64_t>length) >> (56 - 8 * i))
+        pos = 10
+    if mask:
+        memcpy(out + pos, key, 4)
+        pos += 4
+        fastws_mask(data, out + pos, length, key, 0)
+    else:
+        memcpy(out + pos, data, length)
+    return pos + length
+
+
+cdef inline int _get_key(object mask_key, uint8_t *key) except -1:
+    if mask_key is None:
+        _next_key(key)
+    else:
+        _read_mask(mask_key, key)
+    return 0
+
+
+cdef bytes _encode(int opcode, _Bytes payload, Py_ssize_t max_frame_size, bint fin, bint rsv1,
+                   bint mask, object mask_key):
+    """Encode ``payload`` as frames of at most ``max_frame_size`` bytes: the first
+    carries the opcode and RSV1, the rest are continuations, the last has ``fin``."""
+    cdef const uint8_t *data = payload.ptr
+    cdef Py_ssize_t length = payload.size
+    cdef uint8_t key[4]
+    cdef Py_ssize_t full = length // max_frame_size
+    cdef Py_ssize_t tail = length - full * max_frame_size
+    cdef Py_ssize_t total = full * (_header_size(max_frame_size, mask) + max_frame_size)
+    if tail or length == 0:
+        total += _header_size(tail, mask) + tail
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef uint8_t *cursor = <uint8_t *>PyBytes_AS_STRING(out)
+    cdef uint8_t first = opcode | (0x40 if rsv1 else 0)
+    cdef Py_ssize_t start = 0, chunk
+    while True:
+        chunk = min(max_frame_size, length - start)
+        if start + chunk >= length and fin:
+            first |= 0x80
+        if mask:
+            _get_key(mask_key, key)
+        cursor += _write_frame(cursor, first, data + start, chunk, mask, key)
+        first = OP_CONT
+        start += chunk
+        if start >= length:
+            return out
+
+
+def encode_frame(int opcode, payload, *, bint fin=True, bint rsv1=False, bint mask=False, mask_key=None):
+    cdef _Bytes data = _Bytes(payload)
+    _check_opcode(opcode, fin, rsv1, data.size)
+    return _encode(opcode, data, data.size if data.size else 1, fin, rsv1, mask, mask_key)
+
+
+def encode_message(int opcode, payload, *, bint mask=False, Py_ssize_t max_frame_size=MAX_FRAME_SIZE,
+                   bint rsv1=False, mask_key=None):
+    if max_frame_size < 1:
+        raise ValueError("max_frame_size must be at least 1")
+    cdef _Bytes data = _Bytes(payload)
+    if opcode >= 8:
+        max_frame_size = data.size if data.size else 1
+    _check_opcode(opcode, data.size <= max_frame_size, rsv1, data.size)
+    return _encode(opcode, data, max_frame_size, True, rsv1, mask, mask_key)

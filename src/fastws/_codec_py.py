@@ -1,0 +1,402 @@
+"""The pure-Python codec: the twin of ``_codec.pyx``, with the same interface
+(``_codec.pyi``) and the same behaviour byte for byte and error for error.
+
+It is used when the extension is not built or ``FASTWS_CODEC=python`` is set.
+Masking uses big-integer XOR (one C-level operation per call, no byte loop);
+UTF-8 is validated incrementally with the standard incremental decoder.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import struct
+
+from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
+from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, is_valid_close_code
+
+__all__ = ["apply_mask", "apply_mask_inplace", "Frame", "FrameParser", "encode_frame", "encode_message"]
+
+_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE = 0, 1, 2, 8
+_KNOWN_OPCODES = frozenset((0, 1, 2, 8, 9, 10))
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def apply_mask(data, mask) -> bytes:
+    mask = bytes(mask)
+    if len(mask) != 4:
+        raise ValueError("mask must be 4 bytes")
+    n = len(data)
+    if n == 0:
+        return b""
+    key = (mask * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def apply_mask_inplace(buffer, mask) -> None:
+    view = memoryview(buffer).cast("B")
+    if view.readonly:
+        raise TypeError("apply_mask_inplace needs a writable buffer")
+    view[:] = apply_mask(view, mask)
+
+
+def _rotate(mask: bytes, phase: int) -> bytes:
+    return mask[phase:] + mask[:phase] if phase else mask
+
+
+class Frame:
+    __slots__ = ("opcode", "payload", "fin", "rsv1")
+
+    def __init__(self, opcode: int, payload, fin: bool = True, rsv1: bool = False) -> None:
+        self.opcode = opcode
+        self.payload = payload
+        self.fin = fin
+        self.rsv1 = rsv1
+
+    def __eq__(self, other: object) -> bool:
+        # Duck-typed so that frames of the two backends compare by their fields.
+        try:
+            return (
+                self.opcode == other.opcode  # type: ignore[attr-defined]
+                and self.fin == other.fin  # type: ignore[attr-defined]
+                and self.rsv1 == other.rsv1  # type: ignore[attr-defined]
+                and type(self.payload) is type(other.payload)  # type: ignore[attr-defined]
+                and self.payload == other.payload  # type: ignore[attr-defined]
+            )
+        except AttributeError:
+            return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        payload = self.payload
+        shown = repr(payload[:60]) + ("..." if len(payload) > 60 else "")
+        return f"Frame(opcode={self.opcode}, payload={shown}, fin={self.fin}, rsv1={self.rsv1})"
+
+
+class FrameParser:
+    def __init__(
+        self,
+        *,
+        is_client: bool = False,
+        max_message_size: int | None = MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        assemble: bool = True,
+        rsv1_allowed: bool = False,
+    ) -> None:
+        self.is_client = is_client
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.assemble = assemble
+        self.rsv1_allowed = rsv1_allowed
+        self._error: ProtocolError | None = None
+        self._header = b""  # bytes of a header that has not fully arrived
+        # The frame whose payload is arriving (valid while _in_frame).
+        self._in_frame = False
+        self._opcode = 0
+        self._fin = False
+        self._rsv1 = False
+        self._remaining = 0
+        self._mask: bytes | None = None
+        self._mask_phase = 0
+        self._frame_chunks: list[bytes] = []
+        self._frame_size = 0
+        # The data message being assembled (valid while _message_opcode != 0).
+        self._message_opcode = 0
+        self._message_rsv1 = False
+        self._message_size = 0
+        self._message_chunks: list = []  # bytes, or str pieces of a text message
+        self._utf8 = None  # incremental decoder while a text message is open
+
+    @property
+    def buffered(self) -> int:
+        held = len(self._header)
+        if self._in_frame:
+            held += self._frame_size
+        if self.assemble and self._message_opcode:
+            held += self._message_size
+            if self._in_frame and self._opcode < 8:
+                held -= self._frame_size + self._remaining
+        return held
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def feed(self, data) -> list:
+        if self._error is not None:
+            self._error.frames = []
+            raise self._error
+        frames: list = []
+        try:
+            self._parse(bytes(data), frames)
+        except ProtocolError as exc:
+            exc.frames = frames
+            self._error = exc
+            raise
+        return frames
+
+    # -- parsing ---------------------------------------------------------
+
+    def _parse(self, data: bytes, frames: list) -> None:
+        if self._header:
+            data = self._header + data
+            self._header = b""
+        pos = 0
+        end = len(data)
+        while True:
+            if not self._in_frame:
+                available = end - pos
+                if available < 2:
+                    self._header = data[pos:]
+                    return
+                first, second = data[pos], data[pos + 1]
+                self._check_first_bytes(first, second)
+                length = second & 0x7F
+                header_size = 2
+                if length == 126:
+                    header_size = 4
+                elif length == 127:
+                    header_size = 10
+                if second & 0x80:
+                    header_size += 4
+                if available < header_size:
+                    self._check_length_if_known(data, pos, available, length)
+                    self._header = data[pos:]
+                    return
+                if length == 126:
+                    (length,) = _U16.unpack_from(data, pos + 2)
+                elif length == 127:
+                    (length,) = _U64.unpack_from(data, pos + 2)
+                self._check_length(length, first & 0x0F)
+                self._start_frame(first, length)
+                if second & 0x80:
+                    self._mask = data[pos + header_size - 4 : pos + header_size]
+                    self._mask_phase = 0
+                else:
+                    self._mask = None
+                pos += header_size
+                if length == 0:
+                    self._finish_frame(frames)
+                    continue
+            if pos >= end:
+                return
+            take = min(self._remaining, end - pos)
+            chunk = data[pos : pos + take]
+            pos += take
+            if self._mask is not None:
+                chunk = apply_mask(chunk, _rotate(self._mask, self._mask_phase))
+                self._mask_phase = (self._mask_phase + take) & 3
+            self._remaining -= take
+            self._frame_size += take
+            if self._opcode < 8 and self._utf8 is not None:
+                self._validate_text(chunk, final=False)
+            else:
+                self._frame_chunks.append(chunk)
+            if self._remaining == 0:
+                self._finish_frame(frames)
+
+    def _check_first_bytes(self, first: int, second: int) -> None:
+        """Checks that need only the first two header bytes (RFC 6455 §5.2)."""
+        if first & 0x30:
+            raise ProtocolError("reserved bits RSV2/RSV3 set")
+        opcode = first & 0x0F
+        rsv1 = first & 0x40
+        if opcode not in _KNOWN_OPCODES:
+            raise ProtocolError(f"reserved opcode {opcode}")
+        if opcode >= 8:
+            # RFC 6455 §5.5: control frames are never fragmented, carry ≤ 125 bytes.
+            if not first & 0x80:
+                raise ProtocolError("fragmented control frame")
+            if (second & 0x7F) > 125:
+                raise ProtocolError("control frame payload longer than 125 bytes")
+            if rsv1:
+                raise ProtocolError("RSV1 set on a control frame")
+        elif opcode == _OP_CONT:
+            if not self._message_opcode:
+                raise ProtocolError("continuation frame without a message to continue")
+            if rsv1:
+                raise ProtocolError("RSV1 set on a continuation frame")
+        else:
+            if self._message_opcode:
+                raise ProtocolError("new data frame inside a fragmented message")
+            if rsv1 and not self.rsv1_allowed:
+                raise ProtocolError("RSV1 set without a negotiated extension")
+        # RFC 6455 §5.1: clients mask every frame, servers never do.
+        if second & 0x80:
+            if self.is_client:
+                raise ProtocolError("masked frame from a server")
+        elif not self.is_client:
+            raise ProtocolError("unmasked frame from a client")
+
+    def _check_length_if_known(self, data: bytes, pos: int, available: int, length: int) -> None:
+        """Reject a too-large frame as soon as its extended length has arrived."""
+        if length == 126 and available >= 4:
+            (length,) = _U16.unpack_from(data, pos + 2)
+        elif length == 127 and available >= 10:
+            (length,) = _U64.unpack_from(data, pos + 2)
+        elif length >= 126:
+            return
+        self._check_length(length, data[pos] & 0x0F)
+
+    def _check_length(self, length: int, opcode: int) -> None:
+        if length >> 63:
+            raise ProtocolError("frame length with the most significant bit set")
+        if opcode >= 8:
+            return
+        if self.max_frame_size is not None and length > self.max_frame_size:
+            raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
+        if self.max_message_size is not None and self._message_size + length > self.max_message_size:
+            raise MessageTooBig(
+                f"message of {self._message_size + length} bytes or more exceeds the limit of {self.max_message_size}"
+            )
+
+    def _start_frame(self, first: int, length: int) -> None:
+        opcode = first & 0x0F
+        self._in_frame = True
+        self._opcode = opcode
+        self._fin = bool(first & 0x80)
+        self._rsv1 = bool(first & 0x40)
+        self._remaining = length
+        self._frame_chunks = []
+        self._frame_size = 0
+        if opcode == _OP_TEXT or opcode == _OP_BINARY:
+            self._message_opcode = opcode
+            self._message_rsv1 = self._rsv1
+            self._message_size = 0
+            self._message_chunks = []
+            # A compressed message is validated after decompression, not here.
+            if opcode == _OP_TEXT and not self._rsv1:
+                self._utf8 = _Utf8Decoder()
+        if opcode < 8:
+            self._message_size += length
+
+    def _validate_text(self, chunk: bytes, final: bool) -> None:
+        decoder = self._utf8
+        assert decoder is not None
+        try:
+            text = decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            raise InvalidUTF8("invalid UTF-8 in text message") from None
+        # CPython's decoder waits for a third byte before rejecting a UTF-16
+        # surrogate (ED A0..BF); reject it as soon as its second byte arrives.
+        pending = decoder.getstate()[0]
+        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+            raise InvalidUTF8("invalid UTF-8 in text message")
+        if self.assemble:
+            if text:
+                self._message_chunks.append(text)
+        else:
+            self._frame_chunks.append(chunk)
+
+    def _finish_frame(self, frames: list) -> None:
+        self._in_frame = False
+        opcode = self._opcode
+        if opcode >= 8:
+            payload = b"".join(self._frame_chunks)
+            self._frame_chunks = []
+            self._frame_size = 0
+            if opcode == _OP_CLOSE:
+                _check_close_payload(payload)
+            frames.append(Frame(opcode, payload, True, False))
+            return
+        if self._fin and self._utf8 is not None:
+            self._validate_text(b"", final=True)
+        if not self.assemble:
+            payload = b"".join(self._frame_chunks)
+            frames.append(Frame(opcode, payload, self._fin, self._rsv1))
+        elif self._utf8 is None:
+            self._message_chunks.append(b"".join(self._frame_chunks))
+        self._frame_chunks = []
+        self._frame_size = 0
+        if not self._fin:
+            return
+        if self.assemble:
+            joiner = "" if self._utf8 is not None else b""
+            frames.append(Frame(self._message_opcode, joiner.join(self._message_chunks), True, self._message_rsv1))
+        self._message_opcode = 0
+        self._message_size = 0
+        self._message_chunks = []
+        self._utf8 = None
+
+
+def _check_close_payload(payload: bytes) -> None:
+    """RFC 6455 §5.5.1, §7.4: a close payload is empty or a valid code + UTF-8 reason."""
+    if not payload:
+        return
+    if len(payload) == 1:
+        raise ProtocolError("close frame payload of 1 byte")
+    (code,) = _U16.unpack_from(payload)
+    if not is_valid_close_code(code):
+        raise ProtocolError(f"invalid close code {code}")
+    try:
+        payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidUTF8("invalid UTF-8 in close reason") from None
+
+
+# -- encoding --------------------------------------------------------------
+
+
+def _as_bytes(payload) -> bytes:
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return bytes(payload)
+
+
+def _check_opcode(opcode: int, fin: bool, rsv1: bool, length: int) -> None:
+    if opcode not in _KNOWN_OPCODES:
+        raise ValueError(f"invalid opcode {opcode}")
+    if opcode >= 8:
+        if not fin:
+            raise ValueError("control frames cannot be fragmented")
+        if rsv1:
+            raise ValueError("control frames cannot set RSV1")
+        if length > 125:
+            raise ValueError("control frame payload longer than 125 bytes")
+
+
+def _header(first: int, length: int, masked: int) -> bytes:
+    if length < 126:
+        return bytes((first, masked | length))
+    if length < 65536:
+        return bytes((first, masked | 126)) + _U16.pack(length)
+    return bytes((first, masked | 127)) + _U64.pack(length)
+
+
+def _frame(first: int, data: bytes, mask: bool, mask_key) -> bytes:
+    if not mask:
+        return _header(first, len(data), 0) + data
+    key = os.urandom(4) if mask_key is None else bytes(mask_key)
+    if len(key) != 4:
+        raise ValueError("mask must be 4 bytes")
+    return _header(first, len(data), 0x80) + key + apply_mask(data, key)
+
+
+def encode_frame(opcode: int, payload, *, fin: bool = True, rsv1: bool = False, mask: bool = False, mask_key=None) -> bytes:
+    data = _as_bytes(payload)
+    _check_opcode(opcode, fin, rsv1, len(data))
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    return _frame(first, data, mask, mask_key)
+
+
+def encode_message(
+    opcode: int, payload, *, mask: bool = False, max_frame_size: int = MAX_FRAME_SIZE, rsv1: bool = False, mask_key=None
+) -> bytes:
+    if max_frame_size < 1:
+        raise ValueError("max_frame_size must be at least 1")
+    data = _as_bytes(payload)
+    if len(data) <= max_frame_size or opcode >= 8:
+        return encode_frame(opcode, data, rsv1=rsv1, mask=mask, mask_key=mask_key)
+    _check_opcode(opcode, False, rsv1, len(data))
+    parts = []
+    first = opcode | (0x40 if rsv1 else 0)
+    for start in range(0, len(data), max_frame_size):
+        chunk = data[start : start + max_frame_size]
+        if start + max_frame_size >= len(data):
+            first |= 0x80
+        parts.append(_frame(first, chunk, mask, mask_key))
+        first = _OP_CONT
+    return b"".join(parts)

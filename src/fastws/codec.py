@@ -1,0 +1,62 @@
+"""The frame codec, from whichever backend is available.
+
+The compiled ``_codec`` extension is used unless it was not built or the
+environment sets ``FASTWS_CODEC=python``; then the pure-Python twin
+``_codec_py`` provides the same names with the same behaviour. ``BACKEND``
+says which one is in use ("cython" or "python").
+"""
+
+from __future__ import annotations
+
+import os
+
+from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, Opcode, build_close, parse_close
+
+__all__ = [
+    "BACKEND",
+    "MAX_FRAME_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "Opcode",
+    "Frame",
+    "FrameParser",
+    "apply_mask",
+    "apply_mask_inplace",
+    "encode_frame",
+    "encode_message",
+    "build_close",
+    "parse_close",
+]
+
+_requested = os.environ.get("FASTWS_CODEC", "").lower()
+if _requested not in ("", "python", "cython"):
+    raise ImportError(f"FASTWS_CODEC must be 'python' or 'cython', not {_requested!r}")
+
+if _requested == "python":
+    from ._codec_py import Frame, FrameParser, apply_mask, apply_mask_inplace, encode_frame, encode_message
+
+    BACKEND = "python"
+else:
+    try:
+        from ._codec import (  # type: ignore[no-redef]
+            Frame,
+            FrameParser,
+            apply_mask,
+            apply_mask_inplace,
+            encode_frame,
+            encode_message,
+        )
+
+        BACKEND = "cython"
+    except ImportError:
+        if _requested == "cython":
+            raise
+        from ._codec_py import (  # type: ignore[assignment]
+            Frame,
+            FrameParser,
+            apply_mask,
+            apply_mask_inplace,
+            encode_frame,
+            encode_message,
+        )
+
+        BACKEND = "python"

@@ -1,0 +1,103 @@
+"""Exceptions raised by fastws.
+
+Every protocol error carries the close code the RFC says to send back, so the
+layer that catches it can fail the connection correctly without a lookup table.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WebSocketError",
+    "ProtocolError",
+    "InvalidUTF8",
+    "MessageTooBig",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "ConnectionClosed",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
+]
+
+
+class WebSocketError(Exception):
+    """Base class of every exception fastws raises on purpose."""
+
+
+class ProtocolError(WebSocketError):
+    """The peer broke RFC 6455; the connection must be failed with ``code``.
+
+    ``frames`` holds the frames (or messages) that were decoded successfully
+    from the same input before the error was found, so no good data is lost.
+    """
+
+    code = 1002  # RFC 6455 §7.4.1: protocol error
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if code is not None:
+            self.code = code
+        self.frames: list = []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r}, code={self.code})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(self) is type(other)
+            and self.code == other.code  # type: ignore[attr-defined]
+            and self.reason == other.reason  # type: ignore[attr-defined]
+        )
+
+    __hash__ = WebSocketError.__hash__
+
+
+class InvalidUTF8(ProtocolError):
+    """A text message or a close reason is not valid UTF-8 (close code 1007)."""
+
+    code = 1007  # RFC 6455 §8.1
+
+
+class MessageTooBig(ProtocolError):
+    """A frame or a message exceeds the configured limit (close code 1009)."""
+
+    code = 1009
+
+
+class InvalidHandshake(WebSocketError):
+    """The opening handshake failed; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, reason: str, status: int = 400, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.headers = headers or []
+
+
+class InvalidStatus(InvalidHandshake):
+    """A client received something other than ``101 Switching Protocols``."""
+
+    def __init__(self, status: int, reason: str, body: bytes = b"") -> None:
+        super().__init__(f"server rejected WebSocket connection: HTTP {status} {reason}", status)
+        self.body = body
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed; ``code`` and ``reason`` say how.
+
+    ``code`` is 1005 when the peer's close frame had no code and 1006 when the
+    connection was lost without a close frame (RFC 6455 §7.1.5).
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """Closed cleanly with 1000 (normal) or 1001 (going away)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """Closed with an error code, or lost without a close handshake."""

@@ -1,0 +1,403 @@
+"""The frame codec, over both backends: RFC 6455 §5 framing, masking, limits, errors."""
+
+from __future__ import annotations
+
+import os
+import struct
+import tracemalloc
+
+import pytest
+
+from fastws import codec as selected_codec
+from fastws.exceptions import InvalidUTF8, MessageTooBig, ProtocolError
+from fastws.frames import MAX_FRAME_SIZE, build_close, parse_close
+
+KEY = bytes((0x37, 0xFA, 0x21, 0x3D))
+
+
+def naive_mask(data: bytes, key: bytes) -> bytes:
+    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, key: bytes = KEY) -> bytes:
+    """A masked frame as a client sends it, built by hand (not by the codec under test)."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 65536:
+        head = bytes((first, 0x80 | 126)) + struct.pack("!H", n)
+    else:
+        head = bytes((first, 0x80 | 127)) + struct.pack("!Q", n)
+    return head + key + naive_mask(payload, key)
+
+
+def feed_bytewise(parser, data: bytes) -> list:
+    frames = []
+    for i in range(len(data)):
+        frames += parser.feed(data[i : i + 1])
+    return frames
+
+
+# -- RFC 6455 §5.7 examples, byte for byte ---------------------------------
+
+HELLO_UNMASKED = bytes.fromhex("810548656c6c6f")
+HELLO_MASKED = bytes.fromhex("818537fa213d7f9f4d5158")
+HELLO_FRAGMENTED = bytes.fromhex("010348656c") + bytes.fromhex("80026c6f")
+PING_UNMASKED = bytes.fromhex("890548656c6c6f")
+PONG_MASKED = bytes.fromhex("8a8537fa213d7f9f4d5158")
+
+
+def test_rfc_examples_encode_byte_for_byte(codec):
+    assert codec.encode_frame(1, b"Hello") == HELLO_UNMASKED
+    assert codec.encode_frame(1, "Hello", mask=True, mask_key=KEY) == HELLO_MASKED
+    assert codec.encode_message(1, "Hello", max_frame_size=3) == HELLO_FRAGMENTED
+    assert codec.encode_frame(9, b"Hello") == PING_UNMASKED
+    assert codec.encode_frame(10, b"Hello", mask=True, mask_key=KEY) == PONG_MASKED
+    assert codec.encode_frame(2, bytes(256)) == bytes.fromhex("827e0100") + bytes(256)
+    assert codec.encode_frame(2, bytes(65536)) == bytes.fromhex("827f0000000000010000") + bytes(65536)
+
+
+def test_rfc_examples_parse(codec):
+    client = codec.FrameParser(is_client=True)
+    assert client.feed(HELLO_UNMASKED) == [codec.Frame(1, "Hello")]
+    assert client.feed(HELLO_FRAGMENTED) == [codec.Frame(1, "Hello")]
+    assert client.feed(PING_UNMASKED) == [codec.Frame(9, b"Hello")]
+    server = codec.FrameParser()
+    assert server.feed(HELLO_MASKED) == [codec.Frame(1, "Hello")]
+    assert server.feed(PONG_MASKED) == [codec.Frame(10, b"Hello")]
+    assert client.feed(bytes.fromhex("827e0100") + bytes(256)) == [codec.Frame(2, bytes(256))]
+    big = bytes.fromhex("827f0000000000010000") + bytes(65536)
+    assert client.feed(big) == [codec.Frame(2, bytes(65536))]
+
+
+def test_frames_of_both_backends_compare_by_fields(codec):
+    assert codec.Frame(1, "a") == selected_codec.Frame(1, "a")
+    assert codec.Frame(1, "a") != codec.Frame(1, b"a")
+    assert codec.Frame(2, b"a", fin=False) != codec.Frame(2, b"a")
+    assert "payload=b'abc'" in repr(codec.Frame(2, b"abc"))
+
+
+# -- masking ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 7, 8, 15, 16, 31, 32, 33, 63, 64, 127, 128, 129, 1000, 4099])
+def test_apply_mask_matches_reference(codec, size):
+    data = os.urandom(size)
+    expected = naive_mask(data, KEY)
+    assert codec.apply_mask(data, KEY) == expected
+    assert codec.apply_mask(bytearray(data), bytearray(KEY)) == expected
+    assert codec.apply_mask(memoryview(data), KEY) == expected
+    assert codec.apply_mask(expected, KEY) == data
+
+
+def test_apply_mask_inplace(codec):
+    data = os.urandom(1037)
+    buffer = bytearray(data)
+    codec.apply_mask_inplace(buffer, KEY)
+    assert buffer == naive_mask(data, KEY)
+    view = memoryview(buffer)[5:]
+    codec.apply_mask_inplace(view, KEY)
+    assert buffer[5:] == naive_mask(naive_mask(data, KEY)[5:], KEY)
+
+
+def test_apply_mask_rejects_bad_arguments(codec):
+    with pytest.raises(ValueError, match="mask must be 4 bytes"):
+        codec.apply_mask(b"abc", b"xyz")
+    with pytest.raises(TypeError, match="writable"):
+        codec.apply_mask_inplace(b"immutable", KEY)
+
+
+# -- incremental parsing ---------------------------------------------------
+
+
+def test_one_byte_at_a_time(codec):
+    stream = (
+        client_frame(1, "héllo wörld".encode())
+        + client_frame(2, bytes(300), fin=False)
+        + client_frame(9, b"ping")
+        + client_frame(0, bytes(70000))
+        + client_frame(1, b"")
+        + client_frame(8, build_close(1000, "bye"))
+    )
+    frames = feed_bytewise(codec.FrameParser(), stream)
+    assert frames == [
+        codec.Frame(1, "héllo wörld"),
+        codec.Frame(9, b"ping"),
+        codec.Frame(2, bytes(70300)),
+        codec.Frame(1, ""),
+        codec.Frame(8, build_close(1000, "bye")),
+    ]
+
+
+def test_ten_mebibytes_at_once(codec):
+    payload = os.urandom(10 << 20)
+    parser = codec.FrameParser(max_message_size=None)
+    assert parser.feed(client_frame(2, payload)) == [codec.Frame(2, payload)]
+    assert parser.buffered == 0
+
+
+def test_large_frame_in_64k_chunks(codec):
+    payload = os.urandom(1 << 20)
+    stream = client_frame(2, payload)
+    parser = codec.FrameParser()
+    frames = []
+    for start in range(0, len(stream), 65536):
+        frames += parser.feed(stream[start : start + 65536])
+        if not frames:
+            assert 0 < parser.buffered <= start + 65536
+    assert frames == [codec.Frame(2, payload)]
+    assert parser.buffered == 0
+
+
+def test_feed_accepts_any_buffer(codec):
+    parser = codec.FrameParser()
+    assert parser.feed(bytearray(HELLO_MASKED)) == [codec.Frame(1, "Hello")]
+    assert parser.feed(memoryview(HELLO_MASKED)) == [codec.Frame(1, "Hello")]
+
+
+def test_control_frames_inside_fragmented_message(codec):
+    stream = (
+        client_frame(1, b"frag", fin=False)
+        + client_frame(9, b"p1")
+        + client_frame(0, b"men", fin=False)
+        + client_frame(10, b"")
+        + client_frame(0, b"ted")
+    )
+    assert codec.FrameParser().feed(stream) == [
+        codec.Frame(9, b"p1"),
+        codec.Frame(10, b""),
+        codec.Frame(1, "fragmented"),
+    ]
+
+
+def test_frame_mode_hands_each_frame(codec):
+    stream = client_frame(1, b"ab", fin=False) + client_frame(9, b"") + client_frame(0, b"c")
+    stream += client_frame(2, b"xyz")
+    parser = codec.FrameParser(assemble=False)
+    assert parser.feed(stream) == [
+        codec.Frame(1, b"ab", fin=False),
+        codec.Frame(9, b""),
+        codec.Frame(0, b"c"),
+        codec.Frame(2, b"xyz"),
+    ]
+    assert feed_bytewise(codec.FrameParser(assemble=False), stream) == parser.feed(b"") + [
+        codec.Frame(1, b"ab", fin=False),
+        codec.Frame(9, b""),
+        codec.Frame(0, b"c"),
+        codec.Frame(2, b"xyz"),
+    ]
+
+
+def test_client_parser_reads_unmasked_server_frames(codec):
+    stream = codec.encode_message(2, bytes(1000), max_frame_size=300) + codec.encode_frame(1, "ok")
+    assert codec.FrameParser(is_client=True).feed(stream) == [codec.Frame(2, bytes(1000)), codec.Frame(1, "ok")]
+
+
+def test_rsv1_allowed_when_negotiated(codec):
+    parser = codec.FrameParser(rsv1_allowed=True)
+    stream = client_frame(1, b"\xff\x00", fin=False, rsv=0x40) + client_frame(0, b"\x01")
+    # A compressed text message is not UTF-8 yet: it comes out as bytes.
+    assert parser.feed(stream) == [codec.Frame(1, b"\xff\x00\x01", rsv1=True)]
+
+
+# -- protocol errors carry their close code --------------------------------
+
+ERRORS_1002 = {
+    "unmasked frame from a client": bytes.fromhex("810548656c6c6f"),
+    "RSV1 set without a negotiated extension": client_frame(1, b"x", rsv=0x40),
+    "reserved bits RSV2/RSV3 set": client_frame(1, b"x", rsv=0x20),
+    "reserved opcode 3": client_frame(3, b"x"),
+    "reserved opcode 11": client_frame(11, b"x"),
+    "fragmented control frame": client_frame(9, b"x", fin=False),
+    "control frame payload longer than 125 bytes": client_frame(9, bytes(126)),
+    "continuation frame without a message to continue": client_frame(0, b"x"),
+    "new data frame inside a fragmented message": client_frame(1, b"a", fin=False) + client_frame(2, b"b"),
+    "close frame payload of 1 byte": client_frame(8, b"\x03"),
+    "frame length with the most significant bit set": bytes.fromhex("82ff8000000000000000") + KEY,
+}
+
+
+@pytest.mark.parametrize("reason", sorted(ERRORS_1002))
+def test_protocol_errors_are_1002(codec, reason):
+    with pytest.raises(ProtocolError) as info:
+        codec.FrameParser().feed(ERRORS_1002[reason])
+    assert type(info.value) is ProtocolError
+    assert info.value.code == 1002
+    assert info.value.reason == reason
+
+
+def test_masked_frame_from_server_is_1002(codec):
+    with pytest.raises(ProtocolError, match="masked frame from a server") as info:
+        codec.FrameParser(is_client=True).feed(HELLO_MASKED)
+    assert info.value.code == 1002
+
+
+def test_rsv1_on_control_or_continuation_is_1002_even_when_negotiated(codec):
+    for stream in (client_frame(9, b"", rsv=0x40), client_frame(1, b"a", fin=False) + client_frame(0, b"b", rsv=0x40)):
+        with pytest.raises(ProtocolError) as info:
+            codec.FrameParser(rsv1_allowed=True).feed(stream)
+        assert info.value.code == 1002
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535])
+def test_close_codes_that_may_not_be_sent_are_1002(codec, code):
+    with pytest.raises(ProtocolError, match=f"invalid close code {code}") as info:
+        codec.FrameParser().feed(client_frame(8, struct.pack("!H", code)))
+    assert info.value.code == 1002
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999])
+def test_valid_close_codes_pass(codec, code):
+    payload = struct.pack("!H", code) + b"why"
+    assert codec.FrameParser().feed(client_frame(8, payload)) == [codec.Frame(8, payload)]
+
+
+def test_invalid_utf8_is_1007(codec):
+    cases = [
+        client_frame(1, b"\xff"),
+        client_frame(1, b"ok\xed\xa0\x80"),  # UTF-16 surrogate
+        client_frame(1, b"\xe2\x82", fin=False) + client_frame(0, b""),  # truncated at the end
+        client_frame(8, b"\x03\xe8\xc3\x28"),  # close reason
+    ]
+    for stream in cases:
+        with pytest.raises(InvalidUTF8) as info:
+            codec.FrameParser().feed(stream)
+        assert info.value.code == 1007
+
+
+def test_invalid_utf8_fails_on_the_bad_byte_not_at_the_end(codec):
+    parser = codec.FrameParser()
+    # A text frame announcing 1000 bytes; the 4th byte is invalid.
+    head = bytes((0x81, 0x80 | 126)) + struct.pack("!H", 1000) + KEY
+    body = naive_mask(b"abc\xff" + bytes(996), KEY)
+    assert parser.feed(head + body[:3]) == []
+    with pytest.raises(InvalidUTF8):
+        parser.feed(body[3:4])
+
+
+def test_invalid_utf8_across_fragments_fails_early(codec):
+    parser = codec.FrameParser(assemble=False)
+    assert parser.feed(client_frame(1, "ñ".encode()[:1], fin=False)) == [codec.Frame(1, b"\xc3", fin=False)]
+    with pytest.raises(InvalidUTF8):
+        parser.feed(client_frame(0, b"A", fin=False))
+
+
+def test_split_code_point_across_fragments_is_valid(codec):
+    text = "κόσμε".encode()
+    stream = client_frame(1, text[:3], fin=False) + client_frame(0, text[3:])
+    assert feed_bytewise(codec.FrameParser(), stream) == [codec.Frame(1, "κόσμε")]
+
+
+def test_frame_over_limit_is_1009_from_the_header(codec):
+    parser = codec.FrameParser(max_frame_size=100)
+    with pytest.raises(MessageTooBig) as info:
+        parser.feed(bytes((0x82, 0x80 | 126)) + struct.pack("!H", 101))  # no mask key, no payload yet
+    assert info.value.code == 1009
+
+
+def test_message_over_limit_across_fragments_is_1009(codec):
+    parser = codec.FrameParser(max_message_size=1000)
+    assert parser.feed(client_frame(2, bytes(600), fin=False)) == []
+    with pytest.raises(MessageTooBig) as info:
+        parser.feed(client_frame(0, bytes(600))[:4])
+    assert info.value.code == 1009
+
+
+def test_huge_length_header_allocates_nothing(codec):
+    header = bytes((0x82, 0xFF)) + struct.pack("!Q", (1 << 63) - 1) + KEY
+    with pytest.raises(MessageTooBig):
+        codec.FrameParser().feed(header)
+    unlimited = codec.FrameParser(max_message_size=None)
+    tracemalloc.start()
+    try:
+        unlimited.feed(header + bytes(1000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert unlimited.buffered <= 4096 + 1000
+
+
+def test_error_keeps_frames_decoded_before_it(codec):
+    parser = codec.FrameParser()
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(client_frame(1, b"first") + client_frame(2, b"second") + client_frame(3, b""))
+    assert info.value.frames == [codec.Frame(1, "first"), codec.Frame(2, b"second")]
+    assert parser.failed
+    with pytest.raises(ProtocolError):
+        parser.feed(client_frame(1, b"after"))
+
+
+# -- encoding --------------------------------------------------------------
+
+
+def test_default_max_frame_size():
+    assert MAX_FRAME_SIZE == 1 << 20
+
+
+def test_fragmentation_at_max_frame_size(codec):
+    payload = os.urandom(262145)
+    wire = codec.encode_message(2, payload, max_frame_size=131072)
+    frames = codec.FrameParser(is_client=True, assemble=False).feed(wire)
+    assert [(f.opcode, f.fin, len(f.payload)) for f in frames] == [(2, False, 131072), (0, False, 131072), (0, True, 1)]
+    assert b"".join(f.payload for f in frames) == payload
+
+
+def test_masked_message_round_trips_with_fresh_keys(codec):
+    payload = os.urandom(5000)
+    wire = codec.encode_message(2, payload, mask=True, max_frame_size=1000)
+    keys = set()
+    pos = 0
+    while pos < len(wire):
+        keys.add(wire[pos + 4 : pos + 8])
+        pos += 4 + 4 + 1000
+    assert len(keys) == 5
+    assert codec.FrameParser().feed(wire) == [codec.Frame(2, payload)]
+
+
+def test_text_payload_is_utf8(codec):
+    assert codec.encode_frame(1, "é") == b"\x81\x02\xc3\xa9"
+    assert codec.encode_frame(2, bytearray(b"ab")) == b"\x82\x02ab"
+
+
+def test_encoder_rejects_invalid_frames(codec):
+    with pytest.raises(ValueError, match="invalid opcode"):
+        codec.encode_frame(3, b"")
+    with pytest.raises(ValueError, match="longer than 125"):
+        codec.encode_frame(9, bytes(126))
+    with pytest.raises(ValueError, match="cannot be fragmented"):
+        codec.encode_frame(8, b"", fin=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        codec.encode_message(2, b"x", max_frame_size=0)
+    # Control frames are never fragmented, whatever max_frame_size says.
+    assert codec.encode_message(9, b"abcdef", max_frame_size=2) == b"\x89\x06abcdef"
+
+
+# -- close payloads ---------------------------------------------------------
+
+
+def test_build_and_parse_close():
+    assert build_close(1000, "bye") == b"\x03\xe8bye"
+    assert parse_close(b"\x03\xe8bye") == (1000, "bye")
+    assert parse_close(b"") == (1005, "")
+    assert build_close(None) == b""
+    with pytest.raises(ValueError):
+        build_close(1005)
+    with pytest.raises(ValueError):
+        build_close(1000, "x" * 124)
+    with pytest.raises(ProtocolError):
+        parse_close(b"\x03")
+    with pytest.raises(ProtocolError):
+        parse_close(b"\x03\xed")  # 1005
+    with pytest.raises(InvalidUTF8):
+        parse_close(b"\x03\xe8\xff")
+
+
+def test_selected_backend():
+    """FASTWS_CODEC=python forces the twin; otherwise the extension must be in use
+    unless the build was told to skip it."""
+    if os.environ.get("FASTWS_CODEC") == "python" or os.environ.get("FASTWS_NO_EXTENSIONS"):
+        assert selected_codec.BACKEND == "python"
+    else:
+        assert selected_codec.BACKEND == "cython"
