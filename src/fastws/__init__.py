@@ -11,12 +11,28 @@ from .exceptions import (
     ProtocolError,
     WebSocketError,
 )
+from .asyncio import ClientConnection, Limits, Listener, Server, ServerConnection, WebSocket, connect, serve
+from .connection import Connection, State
 from .frames import CloseCode, Opcode
+from .handshake import Headers, Request, Response
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClientConnection",
     "CloseCode",
+    "Connection",
+    "Headers",
+    "Limits",
+    "Listener",
+    "Request",
+    "Response",
+    "Server",
+    "ServerConnection",
+    "State",
+    "WebSocket",
+    "connect",
+    "serve",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",

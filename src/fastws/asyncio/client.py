@@ -1,0 +1,137 @@
+"""The asyncio WebSocket client: ``async with connect("ws://host:port/path") as ws: ...``."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from ..exceptions import InvalidHandshake
+from ..handshake import ClientHandshake, HeadParser, Response, parse_response
+from .protocol import Limits, Listener, WebSocket
+
+__all__ = ["connect", "ClientConnection"]
+
+
+class ClientConnection(WebSocket):
+    """A connection opened by ``connect``; ``response`` holds the server's answer."""
+
+    def __init__(self, handshake: ClientHandshake, limits: Limits, listener: Optional[Listener]) -> None:
+        super().__init__(limits, is_client=True, listener=listener)
+        self.handshake = handshake
+        self.response: Optional[Response] = None
+        self._head = HeadParser(limits.max_header_size)
+        self._opened: asyncio.Future = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport.write(self.handshake.request_bytes())  # type: ignore[union-attr]
+
+    def handshake_data_received(self, data: bytes) -> None:
+        try:
+            result = self._head.feed(data)
+            if result is None:
+                return
+            head, leftover = result
+            self.response = parse_response(head)
+            if self.response.status != 101:
+                # Read what fits of the body for the error message.
+                self.response.body = leftover[:4096]
+            self.subprotocol, self.extensions = self.handshake.process_response(self.response)
+        except InvalidHandshake as exc:
+            if not self._opened.done():
+                self._opened.set_exception(exc)
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.open_connection(leftover)
+        if not self._opened.done():
+            self._opened.set_result(None)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        super().connection_lost(exc)
+        if not self._opened.done():
+            self._opened.set_exception(self._close_exception())
+
+
+def parse_uri(uri: str) -> tuple[bool, str, int, str, str]:
+    """Split a ws:// or wss:// URI into (secure, host, port, resource, Host header)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"{uri!r} is not a ws:// or wss:// URI")
+    if not parts.hostname:
+        raise ValueError(f"{uri!r} has no host")
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname
+    host_header = f"[{host}]" if ":" in host else host
+    if parts.port is not None and parts.port != (443 if secure else 80):
+        host_header += f":{parts.port}"
+    return secure, host, port, resource, host_header
+
+
+class connect:
+    """Open a client connection: ``async with connect(uri) as ws`` or ``ws = await connect(uri)``.
+
+    Keywords: ``subprotocols``, ``extra_headers`` (pairs), ``origin``,
+    ``listener`` (callback API), ``ssl`` (an SSLContext; default for wss://),
+    ``server_hostname``, and every ``Limits`` keyword.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        subprotocols: Optional[list[str]] = None,
+        extra_headers: Optional[Iterable[tuple[str, str]]] = None,
+        origin: Optional[str] = None,
+        listener: Optional[Listener] = None,
+        ssl: Optional[ssl_module.SSLContext] = None,
+        **options: Any,
+    ) -> None:
+        self.limits = Limits.from_options(options)
+        self.secure, self.host, self.port, resource, host_header = parse_uri(uri)
+        if self.secure and ssl is None:
+            ssl = ssl_module.create_default_context()
+        elif not self.secure and ssl is not None:
+            raise ValueError("ssl= needs a wss:// URI")
+        self.ssl = ssl
+        self.options = options
+        self.listener = listener
+        self.handshake_args = dict(
+            host=host_header, path=resource, subprotocols=subprotocols, extra_headers=extra_headers, origin=origin
+        )
+        self.connection: Optional[ClientConnection] = None
+
+    async def _open(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        handshake = ClientHandshake(**self.handshake_args)  # type: ignore[arg-type]
+
+        async def establish() -> ClientConnection:
+            _, protocol = await loop.create_connection(
+                lambda: ClientConnection(handshake, self.limits, self.listener),
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                **self.options,
+            )
+            await protocol._opened
+            return protocol
+
+        try:
+            self.connection = await asyncio.wait_for(establish(), self.limits.open_timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"opening handshake timed out after {self.limits.open_timeout}s") from None
+        return self.connection
+
+    def __await__(self):
+        return self._open().__await__()
+
+    async def __aenter__(self) -> ClientConnection:
+        return await self._open()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self.connection is not None:
+            await self.connection.close()

@@ -1,0 +1,496 @@
+"""The asyncio side of a WebSocket connection, shared by server and client.
+
+``WebSocket`` is at once the ``asyncio.Protocol`` that the transport calls and
+the object users hold, so one incoming chunk takes one path: transport →
+``data_received`` → sans-I/O ``Connection`` (codec in C) → message handed to a
+waiting ``recv()`` or to a ``Listener`` callback. No streams, no extra task per
+message, no copy between layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from typing import Any, Optional, Union
+
+from ..connection import OP_CLOSE, OP_PONG, Connection, State
+from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from ..frames import CloseCode
+
+__all__ = ["WebSocket", "Listener", "Limits"]
+
+Message = Union[str, bytes]
+
+logger = logging.getLogger("fastws")
+
+
+class Limits:
+    """Every bound a connection enforces, with safe defaults.
+
+    - ``max_message_size`` 1 MiB: largest incoming message (``None``: no limit).
+    - ``max_frame_size`` 1 MiB: outgoing messages are fragmented above this.
+    - ``max_queue`` 16: received messages buffered before reading pauses (TCP
+      backpressure reaches the peer instead of memory growing).
+    - ``write_limit`` 64 KiB: write-buffer high-water mark; ``send()`` waits above it.
+    - ``write_timeout`` 60 s: a peer that reads nothing for this long while we
+      wait to send is dropped, so it cannot pin our memory.
+    - ``open_timeout`` 10 s: the opening handshake must finish in time (slowloris).
+    - ``close_timeout`` 10 s: how long to wait for the peer's close frame / TCP close.
+    - ``ping_interval`` 20 s / ``ping_timeout`` 20 s: keepalive; ``None`` disables.
+    - ``max_header_size`` 16 KiB: the HTTP head of the handshake (431 above it).
+    """
+
+    __slots__ = (
+        "max_message_size",
+        "max_frame_size",
+        "max_queue",
+        "write_limit",
+        "write_timeout",
+        "open_timeout",
+        "close_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "max_header_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: Optional[int] = 1 << 20,
+        max_frame_size: int = 1 << 20,
+        max_queue: int = 16,
+        write_limit: int = 1 << 16,
+        write_timeout: Optional[float] = 60.0,
+        open_timeout: Optional[float] = 10.0,
+        close_timeout: Optional[float] = 10.0,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: Optional[float] = 20.0,
+        max_header_size: int = 16384,
+    ) -> None:
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.write_timeout = write_timeout
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_header_size = max_header_size
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Limits:
+        """Pop the limit keywords out of ``options`` (the rest belong to the caller)."""
+        return cls(**{name: options.pop(name) for name in cls.__slots__ if name in options})
+
+
+class Listener:
+    """Callback-level API: subclass it and pass ``listener=`` to serve/connect.
+
+    Callbacks run inside ``data_received``: no task, no queue, no future per
+    message. Send with ``ws.send_nowait()``; watch ``ws.buffered_amount`` or
+    ``await ws.drain()`` for backpressure.
+    """
+
+    def on_open(self, ws: WebSocket) -> None:
+        """The handshake is done."""
+
+    def on_message(self, ws: WebSocket, message: Message) -> None:
+        """A whole text (``str``) or binary (``bytes``) message arrived."""
+
+    def on_ping(self, ws: WebSocket, payload: bytes) -> None:
+        """A ping arrived (the pong is already sent)."""
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        """The connection is closed; ``code`` is 1006 if it was lost abruptly."""
+
+
+class WebSocket(asyncio.Protocol):
+    """An open WebSocket connection (server or client side)."""
+
+    def __init__(self, limits: Limits, *, is_client: bool, listener: Optional[Listener] = None) -> None:
+        self.limits = limits
+        self.is_client = is_client
+        self.listener = listener
+        self.loop = asyncio.get_running_loop()
+        self.transport: Optional[asyncio.Transport] = None
+        self.connection: Optional[Connection] = None
+        self.subprotocol: Optional[str] = None
+        self.extensions: Optional[str] = None
+        self.remote_address: Any = None
+        self.id = os.urandom(4).hex()
+        self._queue: collections.deque[Message] = collections.deque()
+        self._waiter: Optional[asyncio.Future] = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: Optional[asyncio.Future] = None
+        self._closed: asyncio.Future = self.loop.create_future()
+        self._pings: dict[bytes, tuple[asyncio.Future, float]] = {}
+        self._timer: Optional[asyncio.TimerHandle] = None  # handshake/close deadline
+        self._keepalive: Optional[asyncio.TimerHandle] = None
+        self._last_received = 0.0
+        self.latency = 0.0
+
+    # -- properties -------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return State.CONNECTING if self.connection is None else self.connection.state
+
+    @property
+    def open(self) -> bool:
+        return self.connection is not None and self.connection.state is State.OPEN
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
+
+    @property
+    def close_code(self) -> Optional[int]:
+        return None if self.connection is None else self.connection.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return "" if self.connection is None else self.connection.close_reason
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes written but not yet handed to the kernel (as in the browser API)."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.remote_address = transport.get_extra_info("peername")
+        transport.set_write_buffer_limits(high=self.limits.write_limit)
+        if self.limits.open_timeout is not None:
+            self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        connection = self.connection
+        if connection is None:
+            self.handshake_data_received(data)
+            return
+        self._last_received = self.loop.time()
+        events = connection.receive_data(data)
+        out = connection.data_to_send()
+        if out:
+            self.transport.write(out)  # type: ignore[union-attr]
+        for frame in events:
+            opcode = frame.opcode
+            if opcode < OP_CLOSE:
+                self._deliver(frame.payload)
+            elif opcode == OP_PONG:
+                self._pong_received(frame.payload)
+            elif opcode != OP_CLOSE and self.listener is not None:
+                self.listener.on_ping(self, frame.payload)
+        if connection.state is State.CLOSED:
+            self._protocol_closed()
+
+    def _deliver(self, message: Message) -> None:
+        if self.listener is not None:
+            self.listener.on_message(self, message)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self._queue:
+            waiter.set_result(message)
+            return
+        self._queue.append(message)
+        if len(self._queue) >= self.limits.max_queue and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        if self.connection is not None:
+            self.connection.receive_eof()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        for handle in (self._timer, self._keepalive):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._keepalive = None
+        if self.connection is not None:
+            self.connection.receive_eof()
+            error = self.connection.close_exception()
+        else:
+            error = ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
+        for future, _ in self._pings.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pings.clear()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(error)
+        if not self._closed.done():
+            self._closed.set_result(None)
+        self.connection_closed(error)
+
+    def connection_closed(self, error: ConnectionClosed) -> None:
+        """Hook for subclasses, run once when the transport is gone."""
+        if self.listener is not None and self.connection is not None:
+            self.listener.on_close(self, error.code, error.reason)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- handshake (subclasses) ---------------------------------------------
+
+    def handshake_data_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if self.connection is None and self.transport is not None:
+            logger.info("%s handshake timed out after %ss", self._peer(), self.limits.open_timeout)
+            self.transport.abort()
+
+    def open_connection(self, leftover: bytes) -> None:
+        """The handshake succeeded: start the WebSocket connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.connection = Connection(
+            is_client=self.is_client,
+            max_message_size=self.limits.max_message_size,
+            max_frame_size=self.limits.max_frame_size,
+        )
+        self._last_received = self.loop.time()
+        if self.limits.ping_interval is not None:
+            self._keepalive = self.loop.call_later(self.limits.ping_interval, self._send_keepalive)
+        if self.listener is not None:
+            self.listener.on_open(self)
+        if leftover:
+            self.data_received(leftover)
+
+    # -- receiving -------------------------------------------------------
+
+    async def recv(self) -> Message:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises ConnectionClosedOK/ConnectionClosedError once the connection is
+        closed and every message received before has been returned."""
+        if self._queue:
+            message = self._queue.popleft()
+            if self._reading_paused and len(self._queue) <= self.limits.max_queue // 2:
+                self._reading_paused = False
+                if self.transport is not None and not self._closed.done():
+                    self.transport.resume_reading()
+            return message
+        if self._closed.done() or (self.connection is not None and self.connection.state is State.CLOSED):
+            raise self._close_exception()
+        if self._waiter is not None:
+            raise RuntimeError("recv() is already being awaited by another task")
+        if self.listener is not None:
+            raise RuntimeError("recv() is not available on a connection with a Listener")
+        self._waiter = self.loop.create_future()
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    def _close_exception(self) -> ConnectionClosed:
+        if self.connection is None:
+            return ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
+        return self.connection.close_exception()
+
+    # -- sending ---------------------------------------------------------
+
+    def send_nowait(self, message: Message) -> None:
+        """Send a text (``str``) or binary message without waiting for the buffer
+        to drain; for callbacks and fan-out. Raises ConnectionClosed if closed."""
+        if self.connection is None:
+            raise RuntimeError("the handshake is not finished")
+        self.transport.write(self.connection.send(message))  # type: ignore[union-attr]
+
+    async def send(self, message: Message) -> None:
+        """Send a message; wait while the write buffer is above ``write_limit``."""
+        if self.connection is None:
+            raise RuntimeError("the handshake is not finished")
+        self.transport.write(self.connection.send(message))  # type: ignore[union-attr]
+        if self._writing_paused:
+            await self.drain()
+
+    def write_frame_bytes(self, data: bytes) -> None:
+        """Write already-encoded frames (encode once, send to many)."""
+        if not self.open:
+            raise self._close_exception()
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    async def send_fragments(self, fragments) -> None:
+        """Send one message from an iterable (sync or async) of str or bytes pieces."""
+        assert self.connection is not None
+        previous = None
+        if hasattr(fragments, "__aiter__"):
+            async for fragment in fragments:
+                if previous is not None:
+                    self.transport.write(self.connection.send_fragment(previous))  # type: ignore[union-attr]
+                    await self.drain()
+                previous = fragment
+        else:
+            for fragment in fragments:
+                if previous is not None:
+                    self.transport.write(self.connection.send_fragment(previous))  # type: ignore[union-attr]
+                    await self.drain()
+                previous = fragment
+        if previous is None:
+            raise ValueError("send_fragments() needs at least one fragment")
+        self.transport.write(self.connection.send_fragment(previous, fin=True))  # type: ignore[union-attr]
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below ``write_limit``.
+
+        A peer that reads nothing for ``write_timeout`` seconds is disconnected
+        (its buffer would otherwise grow without bound)."""
+        if not self._writing_paused:
+            if self._closed.done():
+                raise self._close_exception()
+            return
+        if self._drain_waiter is None or self._drain_waiter.done():
+            self._drain_waiter = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drain_waiter), self.limits.write_timeout)
+        except asyncio.TimeoutError:
+            logger.warning("%s write timed out after %ss; closing", self._peer(), self.limits.write_timeout)
+            self.abort()
+            raise ConnectionClosedError(CloseCode.ABNORMAL, "write timed out") from None
+
+    async def ping(self, data: Optional[bytes] = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time in seconds."""
+        assert self.connection is not None
+        if data is None:
+            data = os.urandom(4)
+            while data in self._pings:
+                data = os.urandom(4)
+        elif data in self._pings:
+            raise RuntimeError("already waiting for a pong with the same data")
+        future = self.loop.create_future()
+        self._pings[data] = (future, time.perf_counter())
+        self.transport.write(self.connection.send_ping(data))  # type: ignore[union-attr]
+        return await future
+
+    def _pong_received(self, data: bytes) -> None:
+        if data not in self._pings:
+            return  # RFC 6455 §5.5.3: an unsolicited pong is allowed and ignored
+        now = time.perf_counter()
+        # A pong answers its ping and every ping sent before it.
+        for key in list(self._pings):
+            future, sent = self._pings.pop(key)
+            if not future.done():
+                future.set_result(now - sent)
+            if key == data:
+                self.latency = now - sent
+                break
+
+    # -- keepalive ---------------------------------------------------------
+
+    def _send_keepalive(self) -> None:
+        """Send a ping every ``ping_interval``; drop the peer after ``ping_timeout``."""
+        self._keepalive = None
+        if not self.open:
+            return
+        sent_at = self.loop.time()
+        task = self.loop.create_task(self._keepalive_ping(sent_at))
+        task.add_done_callback(_consume_exception)
+
+    async def _keepalive_ping(self, sent_at: float) -> None:
+        try:
+            pong = asyncio.ensure_future(self.ping())
+            timeout = self.limits.ping_timeout
+            while True:
+                done, _ = await asyncio.wait([pong], timeout=timeout)
+                if done:
+                    pong.result()
+                    break
+                # Tell a dead peer from a stalled event loop: if this wake-up is
+                # far later than asked, the loop was busy, and the pong (or any
+                # data) may be waiting unread; and data received since the ping
+                # proves the peer is alive. In both cases, wait a bit longer.
+                now = self.loop.time()
+                stalled = now - sent_at - (timeout or 0) > (timeout or 0) / 2
+                alive = self._last_received > sent_at
+                if stalled or alive:
+                    logger.debug("%s pong late (loop stalled=%s, peer active=%s)", self._peer(), stalled, alive)
+                    sent_at = now
+                    timeout = min(timeout or 1.0, 1.0) if stalled else timeout
+                    continue
+                logger.info("%s no pong within %ss; closing (1011)", self._peer(), self.limits.ping_timeout)
+                pong.cancel()
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                return
+        except ConnectionClosed:
+            return
+        if self.open and self.limits.ping_interval is not None:
+            self._keepalive = self.loop.call_later(self.limits.ping_interval, self._send_keepalive)
+
+    # -- closing -----------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start (or join) the close handshake and wait until the connection is closed."""
+        if self.connection is not None and self.connection.state is State.OPEN:
+            self.transport.write(self.connection.send_close(code, reason))  # type: ignore[union-attr]
+            self._arm_close_timer()
+        elif self.connection is None and self.transport is not None:
+            self.transport.close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Send a close frame and close the transport without waiting."""
+        if self.connection is not None and self.connection.state is State.OPEN:
+            self.transport.write(self.connection.send_close(code, reason))  # type: ignore[union-attr]
+        self._arm_close_timer()
+        if self.transport is not None and not self.is_client:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm_close_timer(self) -> None:
+        if self._timer is None and self.limits.close_timeout is not None:
+            self._timer = self.loop.call_later(self.limits.close_timeout, self.abort)
+
+    def _protocol_closed(self) -> None:
+        """The sans-I/O connection reached CLOSED: close TCP as RFC 6455 §7.1.1 says."""
+        assert self.connection is not None
+        if self.connection.should_close_transport:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self._arm_close_timer()  # client: wait for the server to close TCP
+        if self._waiter is not None and not self._waiter.done() and not self._queue:
+            self._waiter.set_exception(self.connection.close_exception())
+
+    def _peer(self) -> str:
+        if isinstance(self.remote_address, tuple) and len(self.remote_address) >= 2:
+            return f"{self.remote_address[0]}:{self.remote_address[1]}"
+        return str(self.remote_address)
+
+
+def _consume_exception(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,236 @@
+"""The asyncio WebSocket server: ``async with serve(handler, host, port): ...``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl as ssl_module
+from typing import Any, Awaitable, Callable, Optional, Union
+
+from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..frames import CloseCode
+from ..handshake import HeadParser, Request, Response, ServerHandshake, error_response, parse_request
+from .protocol import Limits, Listener, WebSocket
+
+__all__ = ["serve", "Server", "ServerConnection"]
+
+logger = logging.getLogger("fastws.server")
+
+Handler = Callable[["ServerConnection"], Awaitable[Any]]
+ProcessRequest = Callable[["ServerConnection", Request], Union[Optional[Response], Awaitable[Optional[Response]]]]
+
+
+class ServerConnection(WebSocket):
+    """A connection accepted by a ``Server``; ``request`` holds the HTTP request."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server.limits, is_client=False, listener=server.listener_factory())
+        self.server = server
+        self.request: Optional[Request] = None
+        self._head: Optional[HeadParser] = HeadParser(server.limits.max_header_size)
+        self._handler_task: Optional[asyncio.Task] = None
+
+    @property
+    def path(self) -> str:
+        return self.request.path if self.request is not None else ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.connections.add(self)
+
+    def handshake_data_received(self, data: bytes) -> None:
+        if self._head is None:
+            return  # a response is being prepared; the client must wait for it
+        try:
+            result = self._head.feed(data)
+            if result is None:
+                return
+            self._head = None
+            head, leftover = result
+            self.request = parse_request(head)
+        except InvalidHandshake as exc:
+            self._reject(exc)
+            return
+        hook = self.server.process_request
+        response = hook(self, self.request) if hook is not None else None
+        if inspect.isawaitable(response):
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            task = self.loop.create_task(self._finish_async_handshake(response, leftover))
+            self._handler_task = task
+            return
+        self._finish_handshake(response, leftover)
+
+    async def _finish_async_handshake(self, pending: Awaitable[Optional[Response]], leftover: bytes) -> None:
+        try:
+            response = await pending
+        except Exception:
+            logger.exception("process_request failed")
+            response = error_response(500, "Internal Server Error")
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        self._handler_task = None
+        self._finish_handshake(response, leftover)
+
+    def _finish_handshake(self, response: Optional[Response], leftover: bytes) -> None:
+        assert self.request is not None and self.transport is not None
+        if response is not None:  # process_request answered plain HTTP
+            self.transport.write(response.serialize())
+            self.transport.close()
+            logger.debug("%s %s %s -> %d", self._peer(), self.request.method, self.request.path, response.status)
+            return
+        try:
+            accepted, self.subprotocol, self.extensions = self.server.handshake.accept(self.request)
+        except InvalidHandshake as exc:
+            self._reject(exc)
+            return
+        self.transport.write(accepted.serialize())
+        logger.info("%s connected %s", self._peer(), self.request.path)
+        self.open_connection(leftover)
+        if self.listener is None and self.server.handler is not None:
+            self._handler_task = self.loop.create_task(self._run_handler())
+
+    def _reject(self, exc: InvalidHandshake) -> None:
+        logger.info("%s rejected handshake: %d %s", self._peer(), exc.status, exc.reason)
+        if self.transport is not None:
+            self.transport.write(error_response(exc.status, exc.reason, exc.headers).serialize())
+            self.transport.close()
+
+    async def _run_handler(self) -> None:
+        assert self.server.handler is not None
+        try:
+            await self.server.handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("connection handler failed")
+            await self.close(CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        await self.close()
+
+    def connection_closed(self, error: ConnectionClosed) -> None:
+        self.server.connections.discard(self)
+        if self.connection is not None:
+            logger.info("%s closed %d %s", self._peer(), error.code, error.reason)
+        super().connection_closed(error)
+
+
+class Server:
+    """A listening WebSocket server; ``close()`` shuts it down gracefully."""
+
+    def __init__(
+        self,
+        handler: Optional[Handler],
+        listener: Optional[Callable[[], Listener]],
+        *,
+        limits: Limits,
+        handshake: ServerHandshake,
+        process_request: Optional[ProcessRequest],
+    ) -> None:
+        if (handler is None) == (listener is None):
+            raise TypeError("pass either an async handler or listener=, not both")
+        self.handler = handler
+        self.listener_factory: Callable[[], Optional[Listener]] = listener or (lambda: None)
+        self.limits = limits
+        self.handshake = handshake
+        self.process_request = process_request
+        self.connections: set[ServerConnection] = set()
+        self.server: Optional[asyncio.AbstractServer] = None
+
+    @property
+    def sockets(self):
+        return self.server.sockets if self.server is not None else ()
+
+    @property
+    def port(self) -> int:
+        """The first listening port (handy with ``port=0``)."""
+        return self.sockets[0].getsockname()[1]
+
+    async def close(self, close_connections: bool = True) -> None:
+        """Stop accepting, close every connection with 1001 (going away), and wait."""
+        if self.server is not None:
+            self.server.close()
+        if close_connections and self.connections:
+            await asyncio.gather(
+                *(ws.close(CloseCode.GOING_AWAY, "server shutdown") for ws in list(self.connections)),
+                return_exceptions=True,
+            )
+        tasks = [ws._handler_task for ws in list(self.connections) if ws._handler_task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.limits.close_timeout)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        assert self.server is not None
+        await self.server.serve_forever()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+class serve:
+    """Start a WebSocket server: ``async with serve(handler, "127.0.0.1", 3000) as server``.
+
+    ``handler(ws)`` is a coroutine run for each connection; or pass
+    ``listener=`` a ``Listener`` subclass (or factory) for the callback API.
+    Keywords: ``subprotocols``, ``select_subprotocol``, ``origins`` (allow-list;
+    ``None`` in it admits requests without Origin), ``extensions`` (negotiation
+    hook), ``process_request(ws, request)`` (return a Response to answer plain
+    HTTP), ``ssl``, and every ``Limits`` keyword. Also awaitable: ``server = await serve(...)``.
+    """
+
+    def __init__(
+        self,
+        handler: Optional[Handler] = None,
+        host: Optional[str] = "127.0.0.1",
+        port: int = 0,
+        *,
+        listener: Optional[Callable[[], Listener]] = None,
+        subprotocols: Optional[list[str]] = None,
+        select_subprotocol: Optional[Callable[[Request, list[str]], Optional[str]]] = None,
+        origins: Optional[list[Optional[str]]] = None,
+        extensions: Optional[Callable[[list[str]], Optional[str]]] = None,
+        process_request: Optional[ProcessRequest] = None,
+        ssl: Optional[ssl_module.SSLContext] = None,
+        **options: Any,
+    ) -> None:
+        limits = Limits.from_options(options)
+        self._create_server_options = options  # passed on to loop.create_server
+        self.host, self.port, self.ssl = host, port, ssl
+        self.server = Server(
+            handler,
+            listener,
+            limits=limits,
+            handshake=ServerHandshake(
+                subprotocols=subprotocols,
+                select_subprotocol=select_subprotocol,
+                origins=origins,
+                extensions=extensions,
+            ),
+            process_request=process_request,
+        )
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        server = self.server
+        server.server = await loop.create_server(
+            lambda: ServerConnection(server), self.host, self.port, ssl=self.ssl, **self._create_server_options
+        )
+        return server
+
+    def __await__(self):
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.server.close()

@@ -1,0 +1,224 @@
+"""The WebSocket connection after the handshake, sans I/O (RFC 6455 §5-§7).
+
+A ``Connection`` turns received bytes into events and calls into bytes to send.
+It never touches a socket and never imports asyncio, so any server can drive it:
+
+    conn = Connection(is_client=False)
+    for event in conn.receive_data(sock.recv(65536)):
+        ...                                  # Frame: TEXT/BINARY message, PING, PONG, CLOSE
+    sock.sendall(conn.data_to_send())        # automatic pongs and close replies
+    sock.sendall(conn.send_text("hello"))    # what you send yourself
+    if conn.should_close_transport: sock.close()
+
+Events are codec ``Frame`` objects: a whole message (``opcode`` TEXT with a
+``str`` payload, or BINARY with ``bytes``), or a PING, PONG or CLOSE frame.
+"""
+
+from __future__ import annotations
+
+import enum
+from types import ModuleType
+from typing import Optional, Union
+
+from . import codec as default_codec
+from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, ProtocolError
+from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, CloseCode, build_close, parse_close
+
+__all__ = ["State", "Connection"]
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+
+class State(enum.IntEnum):
+    """Connection states (RFC 6455 §4, §7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class Connection:
+    """One side of an open WebSocket connection.
+
+    ``max_message_size`` bounds an incoming message (``None``: no limit);
+    ``max_frame_size`` is where outgoing messages are split into frames.
+    ``codec`` selects a codec backend module (default: ``fastws.codec``).
+    """
+
+    def __init__(
+        self,
+        *,
+        is_client: bool = False,
+        max_message_size: Optional[int] = MAX_MESSAGE_SIZE,
+        max_frame_size: int = MAX_FRAME_SIZE,
+        codec: Optional[ModuleType] = None,
+        state: State = State.OPEN,
+    ) -> None:
+        self.codec = codec or default_codec
+        self.is_client = is_client
+        self.max_frame_size = max_frame_size
+        self.state = state
+        self.parser = self.codec.FrameParser(is_client=is_client, max_message_size=max_message_size)
+        self._encode_message = self.codec.encode_message
+        self._encode_frame = self.codec.encode_frame
+        self._outgoing: list[bytes] = []
+        self._sending_fragments = 0  # opcode of a message being sent in fragments
+        self.close_sent: Optional[tuple[int, str]] = None
+        self.close_received: Optional[tuple[int, str]] = None
+        self.error: Optional[ProtocolError] = None
+        self.eof_received = False
+
+    # -- receiving -------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list:
+        """Parse received bytes; return the events they complete."""
+        if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
+            return []  # RFC 6455 §5.5.1: nothing is processed after a close frame
+        try:
+            frames = self.parser.feed(data)
+        except ProtocolError as exc:
+            frames = exc.frames
+            self._fail(exc)
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode < OP_CLOSE:
+                continue
+            if opcode == OP_PING:
+                if self.state is State.OPEN:
+                    self._outgoing.append(self._encode_frame(OP_PONG, frame.payload, mask=self.is_client))
+            elif opcode == OP_CLOSE:
+                return self._on_close(frames, frame)
+        return frames
+
+    def _on_close(self, frames: list, frame) -> list:
+        self.close_received = parse_close(frame.payload)
+        if self.state is State.OPEN:
+            # RFC 6455 §5.5.1: answer with a close frame, echoing the code.
+            code, reason = self.close_received
+            self._send_close(None if code == CloseCode.NO_STATUS else code, "")
+        self.state = State.CLOSED
+        # Frames after the close frame are discarded.
+        return frames[: frames.index(frame) + 1]
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """RFC 6455 §7.1.7: fail the connection: send a close frame, then close TCP."""
+        self.error = exc
+        if self.state is State.OPEN:
+            self._send_close(exc.code, exc.reason[:100])
+        self.state = State.CLOSED
+
+    def receive_eof(self) -> None:
+        """The transport closed. Without a close handshake the close code is 1006."""
+        self.eof_received = True
+        self.state = State.CLOSED
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The code the peer closed with: 1005 for none, 1006 if the transport just
+        dropped; ``None`` while open. After a protocol error, the code we sent."""
+        if self.state is not State.CLOSED:
+            return None
+        if self.error is not None:
+            return self.error.code
+        if self.close_received is not None:
+            return self.close_received[0]
+        return CloseCode.ABNORMAL
+
+    @property
+    def close_reason(self) -> str:
+        if self.error is not None:
+            return self.error.reason
+        if self.close_received is not None:
+            return self.close_received[1]
+        return ""
+
+    def close_exception(self) -> ConnectionClosed:
+        """The exception to raise to users once the connection is closed."""
+        code = self.close_code
+        if code is None:
+            code = CloseCode.ABNORMAL
+        if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) and self.error is None:
+            return ConnectionClosedOK(code, self.close_reason)
+        return ConnectionClosedError(code, self.close_reason)
+
+    @property
+    def should_close_transport(self) -> bool:
+        """True once the TCP connection should be closed by this side.
+
+        RFC 6455 §7.1.1: the server closes TCP first once the close handshake is
+        done; the client waits for the server to do it (the I/O layer closes it
+        anyway after a timeout). After a protocol error, either side closes."""
+        if self.state is not State.CLOSED:
+            return False
+        return not self.is_client or self.error is not None or self.eof_received
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of partial frames or messages held by the parser."""
+        return self.parser.buffered
+
+    # -- sending ---------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes the connection produced on its own (pongs, close replies)."""
+        if not self._outgoing:
+            return b""
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise self.close_exception() if self.state is State.CLOSED else ConnectionClosedOK(
+                *(self.close_sent or (CloseCode.NORMAL, ""))
+            )
+
+    def send(self, message: Union[str, bytes, bytearray, memoryview]) -> bytes:
+        """Encode a text (``str``) or binary message, fragmented at ``max_frame_size``."""
+        if self.state is not State.OPEN or self._sending_fragments:
+            self._check_open()
+            raise RuntimeError("a fragmented message is being sent; finish it with send_fragment(..., fin=True)")
+        opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
+        return self._encode_message(opcode, message, mask=self.is_client, max_frame_size=self.max_frame_size)
+
+    def send_text(self, text: str) -> bytes:
+        return self.send(text)
+
+    def send_binary(self, data: Union[bytes, bytearray, memoryview]) -> bytes:
+        return self.send(data)
+
+    def send_fragment(self, data: Union[str, bytes], fin: bool = False) -> bytes:
+        """Stream a message frame by frame: the first call sets the type, ``fin``
+        ends the message. Control frames may be sent between fragments."""
+        self._check_open()
+        if self._sending_fragments:
+            opcode = OP_CONT
+        else:
+            opcode = OP_TEXT if isinstance(data, str) else OP_BINARY
+            self._sending_fragments = opcode
+        if fin:
+            self._sending_fragments = 0
+        return self._encode_frame(opcode, data, fin=fin, mask=self.is_client)
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        self._check_open()
+        return self._encode_frame(OP_PING, payload, mask=self.is_client)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        self._check_open()
+        return self._encode_frame(OP_PONG, payload, mask=self.is_client)
+
+    def send_close(self, code: Optional[int] = CloseCode.NORMAL, reason: str = "") -> bytes:
+        """Start the close handshake; the state becomes CLOSING until the peer answers."""
+        if self.state is not State.OPEN:
+            return b""
+        self._send_close(code, reason)
+        return self.data_to_send()
+
+    def _send_close(self, code: Optional[int], reason: str) -> None:
+        self._outgoing.append(self._encode_frame(OP_CLOSE, build_close(code, reason), mask=self.is_client))
+        self.close_sent = (CloseCode.NO_STATUS if code is None else code, reason)
+        self.state = State.CLOSING
