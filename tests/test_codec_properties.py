@@ -62,9 +62,7 @@ def test_encode_then_parse_round_trips(items, mask, max_frame_size, cuts):
         frames = []
         for piece in chunked(wire, cuts):
             frames += parser.feed(piece)
-        assert [(f.opcode, f.payload) for f in frames] == [
-            (op, data if op != 2 else bytes(data)) for op, data in items
-        ]
+        assert [(f.opcode, f.payload) for f in frames] == [(op, data if op != 2 else bytes(data)) for op, data in items]
         assert parser.buffered == 0
 
 
@@ -157,7 +155,9 @@ def test_backends_agree_on_mutated_streams(data, cuts, assemble):
 utf8ish = st.lists(
     st.one_of(
         st.text(max_size=5).map(str.encode),
-        st.sampled_from([b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe0\x80", b"\xf0\x90", b"\x80", b"\xff"]),
+        st.sampled_from(
+            [b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe0\x80", b"\xf0\x90", b"\x80", b"\xff"]
+        ),
         st.binary(max_size=3),
     ),
     max_size=10,

@@ -1,5 +1,7 @@
 """fastws: a fast, correct WebSocket (RFC 6455) library with a compiled codec."""
 
+from .asyncio import ClientConnection, Limits, Listener, Server, ServerConnection, WebSocket, connect, serve
+from .connection import Connection, State
 from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -11,8 +13,6 @@ from .exceptions import (
     ProtocolError,
     WebSocketError,
 )
-from .asyncio import ClientConnection, Limits, Listener, Server, ServerConnection, WebSocket, connect, serve
-from .connection import Connection, State
 from .frames import CloseCode, Opcode
 from .handshake import Headers, Request, Response
 

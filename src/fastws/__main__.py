@@ -67,7 +67,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     client.add_argument("uri")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
     try:
         if args.command == "serve":
             asyncio.run(run_server(args.host, args.port))

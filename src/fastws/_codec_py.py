@@ -108,7 +108,7 @@ class FrameParser:
         self._message_rsv1 = False
         self._message_size = 0
         self._message_chunks: list = []  # bytes, or str pieces of a text message
-        self._utf8 = None  # incremental decoder while a text message is open
+        self._utf8: codecs.IncrementalDecoder | None = None  # while a text message is open
 
     @property
     def buffered(self) -> int:
@@ -375,7 +375,9 @@ def _frame(first: int, data: bytes, mask: bool, mask_key) -> bytes:
     return _header(first, len(data), 0x80) + key + apply_mask(data, key)
 
 
-def encode_frame(opcode: int, payload, *, fin: bool = True, rsv1: bool = False, mask: bool = False, mask_key=None) -> bytes:
+def encode_frame(
+    opcode: int, payload, *, fin: bool = True, rsv1: bool = False, mask: bool = False, mask_key=None
+) -> bytes:
     data = _as_bytes(payload)
     _check_opcode(opcode, fin, rsv1, len(data))
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode

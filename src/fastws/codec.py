@@ -32,12 +32,19 @@ if _requested not in ("", "python", "cython"):
     raise ImportError(f"FASTWS_CODEC must be 'python' or 'cython', not {_requested!r}")
 
 if _requested == "python":
-    from ._codec_py import Frame, FrameParser, apply_mask, apply_mask_inplace, encode_frame, encode_message
+    from ._codec_py import (  # type: ignore[assignment]
+        Frame,
+        FrameParser,
+        apply_mask,
+        apply_mask_inplace,
+        encode_frame,
+        encode_message,
+    )
 
     BACKEND = "python"
 else:
     try:
-        from ._codec import (  # type: ignore[no-redef]
+        from ._codec import (  # type: ignore[assignment,no-redef]
             Frame,
             FrameParser,
             apply_mask,

@@ -172,8 +172,10 @@ class Connection:
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
-            raise self.close_exception() if self.state is State.CLOSED else ConnectionClosedOK(
-                *(self.close_sent or (CloseCode.NORMAL, ""))
+            raise (
+                self.close_exception()
+                if self.state is State.CLOSED
+                else ConnectionClosedOK(*(self.close_sent or (CloseCode.NORMAL, "")))
             )
 
     def send(self, message: Union[str, bytes, bytearray, memoryview]) -> bytes:

@@ -6,7 +6,8 @@ import asyncio
 import inspect
 import logging
 import ssl as ssl_module
-from typing import Any, Awaitable, Callable, Optional, Union
+from collections.abc import Awaitable
+from typing import Any, Callable, Optional, Union
 
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..frames import CloseCode

@@ -1,0 +1,80 @@
+"""Test helpers: running coroutines with a deadline, a raw TCP peer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import os
+
+from fastws.frames import build_close
+
+from .test_codec import client_frame
+
+TEST_DEADLINE = 60.0
+
+
+def async_test(function):
+    """Run an async test function on a fresh event loop, bounded in time."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(function(*args, **kwargs), TEST_DEADLINE))
+
+    return wrapper
+
+
+def upgrade_request(path: str = "/", *extra: str, version: str = "13") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        f"Sec-WebSocket-Version: {version}",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class RawPeer:
+    """A hand-driven TCP client, for sending what no well-behaved client would."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, handshake: bool = True) -> RawPeer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        peer = cls(reader, writer)
+        if handshake:
+            writer.write(upgrade_request())
+            head = await peer.read_head()
+            assert head.startswith(b"HTTP/1.1 101"), head
+        return peer
+
+    async def read_head(self) -> bytes:
+        return await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """Read one unmasked server frame: (opcode, payload)."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), 10)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await asyncio.wait_for(self.reader.readexactly(length), 10)
+
+    async def read_until_eof(self) -> bytes:
+        return await asyncio.wait_for(self.reader.read(), 10)
+
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.writer.write(client_frame(opcode, payload, fin=fin))
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        self.send_frame(8, build_close(code, reason))
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,385 @@
+"""The asyncio server and client, over both codec backends."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import ssl
+
+import pytest
+
+import fastws
+import fastws.connection
+from fastws import Headers, Listener, Response, connect, serve
+from fastws.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+
+from .helpers import RawPeer, async_test, upgrade_request
+
+
+@pytest.fixture(autouse=True)
+def backend(codec, monkeypatch):
+    """Run every connection of the test on one codec backend."""
+    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    return codec
+
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+
+def uri(server, path="/"):
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+@async_test
+async def test_echo_text_binary_and_large_messages():
+    async with serve(echo) as server, connect(uri(server)) as ws:
+        await ws.send("hello world")
+        assert await ws.recv() == "hello world"
+        await ws.send(b"\x00\xff")
+        assert await ws.recv() == b"\x00\xff"
+        big = bytes(range(256)) * 1024
+        await ws.send(big)
+        assert await ws.recv() == big
+        text = "é€😀" * 50000
+        await ws.send(text)
+        assert await ws.recv() == text
+
+
+@async_test
+async def test_messages_in_order_with_async_for():
+    async with serve(echo) as server, connect(uri(server)) as ws:
+        for i in range(500):
+            await ws.send(str(i))
+        received = [await ws.recv() for _ in range(500)]
+        assert received == [str(i) for i in range(500)]
+
+
+@async_test
+async def test_outbound_fragmentation_reaches_peer_as_one_message():
+    async with serve(echo, max_frame_size=131072) as server, connect(uri(server), max_frame_size=1000) as ws:
+        payload = bytes(262145)
+        await ws.send(payload)
+        assert await ws.recv() == payload
+
+
+@async_test
+async def test_send_fragments_streams_one_message():
+    async with serve(echo) as server, connect(uri(server)) as ws:
+        await ws.send_fragments(["a", "b", "c"])
+        assert await ws.recv() == "abc"
+
+
+@async_test
+async def test_request_path_subprotocol_and_remote_address():
+    seen = {}
+
+    async def handler(ws):
+        seen.update(path=ws.request.path, sub=ws.subprotocol, addr=ws.remote_address, ua=ws.request.headers["X-Test"])
+        await ws.send("ready")
+
+    async with serve(handler, subprotocols=["v2", "v1"]) as server:
+        async with connect(uri(server, "/room?x=1"), subprotocols=["v1", "v2"], extra_headers=[("X-Test", "t")]) as ws:
+            assert await ws.recv() == "ready"
+            assert ws.subprotocol == "v2"
+    assert seen["path"] == "/room?x=1" and seen["sub"] == "v2" and seen["ua"] == "t"
+    assert seen["addr"][0] == "127.0.0.1"
+
+
+@async_test
+async def test_ping_waits_for_pong():
+    async with serve(echo) as server, connect(uri(server)) as ws:
+        latency = await ws.ping()
+        assert 0 <= latency < 10
+        assert ws.latency == latency
+
+
+@async_test
+async def test_close_code_and_reason_reach_the_handler():
+    closed = asyncio.get_running_loop().create_future()
+
+    async def handler(ws):
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            closed.set_result((type(exc), exc.code, exc.reason))
+
+    async with serve(handler) as server:
+        ws = await connect(uri(server))
+        await ws.close(4000, "done")
+        assert await closed == (ConnectionClosedError, 4000, "done")
+        assert ws.close_code == 4000
+
+
+@async_test
+async def test_normal_close_ends_async_for():
+    async def handler(ws):
+        await ws.send("one")
+        await ws.close(1000, "bye")
+
+    async with serve(handler) as server, connect(uri(server)) as ws:
+        assert [message async for message in ws] == ["one"]
+        assert (ws.close_code, ws.close_reason) == (1000, "bye")
+        with pytest.raises(ConnectionClosedOK):
+            await ws.recv()
+
+
+@async_test
+async def test_handler_exception_closes_with_1011():
+    async def handler(ws):
+        raise ValueError("boom")
+
+    async with serve(handler) as server, connect(uri(server)) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1011
+
+
+@async_test
+async def test_plain_http_via_process_request():
+    def hook(ws, request):
+        if request.path == "/health":
+            return Response(200, Headers([("Content-Type", "text/plain")]), b"ok")
+        if request.path == "/forbidden":
+            return Response(403, body=b"no")
+        return None
+
+    async with serve(echo, process_request=hook) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.read()).endswith(b"\r\n\r\nok")
+        with pytest.raises(InvalidStatus) as info:
+            await connect(uri(server, "/forbidden"))
+        assert info.value.status == 403
+        async with connect(uri(server, "/ws")) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+
+
+@async_test
+async def test_async_process_request():
+    async def hook(ws, request):
+        await asyncio.sleep(0)
+        return None if request.path == "/ok" else Response(404, body=b"missing")
+
+    async with serve(echo, process_request=hook) as server:
+        async with connect(uri(server, "/ok")) as ws:
+            await ws.send("y")
+            assert await ws.recv() == "y"
+        with pytest.raises(InvalidStatus):
+            await connect(uri(server, "/nope"))
+
+
+@async_test
+async def test_origin_allow_list_rejects_with_403():
+    async with serve(echo, origins=["https://ok.example"]) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(uri(server), origin="https://evil.example")
+        assert info.value.status == 403
+        async with connect(uri(server), origin="https://ok.example") as ws:
+            await ws.send("z")
+            assert await ws.recv() == "z"
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"garbage garbage\r\n\r\n", b"400"),
+        (upgrade_request(version="8"), b"426"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000, b"431"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", b"405"),
+    ],
+)
+@async_test
+async def test_bad_handshakes_get_http_errors_and_server_keeps_serving(request_bytes, status):
+    async with serve(echo) as server:
+        peer = await RawPeer.open(server.port, handshake=False)
+        peer.writer.write(request_bytes)
+        answer = await peer.read_until_eof()
+        assert answer.split(b" ")[1] == status
+        async with connect(uri(server)) as ws:
+            await ws.send("still serving")
+            assert await ws.recv() == "still serving"
+
+
+@async_test
+async def test_silent_and_half_handshakes_time_out():
+    async with serve(echo, open_timeout=0.3) as server:
+        silent = await RawPeer.open(server.port, handshake=False)
+        half = await RawPeer.open(server.port, handshake=False)
+        half.writer.write(upgrade_request()[:30])
+        assert await silent.read_until_eof() == b""
+        assert await half.read_until_eof() == b""
+        assert not server.connections
+
+
+@async_test
+async def test_protocol_error_closes_with_1002():
+    async with serve(echo) as server:
+        peer = await RawPeer.open(server.port)
+        peer.writer.write(b"\x81\x02hi")  # unmasked frame from a client
+        opcode, payload = await peer.read_frame()
+        assert opcode == 8 and payload[:2] == (1002).to_bytes(2, "big")
+        assert await peer.read_until_eof() == b""
+
+
+@async_test
+async def test_peer_vanishing_mid_frame_is_1006_for_the_handler():
+    seen = asyncio.get_running_loop().create_future()
+
+    async def handler(ws):
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            seen.set_result(exc.code)
+
+    async with serve(handler) as server:
+        peer = await RawPeer.open(server.port)
+        peer.writer.write(b"\x82\xfe\x10\x00abcdxxxx")  # 4096-byte frame, 4 bytes sent
+        await peer.writer.drain()
+        peer.close()
+        assert await seen == 1006
+
+
+@async_test
+async def test_control_frames_between_fragments_and_pong_reply():
+    async with serve(echo) as server:
+        peer = await RawPeer.open(server.port)
+        peer.send_frame(1, b"frag", fin=False)
+        peer.send_frame(9, b"ping!")
+        peer.send_frame(0, b"ment")
+        assert await peer.read_frame() == (10, b"ping!")
+        assert await peer.read_frame() == (1, b"fragment")
+        peer.send_close(1000, "bye")
+        assert await peer.read_frame() == (8, (1000).to_bytes(2, "big"))
+        assert await peer.read_until_eof() == b""  # the server closes TCP first
+
+
+@async_test
+async def test_keepalive_drops_a_peer_that_stops_answering():
+    async with serve(echo, ping_interval=0.1, ping_timeout=0.2) as server:
+        peer = await RawPeer.open(server.port)
+        opcode, _ = await peer.read_frame()
+        assert opcode == 9  # a ping we never answer
+        opcode, payload = await peer.read_frame()
+        assert opcode == 8 and payload[:2] == (1011).to_bytes(2, "big")
+
+
+@async_test
+async def test_keepalive_keeps_an_answering_peer():
+    async with serve(echo, ping_interval=0.05, ping_timeout=0.5) as server:
+        async with connect(uri(server), ping_interval=None) as ws:
+            for _ in range(3):
+                await ws.send("alive")
+                assert await ws.recv() == "alive"
+                await asyncio.sleep(0.1)
+            assert ws.open
+
+
+@async_test
+async def test_incoming_queue_is_bounded():
+    release = asyncio.Event()
+    sizes = []
+
+    async def slow_handler(ws):
+        await release.wait()
+        sizes.append(len(ws._queue))
+        async for message in ws:
+            if message == "last":
+                await ws.send("done")
+
+    async with serve(slow_handler, max_queue=4) as server, connect(uri(server)) as ws:
+        sending = asyncio.ensure_future(asyncio.gather(*(ws.send("x" * 100_000) for _ in range(100))))
+        await asyncio.sleep(0.2)
+        release.set()
+        await sending
+        await ws.send("last")
+        assert await ws.recv() == "done"
+        # Reading pauses at max_queue; messages already read in the same chunk
+        # (at most 256 KiB, so 3 of these) are kept, never dropped.
+        assert sizes[0] <= 4 + 3
+
+
+@async_test
+async def test_reader_that_never_reads_is_dropped_after_write_timeout():
+    errors = asyncio.get_running_loop().create_future()
+
+    async def flood(ws):
+        try:
+            while True:
+                await ws.send(bytes(65536))
+        except ConnectionClosed as exc:
+            errors.set_result((exc.code, ws.buffered_amount))
+
+    async with serve(flood, write_limit=65536, write_timeout=0.3) as server:
+        peer = await RawPeer.open(server.port)  # reads nothing
+        code, buffered = await errors
+        assert code == 1006
+        peer.close()
+
+
+@async_test
+async def test_graceful_shutdown_closes_clients_with_1001():
+    async with serve(echo) as server:
+        ws = await connect(uri(server))
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.code == 1001
+
+
+@async_test
+async def test_listener_callback_api():
+    class EchoListener(Listener):
+        def on_message(self, ws, message):
+            ws.send_nowait(message)
+
+    closed = []
+
+    class Recorder(EchoListener):
+        def on_close(self, ws, code, reason):
+            closed.append(code)
+
+    async with serve(listener=Recorder) as server:
+        async with connect(uri(server)) as ws:
+            await ws.send("cb")
+            assert await ws.recv() == "cb"
+            await ws.send(b"bytes")
+            assert await ws.recv() == b"bytes"
+        await asyncio.sleep(0)
+    assert closed == [1000]
+
+
+@async_test
+async def test_no_leaks_after_many_connections():
+    async with serve(echo) as server:
+        for _ in range(50):
+            async with connect(uri(server)) as ws:
+                await ws.send("x")
+                await ws.recv()
+        for _ in range(50):
+            peer = await RawPeer.open(server.port)
+            peer.close()
+        for _ in range(100):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.02)
+        assert not server.connections
+    gc.collect()
+    # Only this test's task and the deadline wrapper around it remain.
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert [t.get_coro().__name__ for t in tasks] == ["wait_for"]
+
+
+@async_test
+async def test_tls_wss_with_self_signed_certificate():
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with serve(echo, ssl=server_context) as server:
+        async with connect(f"wss://127.0.0.1:{server.port}/", ssl=client_context) as ws:
+            await ws.send("secret")
+            assert await ws.recv() == "secret"

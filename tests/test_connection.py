@@ -1,0 +1,123 @@
+"""The sans-I/O connection over both codec backends: events, automatic replies,
+the close handshake of RFC 6455 §7 and failure on bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastws.connection import Connection, State
+from fastws.exceptions import ConnectionClosedError, ConnectionClosedOK
+from fastws.frames import build_close
+
+from .test_codec import client_frame
+
+
+@pytest.fixture
+def server(codec):
+    return Connection(is_client=False, codec=codec)
+
+
+@pytest.fixture
+def client(codec):
+    return Connection(is_client=True, codec=codec)
+
+
+def test_messages_and_pings_become_events(server, codec):
+    events = server.receive_data(client_frame(1, b"hi") + client_frame(9, b"p") + client_frame(2, b"\x00"))
+    assert events == [codec.Frame(1, "hi"), codec.Frame(9, b"p"), codec.Frame(2, b"\x00")]
+    # RFC 6455 §5.5.2: a ping gets a pong with the same payload.
+    assert server.data_to_send() == b"\x8a\x01p"
+    assert server.data_to_send() == b""
+
+
+def test_client_and_server_talk(server, client, codec):
+    assert server.receive_data(client.send("héllo")) == [codec.Frame(1, "héllo")]
+    assert client.receive_data(server.send(b"bin")) == [codec.Frame(2, b"bin")]
+    client.receive_data(server.send_ping(b"x"))
+    assert server.receive_data(client.data_to_send()) == [codec.Frame(10, b"x")]
+
+
+def test_outbound_fragmentation_at_max_frame_size(codec):
+    sender = Connection(is_client=True, max_frame_size=131072, codec=codec)
+    receiver = codec.FrameParser(assemble=False)
+    frames = receiver.feed(sender.send(bytes(262145)))
+    assert [len(f.payload) for f in frames] == [131072, 131072, 1]
+
+
+def test_streaming_fragments_with_control_frames_between(server, client, codec):
+    wire = (
+        client.send_fragment("he")
+        + client.send_ping(b"")
+        + client.send_fragment("ll")
+        + client.send_fragment("o", fin=True)
+    )
+    assert server.receive_data(wire) == [codec.Frame(9, b""), codec.Frame(1, "hello")]
+    with pytest.raises(RuntimeError):
+        client.send_fragment(b"a")
+        client.send(b"interleaved")
+
+
+def test_server_initiated_close_handshake(server, client):
+    client.receive_data(server.send_close(1000, "bye"))
+    assert server.state is State.CLOSING
+    assert client.state is State.CLOSED and client.close_code == 1000 and client.close_reason == "bye"
+    assert not client.should_close_transport  # RFC 6455 §7.1.1: the server closes TCP first
+    server.receive_data(client.data_to_send())  # the echoed close
+    assert server.state is State.CLOSED and server.close_code == 1000
+    assert server.should_close_transport
+
+
+def test_client_initiated_close_echoes_code(server, client, codec):
+    server.receive_data(client.send_close(4000, "done"))
+    echoed = codec.FrameParser(is_client=True).feed(server.data_to_send())
+    assert echoed == [codec.Frame(8, build_close(4000, ""))]
+    assert server.should_close_transport
+    assert isinstance(server.close_exception(), ConnectionClosedError)
+    client.receive_data(codec.encode_frame(8, build_close(4000, "")))
+    assert client.state is State.CLOSED and client.close_code == 4000
+
+
+def test_close_without_code_is_1005_and_echoed_empty(server, codec):
+    server.receive_data(client_frame(8, b""))
+    assert server.close_code == 1005
+    assert server.data_to_send() == b"\x88\x00"
+
+
+def test_connection_lost_without_close_is_1006(server):
+    server.receive_eof()
+    assert server.close_code == 1006
+    with pytest.raises(ConnectionClosedError) as info:
+        server.send("x")
+    assert info.value.code == 1006
+
+
+def test_normal_close_raises_closed_ok_on_send(server):
+    server.receive_data(client_frame(8, build_close(1000)))
+    with pytest.raises(ConnectionClosedOK):
+        server.send("late")
+
+
+def test_protocol_error_fails_with_its_code_and_keeps_earlier_messages(server, codec):
+    events = server.receive_data(client_frame(1, b"good") + client_frame(1, b"\xff"))
+    assert events == [codec.Frame(1, "good")]
+    assert server.state is State.CLOSED and server.close_code == 1007
+    assert codec.FrameParser(is_client=True).feed(server.data_to_send())[0].payload[:2] == b"\x03\xef"
+    assert server.should_close_transport
+    assert server.receive_data(client_frame(1, b"more")) == []
+
+
+def test_data_after_close_frame_is_ignored(server, codec):
+    events = server.receive_data(client_frame(8, build_close(1000)) + client_frame(1, b"late"))
+    assert events == [codec.Frame(8, build_close(1000))]
+
+
+def test_oversize_message_is_1009(codec):
+    server = Connection(max_message_size=10, codec=codec)
+    server.receive_data(client_frame(2, bytes(11)))
+    assert server.close_code == 1009
+
+
+def test_no_pong_after_close_sent(server):
+    server.send_close()
+    server.receive_data(client_frame(9, b"p"))
+    assert server.data_to_send() == b""
