@@ -104,30 +104,43 @@ class Progress:
 # -- timing ---------------------------------------------------------------------
 
 
-def best_time(run: Callable[[int], float], min_time: float, repeats: int) -> tuple[float, int]:
-    """Return (best seconds per loop, loops per run).
+def calibrate(run: Callable[[int], float], min_time: float) -> int:
+    """Loops per run so that one ``run(loops)`` lasts at least ``min_time``.
 
     ``run(loops)`` executes the workload ``loops`` times and returns the elapsed
-    perf_counter time. The loop count is calibrated so one run lasts at least
-    ``min_time``; the best of ``repeats`` runs is kept. GC is off while timing.
+    perf_counter time. Calibrating also warms caches and the allocator.
+    """
+    loops = 1
+    while True:
+        t = run(loops)
+        if t >= min_time:
+            return loops
+        if t <= 0:
+            loops *= 10
+        else:
+            loops = max(loops + 1, min(loops * 10, int(loops * min_time * 1.2 / t) + 1))
+
+
+def best_times(runs: dict[str, Callable[[int], float]], min_time: float, repeats: int, progress, label: str) -> dict[str, float]:
+    """Best seconds per loop of each ``run``, over ``repeats`` runs each.
+
+    The implementations are measured round-robin (A B C, A B C, ...) rather than
+    back to back, so that a burst of outside load hits one sample of each of
+    them instead of every sample of one. GC is disabled throughout.
     """
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        loops = 1
-        while True:  # calibrate (also warms caches and allocator)
-            t = run(loops)
-            if t >= min_time:
-                break
-            if t <= 0:
-                loops *= 10
-            else:
-                loops = max(loops + 1, min(loops * 10, int(loops * min_time * 1.1 / t) + 1))
-        best = t / loops
-        for _ in range(repeats - 1):
-            best = min(best, run(loops) / loops)
-        return best, loops
+        loops = {}
+        for name, run in runs.items():
+            progress.step(f"{label}  {name}")
+            loops[name] = calibrate(run, min_time)
+        best = {name: float("inf") for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                best[name] = min(best[name], run(loops[name]) / loops[name])
+        return best
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -290,9 +303,8 @@ def bench_masking(impls, min_time, repeats, progress) -> dict:
     rng = random.Random(0)
     for size in MASK_SIZES:
         data = rng.randbytes(size)
-        for name, setup in impls:
-            progress.step(f"mask {fmt_size(size):>7}  {name}")
-            per_call, _ = best_time(setup(data, KEY), min_time, repeats)
+        runs = {name: setup(data, KEY) for name, setup in impls}
+        for name, per_call in best_times(runs, min_time, repeats, progress, f"mask {fmt_size(size):>7}").items():
             results[name][size] = size / per_call  # bytes/s
     return results
 
@@ -479,22 +491,24 @@ def bench_parsing(impls, frames_per_size, min_time, repeats, progress) -> dict:
     for size in PARSE_SIZES:
         count = frames_per_size[size]
         chunks, last_payload = build_stream(size, count)
+        runs = {}
         for name, make in impls:
-            progress.step(f"parse {fmt_size(size):>7}  {name}")
             feed_all, last = make()
             n = feed_all(chunks)
             tail = last()
             if n != count or not (tail == last_payload or (name.startswith("wsproto") and last_payload.endswith(tail))):
                 raise SystemExit(f"parse self-check failed for {name} at {fmt_size(size)}: {n}/{count} messages")
 
-            def run(loops):
+            def run(loops, make=make):
+                # Fresh parsers, built before the clock starts.
                 parsers = [make()[0] for _ in range(loops)]
                 t = pc()
                 for feed_all in parsers:
                     feed_all(chunks)
                 return pc() - t
 
-            per_pass, _ = best_time(run, min_time, repeats)
+            runs[name] = run
+        for name, per_pass in best_times(runs, min_time, repeats, progress, f"parse {fmt_size(size):>7}").items():
             results[name][size] = count / per_pass  # messages/s
     return results
 
@@ -547,7 +561,48 @@ def targets(mask_res, parse_res) -> list[tuple[str, str, str]]:
     return out
 
 
+class LoadMeter:
+    """CPU time spent by other processes (and stolen by the hypervisor) while
+    the benchmark ran, from /proc/stat: a noisy machine shows up here."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        steal = fields[7] if len(fields) > 7 else 0
+        busy = sum(fields[:8]) - idle - steal
+        t = os.times()
+        return time.monotonic(), busy / hz, steal / hz, t.user + t.system
+
+    def report(self) -> str:
+        end = self._sample()
+        if self.start is None or end is None:
+            return "n/a"
+        wall = end[0] - self.start[0]
+        other = (end[1] - self.start[1]) - (end[3] - self.start[3])
+        steal = end[2] - self.start[2]
+        return (
+            f"other processes used {max(other, 0) / wall:.0%} of a core on average, "
+            f"hypervisor steal {steal / wall:.0%} of a core (over {wall:.0f} s)"
+        )
+
+
 # -- main -----------------------------------------------------------------------
+
+
+def load_average() -> str:
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "n/a"
 
 
 def machine() -> dict:
@@ -605,6 +660,7 @@ def main() -> None:
     print()
     sys.stdout.flush()
 
+    meter = LoadMeter()
     m_impls = mask_impls()
     p_impls = parse_impls()
     check_masks(m_impls)
@@ -612,6 +668,9 @@ def main() -> None:
     mask_res = bench_masking(m_impls, min_time, repeats, progress)
     parse_res = bench_parsing(p_impls, frames, min_time, repeats, progress)
     progress.close()
+    m["load"] = f"{meter.report()}; load average at the end {load_average()}"
+    print(f"- load during the run: {m['load']}")
+    print()
 
     print_masking(mask_res)
     print_parsing(parse_res, frames)

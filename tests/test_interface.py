@@ -83,7 +83,11 @@ def test_classes_match_the_stub(name):
 def test_backends_define_nothing_public_beyond_the_stub():
     declared = set(FUNCTIONS) | set(CLASSES)
     for codec in all_codecs():
-        public = {n for n, v in vars(codec).items() if not n.startswith("_") and (callable(v) and not isinstance(v, type(ast)))}
+        public = {
+            n
+            for n, v in vars(codec).items()
+            if not n.startswith("_") and (callable(v) and not isinstance(v, type(ast)))
+        }
         public -= {"InvalidUTF8", "MessageTooBig", "ProtocolError", "is_valid_close_code"}
         public = {n for n in public if getattr(vars(codec)[n], "__module__", codec.__name__) == codec.__name__}
         assert public == declared, codec.__name__

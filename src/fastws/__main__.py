@@ -57,7 +57,7 @@ async def run_client(uri: str) -> None:
         await printer
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastws", description="fastws: a fast WebSocket library")
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("serve", help="run the echo server (plain HTTP answers 'websocket test')")
@@ -66,7 +66,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     client = commands.add_parser("client", help="interactive client: stdin lines out, messages printed")
     client.add_argument("uri")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
