@@ -104,40 +104,45 @@ class Progress:
 # -- timing ---------------------------------------------------------------------
 
 
-def calibrate(run: Callable[[int], float], min_time: float) -> int:
+def calibrate(run: Callable[[int], float], min_time: float) -> tuple[int, float]:
     """Loops per run so that one ``run(loops)`` lasts at least ``min_time``.
 
     ``run(loops)`` executes the workload ``loops`` times and returns the elapsed
-    perf_counter time. Calibrating also warms caches and the allocator.
+    perf_counter time. Returns (loops, seconds of the last, long-enough run),
+    which counts as the first sample. Calibrating also warms caches and the
+    allocator.
     """
     loops = 1
     while True:
         t = run(loops)
         if t >= min_time:
-            return loops
+            return loops, t
         if t <= 0:
             loops *= 10
         else:
             loops = max(loops + 1, min(loops * 10, int(loops * min_time * 1.2 / t) + 1))
 
 
-def best_times(runs: dict[str, Callable[[int], float]], min_time: float, repeats: int, progress, label: str) -> dict[str, float]:
+def best_times(
+    runs: dict[str, Callable[[int], float]], min_time: float, repeats: int, progress: Progress, label: str
+) -> dict[str, float]:
     """Best seconds per loop of each ``run``, over ``repeats`` runs each.
 
-    The implementations are measured round-robin (A B C, A B C, ...) rather than
-    back to back, so that a burst of outside load hits one sample of each of
-    them instead of every sample of one. GC is disabled throughout.
+    After calibration the implementations are measured round-robin (A B C,
+    A B C, ...) rather than back to back, so that a burst of outside load hits
+    one sample of each of them instead of every sample of one. GC is disabled
+    throughout.
     """
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        loops = {}
+        loops, best = {}, {}
         for name, run in runs.items():
             progress.step(f"{label}  {name}")
-            loops[name] = calibrate(run, min_time)
-        best = {name: float("inf") for name in runs}
-        for _ in range(repeats):
+            loops[name], t = calibrate(run, min_time)
+            best[name] = t / loops[name]
+        for _ in range(repeats - 1):
             for name, run in runs.items():
                 best[name] = min(best[name], run(loops[name]) / loops[name])
         return best
@@ -268,7 +273,7 @@ def mask_impls() -> list[tuple[str, Callable[[bytes, bytes], Callable[[int], flo
 def check_masks(impls) -> None:
     data = bytes(random.Random(1).getrandbits(8) for _ in range(1031))
     expected = bytes(b ^ KEY[i % 4] for i, b in enumerate(data))
-    for name, setup in impls:
+    for name, _setup in impls:
         if name.startswith("memcpy"):
             continue
         # Re-derive each implementation's output once, outside timing.
@@ -499,7 +504,7 @@ def bench_parsing(impls, frames_per_size, min_time, repeats, progress) -> dict:
             if n != count or not (tail == last_payload or (name.startswith("wsproto") and last_payload.endswith(tail))):
                 raise SystemExit(f"parse self-check failed for {name} at {fmt_size(size)}: {n}/{count} messages")
 
-            def run(loops, make=make):
+            def run(loops, make=make, chunks=chunks):
                 # Fresh parsers, built before the clock starts.
                 parsers = [make()[0] for _ in range(loops)]
                 t = pc()
@@ -547,8 +552,13 @@ def targets(mask_res, parse_res) -> list[tuple[str, str, str]]:
         worst = min(ratios, key=ratios.get)
         ok = all(r >= 0.9 for r in ratios.values())
         detail = ", ".join(f"{fmt_size(s)} {r:.2f}×" for s, r in ratios.items())
-        out.append(("Cython masking ≥ 0.9× memcpy from 1 KiB up", "PASS" if ok else "MISS",
-                    f"worst {ratios[worst]:.2f}× at {fmt_size(worst)} ({detail})"))
+        out.append(
+            (
+                "Cython masking ≥ 0.9× memcpy from 1 KiB up",
+                "PASS" if ok else "MISS",
+                f"worst {ratios[worst]:.2f}× at {fmt_size(worst)} ({detail})",
+            )
+        )
     cyp = parse_res.get("fastws cython FrameParser")
     aio = parse_res.get("aiohttp WebSocketReader (C)")
     ws = parse_res.get("websockets Protocol")
@@ -600,7 +610,7 @@ class LoadMeter:
 
 def load_average() -> str:
     try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
 
@@ -653,8 +663,9 @@ def main() -> None:
     print(f"- CPU: {m['cpu']} ({m['cores']} cores, {m['usable_cores']} usable)")
     print(f"- Python: {m['python']} on {m['platform']}")
     print("- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    print(f"- timing: best of {repeats} runs of ≥ {min_time} s each, gc disabled"
-          + (" (--quick)" if args.quick else ""))
+    print(
+        f"- timing: best of {repeats} runs of ≥ {min_time} s each, gc disabled" + (" (--quick)" if args.quick else "")
+    )
     if _codec_cy is None:
         print("- **fastws._codec (Cython) is not built: Cython rows skipped**")
     print()

@@ -289,7 +289,7 @@ async def test_incoming_queue_is_bounded():
             if message == "last":
                 await ws.send("done")
 
-    async with serve(slow_handler, max_queue=4) as server, connect(uri(server)) as ws:
+    async with serve(slow_handler, max_queue=4, compression=None) as server, connect(uri(server)) as ws:
         sending = asyncio.ensure_future(asyncio.gather(*(ws.send("x" * 100_000) for _ in range(100))))
         await asyncio.sleep(0.2)
         release.set()

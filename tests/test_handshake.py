@@ -131,9 +131,10 @@ def test_origin_allow_list():
 
 
 def test_extension_hook_answers_offers():
-    hook = ServerHandshake(extensions=lambda offers: "x-test" if "x-test" in offers else None)
-    response, _, extensions = hook.accept(parse_request(request_head("Sec-WebSocket-Extensions: x-test")))
-    assert extensions == "x-test" and response.headers["Sec-WebSocket-Extensions"] == "x-test"
+    session = object()
+    hook = ServerHandshake(extensions=lambda offers: ("x-test", session) if "x-test" in offers else None)
+    response, _, extension = hook.accept(parse_request(request_head("Sec-WebSocket-Extensions: x-test")))
+    assert extension is session and response.headers["Sec-WebSocket-Extensions"] == "x-test"
     # Without a hook, offered extensions are declined.
     assert ServerHandshake().accept(parse_request(request_head("Sec-WebSocket-Extensions: x-test")))[2] is None
 

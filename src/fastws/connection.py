@@ -21,7 +21,8 @@ from types import ModuleType
 from typing import Optional, Union
 
 from . import codec as default_codec
-from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, ProtocolError
+from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidUTF8, ProtocolError
+from .extensions.permessage_deflate import Deflate
 from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, CloseCode, build_close, parse_close
 
 __all__ = ["State", "Connection"]
@@ -44,6 +45,7 @@ class Connection:
     ``max_message_size`` bounds an incoming message (``None``: no limit);
     ``max_frame_size`` is where outgoing messages are split into frames.
     ``codec`` selects a codec backend module (default: ``fastws.codec``).
+    ``deflate`` is the negotiated permessage-deflate session, if any.
     """
 
     def __init__(
@@ -54,12 +56,18 @@ class Connection:
         max_frame_size: int = MAX_FRAME_SIZE,
         codec: Optional[ModuleType] = None,
         state: State = State.OPEN,
+        deflate: Optional[Deflate] = None,
     ) -> None:
         self.codec = codec or default_codec
         self.is_client = is_client
         self.max_frame_size = max_frame_size
         self.state = state
-        self.parser = self.codec.FrameParser(is_client=is_client, max_message_size=max_message_size)
+        self.max_message_size = max_message_size
+        self.deflate = deflate
+        # RFC 7692 §6: RSV1 marks a compressed message, valid only once negotiated.
+        self.parser = self.codec.FrameParser(
+            is_client=is_client, max_message_size=max_message_size, rsv1_allowed=deflate is not None
+        )
         self._encode_message = self.codec.encode_message
         self._encode_frame = self.codec.encode_frame
         self._outgoing: list[bytes] = []
@@ -80,9 +88,15 @@ class Connection:
         except ProtocolError as exc:
             frames = exc.frames
             self._fail(exc)
-        for frame in frames:
+        for index, frame in enumerate(frames):
             opcode = frame.opcode
             if opcode < OP_CLOSE:
+                if frame.rsv1:
+                    try:
+                        frames[index] = self._inflate(frame)
+                    except ProtocolError as exc:
+                        self._fail(exc)
+                        return frames[:index]
                 continue
             if opcode == OP_PING:
                 if self.state is State.OPEN:
@@ -90,6 +104,17 @@ class Connection:
             elif opcode == OP_CLOSE:
                 return self._on_close(frames, frame)
         return frames
+
+    def _inflate(self, frame):
+        """Decompress a permessage-deflate message, bounded by max_message_size."""
+        assert self.deflate is not None
+        data = self.deflate.decompress(frame.payload, self.max_message_size)
+        if frame.opcode == OP_TEXT:
+            try:
+                return self.codec.Frame(OP_TEXT, data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InvalidUTF8("invalid UTF-8 in text message") from None
+        return self.codec.Frame(OP_BINARY, data)
 
     def _on_close(self, frames: list, frame) -> list:
         self.close_received = parse_close(frame.payload)
@@ -184,6 +209,12 @@ class Connection:
             self._check_open()
             raise RuntimeError("a fragmented message is being sent; finish it with send_fragment(..., fin=True)")
         opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
+        deflate = self.deflate
+        if deflate is not None and deflate.can_compress and len(message) >= deflate.settings.threshold:
+            data = message.encode("utf-8") if isinstance(message, str) else message
+            return self._encode_message(
+                opcode, deflate.compress(data), mask=self.is_client, max_frame_size=self.max_frame_size, rsv1=True
+            )
         return self._encode_message(opcode, message, mask=self.is_client, max_frame_size=self.max_frame_size)
 
     def send_text(self, text: str) -> bytes:

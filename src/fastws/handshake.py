@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .exceptions import InvalidHandshake, InvalidStatus
 
@@ -240,8 +240,9 @@ def _check_key(key: Optional[str]) -> str:
 
 
 # An extension negotiator takes the client's Sec-WebSocket-Extensions offers
-# (a list of header values) and returns the value to answer with, or None.
-ExtensionHook = Callable[[list[str]], Optional[str]]
+# (a list of header values) and returns (value to answer with, session object)
+# or None to decline; PerMessageDeflate.accept_offer is one.
+ExtensionHook = Callable[[list[str]], Optional[tuple[str, Any]]]
 SubprotocolSelector = Callable[[Request, list[str]], Optional[str]]
 
 
@@ -263,8 +264,8 @@ class ServerHandshake:
         self.extensions = extensions
         self.server_header = server_header
 
-    def accept(self, request: Request) -> tuple[Response, Optional[str], Optional[str]]:
-        """Check ``request``; return ``(101 response, subprotocol, extensions)``.
+    def accept(self, request: Request) -> tuple[Response, Optional[str], Any]:
+        """Check ``request``; return ``(101 response, subprotocol, extension session)``.
 
         A request that is not a valid WebSocket upgrade raises InvalidHandshake
         carrying the status to answer: 400, 403 (origin), 405 (method), 426
@@ -300,20 +301,22 @@ class ServerHandshake:
         offered = [token.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for token in value.split(",")]
         offered = [token for token in offered if token]
         subprotocol = self._choose_subprotocol(request, offered)
-        extensions = None
+        extension_value, extension = None, None
         offers = headers.get_all("Sec-WebSocket-Extensions")
         if self.extensions is not None and offers:
-            extensions = self.extensions(offers)
+            negotiated = self.extensions(offers)
+            if negotiated is not None:
+                extension_value, extension = negotiated
 
         response_headers = Headers([("Upgrade", "websocket"), ("Connection", "Upgrade")])
         response_headers.add("Sec-WebSocket-Accept", accept_key(key))
         if subprotocol is not None:
             response_headers.add("Sec-WebSocket-Protocol", subprotocol)
-        if extensions:
-            response_headers.add("Sec-WebSocket-Extensions", extensions)
+        if extension_value:
+            response_headers.add("Sec-WebSocket-Extensions", extension_value)
         if self.server_header:
             response_headers.add("Server", self.server_header)
-        return Response(101, response_headers), subprotocol, extensions
+        return Response(101, response_headers), subprotocol, extension
 
     def _choose_subprotocol(self, request: Request, offered: list[str]) -> Optional[str]:
         if not offered:

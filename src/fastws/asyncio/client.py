@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from ..exceptions import InvalidHandshake
+from ..extensions.permessage_deflate import PerMessageDeflate
 from ..handshake import ClientHandshake, HeadParser, Response, parse_response
 from .protocol import Limits, Listener, WebSocket
 
@@ -18,9 +19,16 @@ __all__ = ["connect", "ClientConnection"]
 class ClientConnection(WebSocket):
     """A connection opened by ``connect``; ``response`` holds the server's answer."""
 
-    def __init__(self, handshake: ClientHandshake, limits: Limits, listener: Optional[Listener]) -> None:
+    def __init__(
+        self,
+        handshake: ClientHandshake,
+        limits: Limits,
+        listener: Optional[Listener],
+        compression: Optional[PerMessageDeflate] = None,
+    ) -> None:
         super().__init__(limits, is_client=True, listener=listener)
         self.handshake = handshake
+        self.compression = compression
         self.response: Optional[Response] = None
         self._head = HeadParser(limits.max_header_size)
         self._opened: asyncio.Future = self.loop.create_future()
@@ -39,7 +47,9 @@ class ClientConnection(WebSocket):
             if self.response.status != 101:
                 # Read what fits of the body for the error message.
                 self.response.body = leftover[:4096]
-            self.subprotocol, self.extensions = self.handshake.process_response(self.response)
+            self.subprotocol, extensions = self.handshake.process_response(self.response)
+            if extensions and self.compression is not None:
+                self.extension = self.compression.accept_response(extensions)
         except InvalidHandshake as exc:
             if not self._opened.done():
                 self._opened.set_exception(exc)
@@ -76,7 +86,8 @@ class connect:
     """Open a client connection: ``async with connect(uri) as ws`` or ``ws = await connect(uri)``.
 
     Keywords: ``subprotocols``, ``extra_headers`` (pairs), ``origin``,
-    ``listener`` (callback API), ``ssl`` (an SSLContext; default for wss://),
+    ``listener`` (callback API), ``compression`` (a ``PerMessageDeflate`` offer,
+    on by default; ``None`` to offer none), ``ssl`` (an SSLContext; default for wss://),
     ``server_hostname``, and every ``Limits`` keyword.
     """
 
@@ -88,9 +99,13 @@ class connect:
         extra_headers: Optional[Iterable[tuple[str, str]]] = None,
         origin: Optional[str] = None,
         listener: Optional[Listener] = None,
+        compression: Optional[PerMessageDeflate] = PerMessageDeflate(
+            server_max_window_bits=None, client_max_window_bits=None
+        ),
         ssl: Optional[ssl_module.SSLContext] = None,
         **options: Any,
     ) -> None:
+        self.compression = compression
         self.limits = Limits.from_options(options)
         self.secure, self.host, self.port, resource, host_header = parse_uri(uri)
         if self.secure and ssl is None:
@@ -101,7 +116,12 @@ class connect:
         self.options = options
         self.listener = listener
         self.handshake_args = dict(
-            host=host_header, path=resource, subprotocols=subprotocols, extra_headers=extra_headers, origin=origin
+            host=host_header,
+            path=resource,
+            subprotocols=subprotocols,
+            extra_headers=extra_headers,
+            origin=origin,
+            extensions=compression.offer() if compression is not None else None,
         )
         self.connection: Optional[ClientConnection] = None
 
@@ -111,7 +131,7 @@ class connect:
 
         async def establish() -> ClientConnection:
             _, protocol = await loop.create_connection(
-                lambda: ClientConnection(handshake, self.limits, self.listener),
+                lambda: ClientConnection(handshake, self.limits, self.listener, self.compression),
                 self.host,
                 self.port,
                 ssl=self.ssl,

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 
 from ..connection import OP_CLOSE, OP_PONG, Connection, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from ..extensions.permessage_deflate import Deflate
 from ..frames import CloseCode
 
 __all__ = ["WebSocket", "Listener", "Limits"]
@@ -119,7 +120,7 @@ class WebSocket(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.connection: Optional[Connection] = None
         self.subprotocol: Optional[str] = None
-        self.extensions: Optional[str] = None
+        self.extension: Any = None  # the negotiated extension session (permessage-deflate)
         self.remote_address: Any = None
         self.id = os.urandom(4).hex()
         self._queue: collections.deque[Message] = collections.deque()
@@ -266,6 +267,7 @@ class WebSocket(asyncio.Protocol):
             is_client=self.is_client,
             max_message_size=self.limits.max_message_size,
             max_frame_size=self.limits.max_frame_size,
+            deflate=self.extension if isinstance(self.extension, Deflate) else None,
         )
         self._last_received = self.loop.time()
         if self.limits.ping_interval is not None:

@@ -10,8 +10,9 @@ from collections.abc import Awaitable
 from typing import Any, Callable, Optional, Union
 
 from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..extensions.permessage_deflate import PerMessageDeflate
 from ..frames import CloseCode
-from ..handshake import HeadParser, Request, Response, ServerHandshake, error_response, parse_request
+from ..handshake import ExtensionHook, HeadParser, Request, Response, ServerHandshake, error_response, parse_request
 from .protocol import Limits, Listener, WebSocket
 
 __all__ = ["serve", "Server", "ServerConnection"]
@@ -82,7 +83,7 @@ class ServerConnection(WebSocket):
             logger.debug("%s %s %s -> %d", self._peer(), self.request.method, self.request.path, response.status)
             return
         try:
-            accepted, self.subprotocol, self.extensions = self.server.handshake.accept(self.request)
+            accepted, self.subprotocol, self.extension = self.server.handshake.accept(self.request)
         except InvalidHandshake as exc:
             self._reject(exc)
             return
@@ -184,8 +185,10 @@ class serve:
     ``listener=`` a ``Listener`` subclass (or factory) for the callback API.
     Keywords: ``subprotocols``, ``select_subprotocol``, ``origins`` (allow-list;
     ``None`` in it admits requests without Origin), ``extensions`` (negotiation
-    hook), ``process_request(ws, request)`` (return a Response to answer plain
-    HTTP), ``ssl``, and every ``Limits`` keyword. Also awaitable: ``server = await serve(...)``.
+    hook, replacing ``compression``), ``compression`` (a ``PerMessageDeflate``, on by
+    default; ``None`` turns permessage-deflate off), ``process_request(ws,
+    request)`` (return a Response to answer plain HTTP), ``ssl``, and every
+    ``Limits`` keyword. Also awaitable: ``server = await serve(...)``.
     """
 
     def __init__(
@@ -198,12 +201,15 @@ class serve:
         subprotocols: Optional[list[str]] = None,
         select_subprotocol: Optional[Callable[[Request, list[str]], Optional[str]]] = None,
         origins: Optional[list[Optional[str]]] = None,
-        extensions: Optional[Callable[[list[str]], Optional[str]]] = None,
+        extensions: Optional[ExtensionHook] = None,
         process_request: Optional[ProcessRequest] = None,
+        compression: Optional[PerMessageDeflate] = PerMessageDeflate(),
         ssl: Optional[ssl_module.SSLContext] = None,
         **options: Any,
     ) -> None:
         limits = Limits.from_options(options)
+        if extensions is None and compression is not None:
+            extensions = compression.accept_offer
         self._create_server_options = options  # passed on to loop.create_server
         self.host, self.port, self.ssl = host, port, ssl
         self.server = Server(

@@ -1,0 +1,292 @@
+"""permessage-deflate (RFC 7692): negotiation, and bounded (de)compression.
+
+A compressed message has RSV1 on its first frame; its payload is raw DEFLATE
+data whose final empty block (``00 00 ff ff``) is removed by the sender and put
+back by the receiver (§7.2.1, §7.2.2). With context takeover, one LZ77 window
+spans all messages in a direction; ``*_no_context_takeover`` resets it per
+message.
+
+Memory: zlib states are created on first use and dropped after each message
+when there is no context takeover, so an idle connection holds none. The
+defaults (window 2^12, memLevel 5) cost about 40 KiB per active direction
+instead of about 300 KiB for zlib's defaults, for a few percent of ratio.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+from ..exceptions import InvalidHandshake, MessageTooBig, ProtocolError
+
+__all__ = ["PerMessageDeflate", "Deflate", "parse_extensions", "NAME"]
+
+NAME = "permessage-deflate"
+_TRAILER = b"\x00\x00\xff\xff"
+_PARAMETERS = (
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+)
+
+
+def parse_extensions(values: list[str]) -> list[tuple[str, list[tuple[str, Optional[str]]]]]:
+    """Parse ``Sec-WebSocket-Extensions`` values into ``[(name, [(param, value)])]``.
+
+    Grammar (RFC 6455 §9.1): comma-separated extensions, each a token followed
+    by ``;param`` or ``;param=value`` (value a token or a quoted string)."""
+    result = []
+    for value in values:
+        for item in _split_outside_quotes(value, ","):
+            if not item.strip():
+                continue
+            name, *params = _split_outside_quotes(item, ";")
+            parsed = []
+            for param in params:
+                key, equals, raw = param.partition("=")
+                key, raw = key.strip(), raw.strip()
+                if equals and len(raw) >= 2 and raw[0] == raw[-1] == '"':
+                    raw = raw[1:-1]
+                parsed.append((key.lower(), raw if equals else None))
+            result.append((name.strip().lower(), parsed))
+    return result
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _window_bits(value: Optional[str]) -> Optional[int]:
+    """A window-bits value must be a decimal 8..15 without leading zeros (§7.1.2)."""
+    if value is None or not value.isdigit() or value != str(int(value)) or not 8 <= int(value) <= 15:
+        return None
+    return int(value)
+
+
+@dataclass
+class PerMessageDeflate:
+    """permessage-deflate settings, for ``serve(compression=...)`` and ``connect(compression=...)``.
+
+    - ``server_no_context_takeover`` / ``client_no_context_takeover``: ask that
+      the server's / client's compression context be reset after each message.
+    - ``server_max_window_bits`` / ``client_max_window_bits``: LZ77 window
+      (9..15). Smaller windows use less memory. A peer asking for 8 (which zlib
+      cannot compress with) is accepted and sent uncompressed messages.
+    - ``threshold``: messages smaller than this many bytes are sent uncompressed.
+    - ``level`` / ``mem_level``: zlib compression level and memory level.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: Optional[int] = 12
+    client_max_window_bits: Optional[int] = 12
+    threshold: int = 0
+    level: int = 6
+    mem_level: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("server_max_window_bits", "client_max_window_bits"):
+            bits = getattr(self, name)
+            if bits is not None and not 9 <= bits <= 15:
+                raise ValueError(f"{name} must be between 9 and 15")
+
+    # -- server side -------------------------------------------------------
+
+    def accept_offer(self, values: list[str]) -> Optional[tuple[str, Deflate]]:
+        """Pick the first acceptable permessage-deflate offer (RFC 7692 §5, §7.1).
+
+        Returns the response header value and the session, or ``None`` to decline
+        every offer (the connection then goes on uncompressed)."""
+        for name, params in parse_extensions(values):
+            if name != NAME:
+                continue
+            accepted = self._accept_one(params)
+            if accepted is not None:
+                return accepted
+        return None
+
+    def _accept_one(self, params: list[tuple[str, Optional[str]]]) -> Optional[tuple[str, Deflate]]:
+        names = [key for key, _ in params]
+        if len(set(names)) != len(names) or any(key not in _PARAMETERS for key in names):
+            return None  # §7.1: decline offers with unknown or repeated parameters
+        offer = dict(params)
+        for flag in ("server_no_context_takeover", "client_no_context_takeover"):
+            if flag in offer and offer[flag] is not None:
+                return None
+        server_bits = 15
+        if "server_max_window_bits" in offer:
+            offered = _window_bits(offer["server_max_window_bits"])
+            if offered is None:
+                return None
+            server_bits = offered
+        if self.server_max_window_bits is not None:
+            server_bits = min(server_bits, self.server_max_window_bits)
+        client_bits = 15
+        answer_client_bits = False
+        if "client_max_window_bits" in offer:
+            raw = offer["client_max_window_bits"]
+            offered_client = 15 if raw is None else _window_bits(raw)
+            if offered_client is None:
+                return None
+            client_bits = offered_client
+            if self.client_max_window_bits is not None:
+                client_bits = min(client_bits, self.client_max_window_bits)
+                answer_client_bits = True
+        server_reset = self.server_no_context_takeover or "server_no_context_takeover" in offer
+        client_reset = self.client_no_context_takeover or "client_no_context_takeover" in offer
+        response = [NAME]
+        if server_reset:
+            response.append("server_no_context_takeover")
+        if client_reset:
+            response.append("client_no_context_takeover")
+        if server_bits < 15 or "server_max_window_bits" in offer:
+            response.append(f"server_max_window_bits={server_bits}")
+        if answer_client_bits:
+            response.append(f"client_max_window_bits={client_bits}")
+        session = Deflate(
+            send_window_bits=server_bits,
+            receive_window_bits=client_bits,
+            send_reset=server_reset,
+            receive_reset=client_reset,
+            settings=self,
+        )
+        return "; ".join(response), session
+
+    # -- client side -------------------------------------------------------
+
+    def offer(self) -> str:
+        """The client's ``Sec-WebSocket-Extensions`` offer."""
+        parts = [NAME]
+        if self.server_no_context_takeover:
+            parts.append("server_no_context_takeover")
+        if self.client_no_context_takeover:
+            parts.append("client_no_context_takeover")
+        if self.server_max_window_bits is not None:
+            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        if self.client_max_window_bits is not None:
+            parts.append(f"client_max_window_bits={self.client_max_window_bits}")
+        else:
+            parts.append("client_max_window_bits")  # we can honour any limit the server sets
+        return "; ".join(parts)
+
+    def accept_response(self, value: str) -> Deflate:
+        """Check the server's answer to our offer (RFC 7692 §7.1); fail the handshake if invalid."""
+        extensions = parse_extensions([value])
+        if len(extensions) != 1 or extensions[0][0] != NAME:
+            raise InvalidHandshake(f"unexpected extensions in response: {value!r}")
+        params = extensions[0][1]
+        names = [key for key, _ in params]
+        if len(set(names)) != len(names) or any(key not in _PARAMETERS for key in names):
+            raise InvalidHandshake(f"invalid permessage-deflate response: {value!r}")
+        answer = dict(params)
+        for flag in ("server_no_context_takeover", "client_no_context_takeover"):
+            if flag in answer and answer[flag] is not None:
+                raise InvalidHandshake(f"invalid permessage-deflate response: {value!r}")
+        if self.server_no_context_takeover and "server_no_context_takeover" not in answer:
+            raise InvalidHandshake("server ignored server_no_context_takeover")
+        server_bits = 15
+        if "server_max_window_bits" in answer:
+            bits = _window_bits(answer["server_max_window_bits"])
+            if bits is None or (self.server_max_window_bits is not None and bits > self.server_max_window_bits):
+                raise InvalidHandshake(f"invalid server_max_window_bits in {value!r}")
+            server_bits = bits
+        elif self.server_max_window_bits is not None:
+            raise InvalidHandshake("server ignored server_max_window_bits")
+        client_bits = self.client_max_window_bits or 15
+        if "client_max_window_bits" in answer:
+            bits = _window_bits(answer["client_max_window_bits"])
+            if bits is None or bits > client_bits:
+                raise InvalidHandshake(f"invalid client_max_window_bits in {value!r}")
+            client_bits = bits
+        return Deflate(
+            send_window_bits=client_bits,
+            receive_window_bits=server_bits,
+            send_reset=self.client_no_context_takeover or "client_no_context_takeover" in answer,
+            receive_reset="server_no_context_takeover" in answer,
+            settings=self,
+        )
+
+
+class Deflate:
+    """One connection's negotiated permessage-deflate session."""
+
+    __slots__ = (
+        "send_window_bits",
+        "receive_window_bits",
+        "send_reset",
+        "receive_reset",
+        "settings",
+        "can_compress",
+        "_encoder",
+        "_decoder",
+    )
+
+    def __init__(
+        self,
+        *,
+        send_window_bits: int,
+        receive_window_bits: int,
+        send_reset: bool,
+        receive_reset: bool,
+        settings: PerMessageDeflate,
+    ) -> None:
+        self.send_window_bits = send_window_bits
+        # Inflating with a larger window than the sender's is always safe; zlib
+        # has no raw 8-bit window, so 8 is read with 9.
+        self.receive_window_bits = max(receive_window_bits, 9)
+        self.send_reset = send_reset
+        self.receive_reset = receive_reset
+        self.settings = settings
+        # zlib cannot compress with an 8-bit window; compressing is optional per
+        # message (RSV1), so with that limit every message simply goes uncompressed.
+        self.can_compress = send_window_bits >= 9
+        self._encoder: Optional[zlib._Compress] = None
+        self._decoder: Optional[zlib._Decompress] = None
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress one message; the caller sets RSV1 on its first frame."""
+        encoder = self._encoder
+        if encoder is None:
+            encoder = zlib.compressobj(
+                self.settings.level, zlib.DEFLATED, -self.send_window_bits, self.settings.mem_level
+            )
+        compressed = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        self._encoder = None if self.send_reset else encoder
+        # §7.2.1: drop the 4-byte empty block a sync flush ends with.
+        if compressed.endswith(_TRAILER):
+            return compressed[:-4]
+        return compressed
+
+    def decompress(self, data: bytes, max_size: Optional[int]) -> bytes:
+        """Inflate one message, producing at most ``max_size`` bytes.
+
+        A message that would inflate past the limit raises MessageTooBig (1009)
+        after producing at most ``max_size + 1`` bytes: a decompression bomb never
+        gets to allocate its full size. Corrupt data raises ProtocolError (1007
+        is for text; broken DEFLATE is a protocol error, 1002)."""
+        decoder = self._decoder
+        if decoder is None:
+            decoder = zlib.decompressobj(-self.receive_window_bits)
+        limit = 0 if max_size is None else max_size + 1
+        try:
+            # §7.2.2: put back the empty block the sender removed.
+            output = decoder.decompress(data + _TRAILER, limit)
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid compressed data: {exc}") from None
+        if max_size is not None and (len(output) > max_size or decoder.unconsumed_tail):
+            self._decoder = None
+            raise MessageTooBig(f"message inflates past the limit of {max_size} bytes")
+        self._decoder = None if self.receive_reset else decoder
+        return output
