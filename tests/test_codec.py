@@ -133,7 +133,9 @@ def test_one_byte_at_a_time(codec):
 def test_ten_mebibytes_at_once(codec):
     payload = os.urandom(10 << 20)
     parser = codec.FrameParser(max_message_size=None)
-    assert parser.feed(client_frame(2, payload)) == [codec.Frame(2, payload)]
+    key = bytes((1, 2, 3, 4))  # masking itself is checked against a reference above
+    frame = bytes((0x82, 0xFF)) + (10 << 20).to_bytes(8, "big") + key + codec.apply_mask(payload, key)
+    assert parser.feed(frame) == [codec.Frame(2, payload)]
     assert parser.buffered == 0
 
 

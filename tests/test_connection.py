@@ -70,10 +70,10 @@ def test_server_initiated_close_handshake(server, client):
 def test_client_initiated_close_echoes_code(server, client, codec):
     server.receive_data(client.send_close(4000, "done"))
     echoed = codec.FrameParser(is_client=True).feed(server.data_to_send())
-    assert echoed == [codec.Frame(8, build_close(4000, ""))]
+    assert echoed == [codec.Frame(8, build_close(4000, "done"))]
     assert server.should_close_transport
     assert isinstance(server.close_exception(), ConnectionClosedError)
-    client.receive_data(codec.encode_frame(8, build_close(4000, "")))
+    client.receive_data(codec.encode_frame(8, build_close(4000, "done")))
     assert client.state is State.CLOSED and client.close_code == 4000
 
 

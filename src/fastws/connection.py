@@ -119,9 +119,10 @@ class Connection:
     def _on_close(self, frames: list, frame) -> list:
         self.close_received = parse_close(frame.payload)
         if self.state is State.OPEN:
-            # RFC 6455 §5.5.1: answer with a close frame, echoing the code.
+            # RFC 6455 §5.5.1: answer with a close frame; echoing the code and
+            # reason lets the peer (a browser's close event) see what it sent.
             code, reason = self.close_received
-            self._send_close(None if code == CloseCode.NO_STATUS else code, "")
+            self._send_close(None if code == CloseCode.NO_STATUS else code, reason)
         self.state = State.CLOSED
         # Frames after the close frame are discarded.
         return frames[: frames.index(frame) + 1]

@@ -243,6 +243,7 @@ class BenchResult:
     in_flight_at_end: int
     throughput: list[float]  # messages per second, one entry per second
     send_lag_p99_us: Optional[int] = None  # rate mode: how late sends were vs the schedule
+    deflate: bool = False  # permessage-deflate was negotiated
     histogram: Histogram = dataclasses.field(default_factory=Histogram, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,7 +256,7 @@ class BenchResult:
         return json.dumps(self.to_dict(), indent=indent)
 
     def summary(self) -> str:
-        kind = "binary" if self.binary else "text"
+        kind = ("binary" if self.binary else "text") + " messages" + (", permessage-deflate" if self.deflate else "")
         sizes = ",".join(_format_size(s) for s in self.sizes)
         if self.mode == "pipelined":
             load = f"pipelined, window {self.window}"
@@ -265,7 +266,7 @@ class BenchResult:
             load = "roundtrip"
         lines = [
             f"fastws bench {self.uri}",
-            f"  {self.connected} connection{'s' if self.connected != 1 else ''}, {load}, {sizes} {kind} messages",
+            f"  {self.connected} connection{'s' if self.connected != 1 else ''}, {load}, {sizes} {kind}",
             "  latency     p50       p90       p99     p99.9       max      mean     stdev",
             "         "
             + "".join(
@@ -492,6 +493,7 @@ class Bench:
         progress: bool = True,
         warmup: float = 0.0,
         verify: bool = False,
+        deflate: bool = False,
         precise_timer: bool = True,
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
@@ -531,6 +533,7 @@ class Bench:
         self.progress = progress
         self.warmup = warmup
         self.verify = verify
+        self.deflate = deflate
         self.precise_timer = precise_timer
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
@@ -652,9 +655,12 @@ class Bench:
     async def _connect(self) -> None:
         async def open_one() -> _Client:
             client = _Client(self)
+            # permessage-deflate only if asked: by default the bench measures the plain protocol.
+            compression: dict[str, Any] = {} if self.deflate else {"compression": None}
             await connect(
                 self.uri,
                 listener=client,
+                **compression,
                 max_message_size=None,
                 ping_interval=None,
                 open_timeout=self.open_timeout,
@@ -819,6 +825,7 @@ class Bench:
             in_flight_at_end=in_flight,
             throughput=[round(x, 1) for x in self.series],
             send_lag_p99_us=self.lag.value_at_percentile(99) if self.mode == "rate" else None,
+            deflate=any(getattr(c.ws, "extension", None) is not None for c in self.clients),
             histogram=hist,
         )
 
@@ -842,7 +849,8 @@ async def bench(
     Stops after ``duration`` seconds or ``messages`` echoes (whichever first;
     10 s if neither is given), or when every connection is closed. Other
     keywords: ``warmup`` (seconds of load before measuring), ``verify``
-    (compare echo contents, not only type and size), ``precise_timer`` (rate
+    (compare echo contents, not only type and size), ``deflate`` (offer
+    permessage-deflate; off by default), ``precise_timer`` (rate
     mode: spin the last millisecond before a send; False sleeps on the loop's
     ~1 ms timer), ``open_timeout``, ``close_timeout``, ``progress_stream``.
     """
@@ -1000,6 +1008,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS", help="load before measuring")
     parser.add_argument("--verify", action="store_true", help="compare echo contents, not only type and size")
     parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="offer permessage-deflate (off by default; the payloads are repetitive, so they compress well)",
+    )
+    parser.add_argument(
         "--coarse-timer",
         action="store_true",
         help="rate mode: sleep on the event loop's ~1 ms timer instead of spinning the last millisecond "
@@ -1042,6 +1055,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             warmup=args.warmup,
             verify=args.verify,
+            deflate=args.deflate,
             precise_timer=not args.coarse_timer,
         )
         loop = asyncio.get_running_loop()

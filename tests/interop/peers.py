@@ -121,8 +121,9 @@ class RecordingEcho:
 
 
 class PeerProcess:
-    """A peer program run as a child process. A thread collects its stdout
-    lines; stderr goes to a temporary file, quoted in errors."""
+    """A peer program run as a child process, which exits when its stdin closes.
+    A thread collects its stdout lines; stderr goes to a temporary file, quoted
+    in errors."""
 
     def __init__(self, name: str, args: list, cwd: Path) -> None:
         self.name = name
@@ -130,7 +131,7 @@ class PeerProcess:
         self.process = subprocess.Popen(
             args,
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             start_new_session=True,  # its own process group, killed as a whole
@@ -159,17 +160,17 @@ class PeerProcess:
             raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; stderr: {self.stderr_text()}")
         return line
 
-    def wait_listening(self, timeout: float = TIMEOUT) -> int:
-        """Wait for the ``listening PORT`` line and return the port."""
+    def wait_line(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
+        """The first line must match ``pattern`` (a start-up line such as ``listening PORT``)."""
         line = self.next_line(timeout)
-        match = re.fullmatch(r"listening (\d+)", line)
+        match = re.fullmatch(pattern, line)
         if match is None:
-            raise RuntimeError(f"{self.name}: expected 'listening PORT', got {line!r}")
-        return int(match.group(1))
+            raise RuntimeError(f"{self.name}: expected {pattern!r}, got {line!r}; stderr: {self.stderr_text()}")
+        return match
 
     def wait_event(self, event: str, path: Optional[str] = None, timeout: float = TIMEOUT) -> dict:
         """The next JSON event line named ``event`` (for ``path``, if given);
-        other lines are skipped."""
+        other lines are skipped, and an ``error`` event for ``path`` raises."""
         deadline = time.monotonic() + timeout
         while True:
             line = self.next_line(max(deadline - time.monotonic(), 0.0))
@@ -177,14 +178,30 @@ class PeerProcess:
                 data = json.loads(line)
             except ValueError:
                 continue
-            if data.get("event") == event and (path is None or data.get("path") == path):
+            if path is not None and data.get("path") != path:
+                continue
+            if data.get("event") == event:
                 return data
+            if data.get("event") == "error":
+                raise RuntimeError(f"{self.name} reported an error while waiting for {event!r}: {data}")
 
     async def event(self, event: str, path: Optional[str] = None, timeout: float = TIMEOUT) -> dict:
         return await asyncio.to_thread(self.wait_event, event, path, timeout)
 
+    def send_json(self, data: dict) -> None:
+        """Write one JSON line to the peer's stdin."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(data).encode() + b"\n")
+        self.process.stdin.flush()
+
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it lingers; always reaps the process group."""
+        """Close stdin, then SIGTERM and SIGKILL if it lingers; always reaps the process group."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            self.process.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self.process.poll() is not None:
                 break
@@ -216,14 +233,20 @@ def node_command(op: str, **arguments: Any) -> str:
     return NODE_COMMAND_PREFIX + json.dumps({"op": op, **arguments})
 
 
-def start_node_peer(script: str, *args: str) -> PeerProcess:
-    """Run ``tests/interop/node/<script>``; fails if node or the ws package is missing."""
+def start_node_peer(script: str, *args: str, ready: str) -> tuple[PeerProcess, re.Match]:
+    """Run ``tests/interop/node/<script>`` and wait for its first line to match
+    ``ready``; fails if node or the ws package is missing."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError(f"`node` was not found on PATH: {INSTALL_HINT}")
     if not (NODE_DIR / "node_modules" / "ws" / "package.json").exists():
         raise RuntimeError(f"the ws package is not installed in {NODE_DIR}: {INSTALL_HINT}")
-    return PeerProcess(f"node {script}", [node, str(NODE_DIR / script), *args], cwd=NODE_DIR)
+    peer = PeerProcess(f"node {script}", [node, str(NODE_DIR / script), *args], cwd=NODE_DIR)
+    try:
+        return peer, peer.wait_line(ready)
+    except BaseException:
+        peer.stop()
+        raise
 
 
 # -- Chromium over the DevTools protocol -------------------------------------

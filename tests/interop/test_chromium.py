@@ -197,8 +197,8 @@ async def test_page_closes_with_4000_and_reason(chromium):
     async with browser_session(chromium) as session:
         await session.open()
         seen_by_page = await session.run(f"socket.close(4000, {json.dumps(CLOSE_REASON)}); return await waitClosed();")
-        # The page reports the server's answer: fastws echoes the code, not the reason.
-        assert seen_by_page == {"wasClean": True, "code": 4000, "reason": ""}
+        # The page reports the server's answer: fastws echoes the code and the reason.
+        assert seen_by_page == {"wasClean": True, "code": 4000, "reason": CLOSE_REASON}
         assert await session.echo.wait_finished() == (4000, CLOSE_REASON)
 
 

@@ -34,7 +34,7 @@ from .peers import (
     start_node_peer,
 )
 
-NODE_SERVER_PROTOCOLS = ["chat.v2", "chat.v1"]  # the Node server's order of preference
+NODE_PROTOCOLS = ["chat.v2", "chat.v1"]  # what Node accepts (as server) or offers (as client)
 FASTWS_PROTOCOLS = ["chat.v1", "chat.v2"]
 
 
@@ -43,45 +43,36 @@ def backend(codec, monkeypatch):
     monkeypatch.setattr(fastws.connection, "default_codec", codec)
 
 
-def start_node_server(*flags: str):
-    server = start_node_peer("echo_server.js", *flags)
-    try:
-        server.port = server.wait_listening()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+class NodeServer:
+    """A Node ws echo server process (echo_server.js) listening on ``port``."""
+
+    def __init__(self, *flags: str) -> None:
+        self.process, listening = start_node_peer("echo_server.js", *flags, ready=r"listening (\d+)")
+        self.port = int(listening.group(1))
 
 
 @pytest.fixture(scope="module")
 def node_server():
     """A Node ws echo server without compression, shared by the module's tests."""
-    server = start_node_server("--protocols=" + ",".join(NODE_SERVER_PROTOCOLS))
+    server = NodeServer("--protocols=" + ",".join(NODE_PROTOCOLS))
     yield server
-    server.stop()
+    server.process.stop()
 
 
 @pytest.fixture(scope="module")
 def node_deflate_server():
     """A Node ws echo server with permessage-deflate on."""
-    server = start_node_server("--deflate")
+    server = NodeServer("--deflate")
     yield server
-    server.stop()
+    server.process.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def node_clients():
-    """Starts Node ws echo clients: ``node_clients(url, *flags)``; all are stopped at teardown."""
-    started: list[PeerProcess] = []
-
-    def start(url: str, *flags: str) -> PeerProcess:
-        client = start_node_peer("echo_client.js", url, *flags, f"--timeout={LARGE_TIMEOUT * 4}")
-        started.append(client)
-        return client
-
-    yield start
-    for client in started:
-        client.stop()
+    """A Node process (echo_client.js) that opens a ws echo client per request."""
+    process, _ = start_node_peer("echo_client.js", ready="ready")
+    yield process
+    process.stop()
 
 
 class NodeLink:
@@ -103,20 +94,22 @@ class NodeLink:
 
 
 @asynccontextmanager
-async def link_to_node_server(server: PeerProcess, **fastws_options):
+async def link_to_node_server(server: NodeServer, **fastws_options):
+    """A fastws client connected to ``server`` (on a path of its own)."""
     path = f"/{uuid.uuid4().hex}"
     async with fastws.connect(f"ws://127.0.0.1:{server.port}{path}", **fastws_options) as ws:
-        yield NodeLink(ws, server, path, await server.event("connection", path))
+        yield NodeLink(ws, server.process, path, await server.process.event("connection", path))
 
 
 @asynccontextmanager
-async def link_to_node_client(start_client, *flags: str, **fastws_options):
+async def link_to_node_client(clients: PeerProcess, node_options: dict, **fastws_options):
+    """A fastws server and a Node client (``node_options``: protocols, deflate) connected to it."""
     path = f"/{uuid.uuid4().hex}"
     acceptor = Acceptor()
     async with fastws.serve(acceptor, "127.0.0.1", 0, **fastws_options) as server:
-        client = start_client(f"ws://127.0.0.1:{server.port}{path}", *flags)
+        clients.send_json({"url": f"ws://127.0.0.1:{server.port}{path}", **node_options})
         ws = await acceptor.accept()
-        yield NodeLink(ws, client, path, await client.event("open", path))
+        yield NodeLink(ws, clients, path, await clients.event("open", path))
 
 
 @pytest.fixture(params=["node-server", "node-client"])
@@ -132,11 +125,11 @@ def link(role, request):
     if role == "node-server":
         server = request.getfixturevalue("node_server")
         return lambda **options: link_to_node_server(server, **options)
-    start_client = request.getfixturevalue("node_clients")
+    clients = request.getfixturevalue("node_clients")
 
     def open_link(subprotocols=None, **options):
-        flags = ["--protocols=" + ",".join(NODE_SERVER_PROTOCOLS)] if subprotocols else []
-        return link_to_node_client(start_client, *flags, subprotocols=subprotocols, **options)
+        node_options = {"protocols": NODE_PROTOCOLS} if subprotocols else {}
+        return link_to_node_client(clients, node_options, subprotocols=subprotocols, **options)
 
     return open_link
 
@@ -206,12 +199,13 @@ async def test_node_closes_with_4000_and_reason(link):
         with pytest.raises(ConnectionClosed) as closed:
             await recv(node.ws)
         assert (closed.value.code, closed.value.reason) == (4000, CLOSE_REASON)
-        assert (await node.event("close"))["code"] == 4000  # fastws echoes the code
+        closed_event = await node.event("close")
+        assert (closed_event["code"], closed_event["reason"]) == (4000, CLOSE_REASON)  # fastws echoes both
 
 
 @async_test
 async def test_node_client_offering_deflate_works_with_fastws_server(node_clients):
-    async with link_to_node_client(node_clients, "--deflate") as node:
+    async with link_to_node_client(node_clients, {"deflate": True}) as node:
         assert "permessage-deflate" in node.ws.request.headers.get("Sec-WebSocket-Extensions", "")
         for message in ["hello world", b"\x00\xff" * 1000, LARGE_BINARY, LARGE_TEXT]:
             await node.echo(message, LARGE_TIMEOUT)

@@ -56,4 +56,10 @@ function parseList(args, name) {
   return arg ? arg.slice(name.length + 3).split(',').filter(Boolean) : [];
 }
 
-module.exports = { attachEchoPeer, report, parseList, LIMITS };
+// The peers live as long as their parent keeps their stdin open.
+function exitWithStdin() {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
+}
+
+module.exports = { attachEchoPeer, exitWithStdin, report, parseList, LIMITS };

@@ -6,8 +6,9 @@
 // --deflate enables permessage-deflate (compressing every message); off by default.
 // --protocols lists the subprotocols it accepts, in its order of preference.
 // Reports each connection as {"event": "connection", ...} (see echo_peer.js).
+// Exits when stdin closes.
 const { WebSocketServer } = require('ws');
-const { attachEchoPeer, report, parseList, LIMITS } = require('./echo_peer');
+const { attachEchoPeer, exitWithStdin, report, parseList, LIMITS } = require('./echo_peer');
 
 const args = process.argv.slice(2);
 const protocols = parseList(args, 'protocols');
@@ -37,9 +38,4 @@ server.on('error', (err) => {
   process.exit(2);
 });
 
-function stop() {
-  for (const ws of server.clients) ws.terminate();
-  server.close(() => process.exit(0));
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+exitWithStdin();
