@@ -97,7 +97,7 @@ def test_client_rejects_invalid_responses(response):
 )
 def test_messages_round_trip_compressed(codec, settings):
     server, client, _ = negotiate(settings, settings, codec)
-    messages = ['{"event": "tick", "value": %d}' % i for i in range(50)] + [bytes(100000), "é" * 3000, "", b""]
+    messages = [f'{{"event": "tick", "value": {i}}}' for i in range(50)] + [bytes(100000), "é" * 3000, "", b""]
     for message in messages:
         wire = client.send(message)
         if message:

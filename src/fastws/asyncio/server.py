@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from typing import Any, Callable, Optional, Union
 
 from ..exceptions import ConnectionClosed, InvalidHandshake
-from ..extensions.permessage_deflate import PerMessageDeflate
+from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
 from ..handshake import ExtensionHook, HeadParser, Request, Response, ServerHandshake, error_response, parse_request
 from .protocol import Limits, Listener, WebSocket
@@ -203,7 +203,7 @@ class serve:
         origins: Optional[list[Optional[str]]] = None,
         extensions: Optional[ExtensionHook] = None,
         process_request: Optional[ProcessRequest] = None,
-        compression: Optional[PerMessageDeflate] = PerMessageDeflate(),
+        compression: Optional[PerMessageDeflate] = SERVER_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
         **options: Any,
     ) -> None:

@@ -20,7 +20,7 @@ from typing import Optional
 
 from ..exceptions import InvalidHandshake, MessageTooBig, ProtocolError
 
-__all__ = ["PerMessageDeflate", "Deflate", "parse_extensions", "NAME"]
+__all__ = ["PerMessageDeflate", "Deflate", "parse_extensions", "NAME", "SERVER_DEFAULT", "CLIENT_DEFAULT"]
 
 NAME = "permessage-deflate"
 _TRAILER = b"\x00\x00\xff\xff"
@@ -75,7 +75,7 @@ def _window_bits(value: Optional[str]) -> Optional[int]:
     return int(value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PerMessageDeflate:
     """permessage-deflate settings, for ``serve(compression=...)`` and ``connect(compression=...)``.
 
@@ -217,6 +217,15 @@ class PerMessageDeflate:
             receive_reset="server_no_context_takeover" in answer,
             settings=self,
         )
+
+
+SERVER_DEFAULT = PerMessageDeflate()
+"""What ``serve()`` accepts by default: compression on, 4 KiB windows both ways
+(when the client lets us set its window), zlib memLevel 5."""
+
+CLIENT_DEFAULT = PerMessageDeflate(server_max_window_bits=None, client_max_window_bits=None)
+"""What ``connect()`` offers by default: any window the server likes, which every
+server can accept."""
 
 
 class Deflate:
