@@ -99,9 +99,7 @@ class connect:
         extra_headers: Optional[Iterable[tuple[str, str]]] = None,
         origin: Optional[str] = None,
         listener: Optional[Listener] = None,
-        compression: Optional[PerMessageDeflate] = PerMessageDeflate(
-            server_max_window_bits=None, client_max_window_bits=None
-        ),
+        compression: Optional[PerMessageDeflate] = CLIENT_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
         **options: Any,
     ) -> None:

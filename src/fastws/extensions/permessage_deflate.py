@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from ..exceptions import InvalidHandshake, MessageTooBig, ProtocolError
 
@@ -55,7 +55,9 @@ def parse_extensions(values: list[str]) -> list[tuple[str, list[tuple[str, Optio
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted
@@ -264,7 +266,7 @@ class Deflate:
         self._encoder: Optional[zlib._Compress] = None
         self._decoder: Optional[zlib._Decompress] = None
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: Union[bytes, bytearray, memoryview]) -> bytes:
         """Compress one message; the caller sets RSV1 on its first frame."""
         encoder = self._encoder
         if encoder is None:
