@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from ..exceptions import InvalidHandshake
-from ..extensions.permessage_deflate import PerMessageDeflate
+from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..handshake import ClientHandshake, HeadParser, Response, parse_response
 from .protocol import Limits, Listener, WebSocket
 
