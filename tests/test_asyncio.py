@@ -252,7 +252,7 @@ async def test_control_frames_between_fragments_and_pong_reply():
         assert await peer.read_frame() == (10, b"ping!")
         assert await peer.read_frame() == (1, b"fragment")
         peer.send_close(1000, "bye")
-        assert await peer.read_frame() == (8, (1000).to_bytes(2, "big"))
+        assert await peer.read_frame() == (8, (1000).to_bytes(2, "big") + b"bye")
         assert await peer.read_until_eof() == b""  # the server closes TCP first
 
 
