@@ -358,9 +358,10 @@ def build_stream(size: int, count: int) -> tuple[list[bytes], bytes]:
     return chunks, payloads[(count - 1) % len(payloads)]
 
 
-# Each factory returns (make, last) where make() builds a fresh parser and
-# returns feed_all(chunks) -> number of messages; last(parser-state) is only
-# used by the self-check. Parser construction happens outside the timed region.
+# Each factory returns make(); make() builds a fresh parser and returns
+# (feed_all, last): feed_all(chunks) feeds every chunk, consumes what the parser
+# delivers and returns the number of messages; last() gives the last payload,
+# for the self-check only. Parsers are built outside the timed region.
 
 
 def fastws_parser(codec):

@@ -14,6 +14,7 @@ from fastws import Headers, Listener, Response, connect, serve
 from fastws.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
 from .helpers import RawPeer, async_test, upgrade_request
+from .test_codec import client_frame
 
 
 @pytest.fixture(autouse=True)
@@ -383,3 +384,52 @@ async def test_tls_wss_with_self_signed_certificate():
         async with connect(f"wss://127.0.0.1:{server.port}/", ssl=client_context) as ws:
             await ws.send("secret")
             assert await ws.recv() == "secret"
+
+
+@async_test
+async def test_listener_reply_to_a_message_that_arrives_with_a_close_frame():
+    """The reply cannot be sent after the close; it must not break the connection."""
+    errors = []
+
+    class Echo(Listener):
+        def on_message(self, ws, message):
+            ws.send_nowait(message)
+
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    async with serve(listener=Echo) as server:
+        peer = await RawPeer.open(server.port)
+        peer.writer.write(client_frame(1, b"last words") + client_frame(8, (1000).to_bytes(2, "big")))
+        opcode, payload = await peer.read_frame()
+        assert opcode in (1, 8)
+        assert await peer.read_until_eof() is not None
+    assert errors == []
+
+
+@async_test
+async def test_listener_exception_closes_with_1011_and_server_goes_on():
+    class Broken(Listener):
+        def on_message(self, ws, message):
+            raise ValueError("bug in user code")
+
+    async with serve(listener=Broken) as server:
+        async with connect(uri(server)) as ws:
+            await ws.send("x")
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.code == 1011
+        async with connect(uri(server)) as ws:
+            assert ws.open
+
+
+def test_runs_on_uvloop():
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        async with serve(echo) as server, connect(uri(server)) as ws:
+            await ws.send("on uvloop")
+            assert await ws.recv() == "on uvloop"
+            await ws.send(bytes(300000))
+            assert await ws.recv() == bytes(300000)
+
+    uvloop.run(asyncio.wait_for(main(), 30))

@@ -241,6 +241,7 @@ class BenchResult:
     close_codes: dict[int, int]
     lost: int  # messages in flight on connections that closed under us
     in_flight_at_end: int
+    oldest_in_flight_us: int  # age at the end of the oldest unanswered message (0 if none)
     throughput: list[float]  # messages per second, one entry per second
     send_lag_p99_us: Optional[int] = None  # rate mode: how late sends were vs the schedule
     deflate: bool = False  # permessage-deflate was negotiated
@@ -267,23 +268,23 @@ class BenchResult:
         lines = [
             f"fastws bench {self.uri}",
             f"  {self.connected} connection{'s' if self.connected != 1 else ''}, {load}, {sizes} {kind}",
-            "  latency     p50       p90       p99     p99.9       max      mean     stdev",
-            "         "
-            + "".join(
-                f"{_format_us(v):>10}"
-                for v in (
-                    self.p50_us,
-                    self.p90_us,
-                    self.p99_us,
-                    self.p999_us,
-                    self.max_us,
-                    self.mean_us,
-                    self.stdev_us,
-                )
-            ),
-            f"  {self.messages:,} messages in {self.duration_s:.2f}s: "
-            f"{self.msgs_per_s:,.0f} msg/s, {self.mb_per_s:,.2f} MB/s",
         ]
+        if self.messages:
+            values = (self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us, self.mean_us, self.stdev_us)
+            lines.append("  latency     p50       p90       p99     p99.9       max      mean     stdev")
+            lines.append("         " + "".join(f"{_format_us(v):>10}" for v in values))
+        else:
+            lines.append("  no echo received")
+        lines.append(
+            f"  {self.messages:,} messages in {self.duration_s:.2f}s: "
+            f"{self.msgs_per_s:,.0f} msg/s, {self.mb_per_s:,.2f} MB/s"
+        )
+        if self.oldest_in_flight_us > self.max_us:
+            # An unanswered message older than every measured latency: the tail is worse than shown.
+            lines.append(
+                f"  warning: {self.in_flight_at_end:,} messages unanswered at the end, "
+                f"the oldest for {_format_us(self.oldest_in_flight_us)}"
+            )
         if self.throughput:
             lines.append(f"  per second: min {min(self.throughput):,.0f}  max {max(self.throughput):,.0f} msg/s")
         if self.send_lag_p99_us is not None:
@@ -496,7 +497,7 @@ class Bench:
         deflate: bool = False,
         precise_timer: bool = True,
         open_timeout: float = 10.0,
-        close_timeout: float = 5.0,
+        close_timeout: float = 2.0,
         progress_stream: Optional[TextIO] = None,
     ) -> None:
         if mode not in MODES:
@@ -649,8 +650,12 @@ class Bench:
                 self._end_progress()
         self._last_partial_second(measure_end)
         in_flight = self.inflight
+        oldest = min(
+            [c.times[0] for c in self.clients if c.times] + [c.backlog[0] for c in self.clients if c.backlog],
+            default=measure_end,
+        )
         await self._close_all()
-        return self._result(measure_end - measure_start, in_flight)
+        return self._result(measure_end - measure_start, in_flight, int((measure_end - oldest) * 1e6))
 
     async def _connect(self) -> None:
         async def open_one() -> _Client:
@@ -789,7 +794,7 @@ class Bench:
                 if client.alive:
                     client.ws.abort()  # type: ignore[union-attr]
 
-    def _result(self, elapsed: float, in_flight: int) -> BenchResult:
+    def _result(self, elapsed: float, in_flight: int, oldest_us: int) -> BenchResult:
         hist = self.hist
         pct = hist.percentiles((50, 90, 99, 99.9))
         elapsed = max(elapsed, 1e-9)
@@ -823,6 +828,7 @@ class Bench:
             close_codes=dict(self.close_codes),
             lost=self.lost,
             in_flight_at_end=in_flight,
+            oldest_in_flight_us=max(0, oldest_us),
             throughput=[round(x, 1) for x in self.series],
             send_lag_p99_us=self.lag.value_at_percentile(99) if self.mode == "rate" else None,
             deflate=any(getattr(c.ws, "extension", None) is not None for c in self.clients),

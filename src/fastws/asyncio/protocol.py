@@ -117,7 +117,7 @@ class WebSocket(asyncio.Protocol):
         self.is_client = is_client
         self.listener = listener
         self.loop = asyncio.get_running_loop()
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: Any = None  # an asyncio.Transport (or uvloop's, which is not a subclass)
         self.connection: Optional[Connection] = None
         self.subprotocol: Optional[str] = None
         self.extension: Any = None  # the negotiated extension session (permessage-deflate)
@@ -125,6 +125,10 @@ class WebSocket(asyncio.Protocol):
         self.id = os.urandom(4).hex()
         self._queue: collections.deque[Message] = collections.deque()
         self._waiter: Optional[asyncio.Future] = None
+        # Writes are coalesced while data_received runs (_corked) or while more
+        # received messages wait in the queue, then flushed in one syscall.
+        self._pending_writes: list[bytes] = []
+        self._corked = False
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: Optional[asyncio.Future] = None
@@ -160,15 +164,15 @@ class WebSocket(asyncio.Protocol):
     @property
     def buffered_amount(self) -> int:
         """Bytes written but not yet handed to the kernel (as in the browser API)."""
-        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+        pending = sum(map(len, self._pending_writes))
+        return pending + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
 
     # -- asyncio.Protocol ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.remote_address = transport.get_extra_info("peername")
-        transport.set_write_buffer_limits(high=self.limits.write_limit)
+        self.transport.set_write_buffer_limits(high=self.limits.write_limit)
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
 
@@ -179,23 +183,28 @@ class WebSocket(asyncio.Protocol):
             return
         self._last_received = self.loop.time()
         events = connection.receive_data(data)
-        out = connection.data_to_send()
-        if out:
-            self.transport.write(out)  # type: ignore[union-attr]
-        for frame in events:
-            opcode = frame.opcode
-            if opcode < OP_CLOSE:
-                self._deliver(frame.payload)
-            elif opcode == OP_PONG:
-                self._pong_received(frame.payload)
-            elif opcode != OP_CLOSE and self.listener is not None:
-                self.listener.on_ping(self, frame.payload)
+        self._corked = True
+        try:
+            out = connection.data_to_send()
+            if out:
+                self._write(out)
+            for frame in events:
+                opcode = frame.opcode
+                if opcode < OP_CLOSE:
+                    self._deliver(frame.payload)
+                elif opcode == OP_PONG:
+                    self._pong_received(frame.payload)
+                elif opcode != OP_CLOSE and self.listener is not None:
+                    self._call_listener(self.listener.on_ping, frame.payload)
+        finally:
+            self._corked = False
+            self._flush()
         if connection.state is State.CLOSED:
             self._protocol_closed()
 
     def _deliver(self, message: Message) -> None:
         if self.listener is not None:
-            self.listener.on_message(self, message)
+            self._call_listener(self.listener.on_message, message)
             return
         waiter = self._waiter
         if waiter is not None and not waiter.done() and not self._queue:
@@ -204,7 +213,42 @@ class WebSocket(asyncio.Protocol):
         self._queue.append(message)
         if len(self._queue) >= self.limits.max_queue and not self._reading_paused:
             self._reading_paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.transport.pause_reading()
+
+    def _call_listener(self, callback, argument) -> None:
+        """Run a Listener callback; its errors close the connection, never the loop."""
+        try:
+            callback(self, argument)
+        except ConnectionClosed:
+            pass  # e.g. replying to a message that arrived together with a close frame
+        except Exception:
+            logger.exception("%s listener callback failed; closing (1011)", self._peer())
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _write(self, data: bytes) -> None:
+        pending = self._pending_writes
+        if self._corked or self._queue:
+            pending.append(data)
+            if len(pending) == 1 and not self._corked:
+                self.loop.call_soon(self._flush)
+        elif pending:
+            pending.append(data)
+            self._flush()
+        else:
+            self.transport.write(data)
+
+    def _flush(self) -> None:
+        pending = self._pending_writes
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _close_transport(self) -> None:
+        self._flush()
+        self.transport.close()
 
     def eof_received(self) -> bool:
         if self.connection is not None:
@@ -293,6 +337,8 @@ class WebSocket(asyncio.Protocol):
             return message
         if self._closed.done() or (self.connection is not None and self.connection.state is State.CLOSED):
             raise self._close_exception()
+        if self._pending_writes:
+            self._flush()  # nothing more queued: send replies before waiting
         if self._waiter is not None:
             raise RuntimeError("recv() is already being awaited by another task")
         if self.listener is not None:
@@ -324,13 +370,13 @@ class WebSocket(asyncio.Protocol):
         to drain; for callbacks and fan-out. Raises ConnectionClosed if closed."""
         if self.connection is None:
             raise RuntimeError("the handshake is not finished")
-        self.transport.write(self.connection.send(message))  # type: ignore[union-attr]
+        self._write(self.connection.send(message))
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``."""
         if self.connection is None:
             raise RuntimeError("the handshake is not finished")
-        self.transport.write(self.connection.send(message))  # type: ignore[union-attr]
+        self._write(self.connection.send(message))
         if self._writing_paused:
             await self.drain()
 
@@ -338,7 +384,7 @@ class WebSocket(asyncio.Protocol):
         """Write already-encoded frames (encode once, send to many)."""
         if not self.open:
             raise self._close_exception()
-        self.transport.write(data)  # type: ignore[union-attr]
+        self._write(data)
 
     async def send_fragments(self, fragments) -> None:
         """Send one message from an iterable (sync or async) of str or bytes pieces."""
@@ -347,18 +393,18 @@ class WebSocket(asyncio.Protocol):
         if hasattr(fragments, "__aiter__"):
             async for fragment in fragments:
                 if previous is not None:
-                    self.transport.write(self.connection.send_fragment(previous))  # type: ignore[union-attr]
+                    self._write(self.connection.send_fragment(previous))
                     await self.drain()
                 previous = fragment
         else:
             for fragment in fragments:
                 if previous is not None:
-                    self.transport.write(self.connection.send_fragment(previous))  # type: ignore[union-attr]
+                    self._write(self.connection.send_fragment(previous))
                     await self.drain()
                 previous = fragment
         if previous is None:
             raise ValueError("send_fragments() needs at least one fragment")
-        self.transport.write(self.connection.send_fragment(previous, fin=True))  # type: ignore[union-attr]
+        self._write(self.connection.send_fragment(previous, fin=True))
         await self.drain()
 
     async def drain(self) -> None:
@@ -390,7 +436,7 @@ class WebSocket(asyncio.Protocol):
             raise RuntimeError("already waiting for a pong with the same data")
         future = self.loop.create_future()
         self._pings[data] = (future, time.perf_counter())
-        self.transport.write(self.connection.send_ping(data))  # type: ignore[union-attr]
+        self._write(self.connection.send_ping(data))
         return await future
 
     def _pong_received(self, data: bytes) -> None:
@@ -452,7 +498,7 @@ class WebSocket(asyncio.Protocol):
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start (or join) the close handshake and wait until the connection is closed."""
         if self.connection is not None and self.connection.state is State.OPEN:
-            self.transport.write(self.connection.send_close(code, reason))  # type: ignore[union-attr]
+            self._write(self.connection.send_close(code, reason))
             self._arm_close_timer()
         elif self.connection is None and self.transport is not None:
             self.transport.close()
@@ -464,10 +510,10 @@ class WebSocket(asyncio.Protocol):
     def _fail(self, code: int, reason: str) -> None:
         """Send a close frame and close the transport without waiting."""
         if self.connection is not None and self.connection.state is State.OPEN:
-            self.transport.write(self.connection.send_close(code, reason))  # type: ignore[union-attr]
+            self._write(self.connection.send_close(code, reason))
         self._arm_close_timer()
         if self.transport is not None and not self.is_client:
-            self.transport.close()
+            self._close_transport()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -481,7 +527,7 @@ class WebSocket(asyncio.Protocol):
         """The sans-I/O connection reached CLOSED: close TCP as RFC 6455 §7.1.1 says."""
         assert self.connection is not None
         if self.connection.should_close_transport:
-            self.transport.close()  # type: ignore[union-attr]
+            self._close_transport()
         else:
             self._arm_close_timer()  # client: wait for the server to close TCP
         if self._waiter is not None and not self._waiter.done() and not self._queue:
