@@ -37,6 +37,13 @@ cdef enum:
     # Buffers above this are released once their message is delivered, so an
     # idle connection holds little memory after a burst of large messages.
     KEEP_BUFFER_BYTES = 65536
+    # Releasing the GIL costs about as much as masking 1 KiB: only worth it for
+    # buffers large enough that other threads gain from running meanwhile.
+    RELEASE_GIL_BYTES = 262144
+    # A frame's final bytes object is allocated up front when the frame is this
+    # small, or when half of it has already arrived: one copy instead of two,
+    # while a header alone can never make us allocate a large buffer.
+    DIRECT_ALLOCATION_BYTES = 65536
 
 
 cdef inline bint _known_opcode(int opcode):
@@ -88,12 +95,23 @@ cdef inline void _read_mask(object mask, uint8_t *key) except *:
 
 def apply_mask(data, mask):
     cdef uint8_t key[4]
+    cdef const uint8_t *src
+    cdef Py_ssize_t size
+    cdef _Bytes view = None
     _read_mask(mask, key)
-    cdef _Bytes src = _Bytes(data)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, src.size)
+    if type(data) is bytes:  # the common case, without a view object
+        src = <const uint8_t *>PyBytes_AS_STRING(data)
+        size = PyBytes_GET_SIZE(data)
+    else:
+        view = _Bytes(data)
+        src, size = view.ptr, view.size
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
     cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(out)
-    with nogil:
-        fastws_mask(src.ptr, dst, src.size, key, 0)
+    if size < RELEASE_GIL_BYTES:
+        fastws_mask(src, dst, size, key, 0)
+    else:
+        with nogil:
+            fastws_mask(src, dst, size, key, 0)
     return out
 
 
@@ -105,11 +123,17 @@ def apply_mask_inplace(buffer, mask):
         dst = _Bytes(buffer, True)
     except BufferError:
         raise TypeError("apply_mask_inplace needs a writable buffer") from None
-    with nogil:
+    if dst.size < RELEASE_GIL_BYTES:
         fastws_mask(dst.ptr, <uint8_t *>dst.ptr, dst.size, key, 0)
+    else:
+        with nogil:
+            fastws_mask(dst.ptr, <uint8_t *>dst.ptr, dst.size, key, 0)
 
 
-@cython.freelist(64)
+# Frames hold only bytes or str: they cannot form reference cycles, so the
+# garbage collector need not track them (thousands are made per read).
+@cython.no_gc
+@cython.freelist(1024)
 cdef class Frame:
     cdef public int opcode
     cdef public object payload
@@ -185,6 +209,10 @@ cdef class FrameParser:
     cdef bint _check_utf8
     cdef uint32_t _utf8_state
 
+    # The bytes object a frame's payload is unmasked into when it is allocated
+    # up front (see DIRECT_ALLOCATION_BYTES); None otherwise.
+    cdef object _direct
+
     # Payload bytes held for the message (assemble) or the frame (not assemble).
     cdef uint8_t *_buf
     cdef size_t _buf_len
@@ -255,6 +283,8 @@ cdef class FrameParser:
             self._header_len = 0
             if self._remaining == 0:
                 self._finish_frame(frames)
+            else:
+                self._maybe_allocate_direct(end - pos)
         while True:
             if not self._in_frame:
                 header_size = self._parse_header(data + pos, end - pos)
@@ -274,6 +304,7 @@ cdef class FrameParser:
                     self._whole_frame(data + pos, take, frames)
                     pos += take
                     continue
+                self._maybe_allocate_direct(end - pos)
             if pos >= end:
                 return 0
             take = end - pos
@@ -423,11 +454,24 @@ cdef class FrameParser:
             self._message_size = 0
         return 0
 
+    cdef int _maybe_allocate_direct(self, Py_ssize_t available) except -1:
+        """Allocate the payload object of a partly arrived frame now, when it is
+        delivered as one object (not assembled text) and small or mostly here."""
+        if self._opcode >= 8 or self._remaining == 0:
+            return 0
+        if self.assemble and (not self._fin or self._opcode == OP_CONT or self._check_utf8):
+            return 0
+        if self._remaining <= DIRECT_ALLOCATION_BYTES or <uint64_t>available * 2 >= self._remaining:
+            self._direct = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>self._remaining)
+        return 0
+
     cdef int _take_payload(self, const uint8_t *src, Py_ssize_t size) except -1:
         """Unmask the next ``size`` payload bytes of the current frame into its buffer."""
         cdef uint8_t *dst
         if self._opcode >= 8:
             dst = self._control + self._frame_size
+        elif self._direct is not None:
+            dst = <uint8_t *>PyBytes_AS_STRING(self._direct) + self._frame_size
         else:
             dst = self._reserve(size) + self._buf_len
         if self._masked:
@@ -438,7 +482,8 @@ cdef class FrameParser:
         self._remaining -= size
         self._frame_size += size
         if self._opcode < 8:
-            self._buf_len += size
+            if self._direct is None:
+                self._buf_len += size
             if self._check_utf8:
                 self._feed_utf8(dst, size)
         return 0
@@ -462,7 +507,13 @@ cdef class FrameParser:
         if self._fin and self._check_utf8 and self._utf8_state != 0:
             raise InvalidUTF8("invalid UTF-8 in text message")
         self._frame_size = 0
-        if not self.assemble:
+        if self._direct is not None:
+            payload, self._direct = self._direct, None
+            if self.assemble:
+                frames.append(_new_frame(self._message_opcode, payload, True, self._message_rsv1))
+            else:
+                frames.append(_new_frame(opcode, payload, self._fin, self._rsv1))
+        elif not self.assemble:
             payload = PyBytes_FromStringAndSize(<const char *>self._buf, self._buf_len)
             self._buf_len = 0
             frames.append(_new_frame(opcode, payload, self._fin, self._rsv1))
