@@ -1,4 +1,4 @@
-"""Command line: ``fastws serve`` (the echo server), ``fastws client URI``."""
+"""Command line: ``fastws serve`` (the echo server), ``fastws client URI``, ``fastws bench URI``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Optional
 
+from . import loadgen
 from .asyncio import ServerConnection, connect, serve
 from .exceptions import ConnectionClosed
 from .handshake import Headers, Request, Response
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=3000)
     client = commands.add_parser("client", help="interactive client: stdin lines out, messages printed")
     client.add_argument("uri")
+    load = commands.add_parser("bench", help="load generator against any WebSocket echo server")
+    loadgen.add_arguments(load)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -74,6 +77,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
+    if args.command == "bench":
+        return loadgen.run(args)
     try:
         if args.command == "serve":
             asyncio.run(run_server(args.host, args.port))

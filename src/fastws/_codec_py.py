@@ -22,6 +22,7 @@ _KNOWN_OPCODES = frozenset((0, 1, 2, 8, 9, 10))
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_MASK_CHUNK = 4096
 
 
 def apply_mask(data, mask) -> bytes:
@@ -29,10 +30,23 @@ def apply_mask(data, mask) -> bytes:
     if len(mask) != 4:
         raise ValueError("mask must be 4 bytes")
     n = len(data)
-    if n == 0:
-        return b""
-    key = (mask * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    if n <= _MASK_CHUNK:
+        if n == 0:
+            return b""
+        key = (mask * ((n >> 2) + 1))[:n]
+        return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    # Big-integer XOR slows down on very long numbers: work in 4 KiB chunks
+    # (a multiple of 4, so every chunk starts at key byte 0).
+    view = memoryview(data).cast("B")
+    chunk_key = int.from_bytes(mask * (_MASK_CHUNK >> 2), "little")
+    parts = [
+        (int.from_bytes(view[start : start + _MASK_CHUNK], "little") ^ chunk_key).to_bytes(_MASK_CHUNK, "little")
+        for start in range(0, n - _MASK_CHUNK + 1, _MASK_CHUNK)
+    ]
+    tail = n % _MASK_CHUNK
+    if tail:
+        parts.append(apply_mask(view[n - tail :], mask))
+    return b"".join(parts)
 
 
 def apply_mask_inplace(buffer, mask) -> None:
