@@ -13,7 +13,7 @@ import os
 import struct
 
 from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
-from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, is_valid_close_code
+from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, parse_close
 
 __all__ = ["apply_mask", "apply_mask_inplace", "Frame", "FrameParser", "encode_frame", "encode_message"]
 
@@ -313,7 +313,7 @@ class FrameParser:
             self._frame_chunks = []
             self._frame_size = 0
             if opcode == _OP_CLOSE:
-                _check_close_payload(payload)
+                parse_close(payload)  # RFC 6455 §5.5.1, §7.4: validate code and reason
             frames.append(Frame(opcode, payload, True, False))
             return
         if self._fin and self._utf8 is not None:
@@ -334,21 +334,6 @@ class FrameParser:
         self._message_size = 0
         self._message_chunks = []
         self._utf8 = None
-
-
-def _check_close_payload(payload: bytes) -> None:
-    """RFC 6455 §5.5.1, §7.4: a close payload is empty or a valid code + UTF-8 reason."""
-    if not payload:
-        return
-    if len(payload) == 1:
-        raise ProtocolError("close frame payload of 1 byte")
-    (code,) = _U16.unpack_from(payload)
-    if not is_valid_close_code(code):
-        raise ProtocolError(f"invalid close code {code}")
-    try:
-        payload[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidUTF8("invalid UTF-8 in close reason") from None
 
 
 # -- encoding --------------------------------------------------------------

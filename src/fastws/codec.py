@@ -9,6 +9,7 @@ says which one is in use ("cython" or "python").
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, Opcode, build_close, parse_close
 
@@ -31,39 +32,21 @@ _requested = os.environ.get("FASTWS_CODEC", "").lower()
 if _requested not in ("", "python", "cython"):
     raise ImportError(f"FASTWS_CODEC must be 'python' or 'cython', not {_requested!r}")
 
+_backend: ModuleType
 if _requested == "python":
-    from ._codec_py import (  # type: ignore[assignment]
-        Frame,
-        FrameParser,
-        apply_mask,
-        apply_mask_inplace,
-        encode_frame,
-        encode_message,
-    )
-
-    BACKEND = "python"
+    from . import _codec_py as _backend
 else:
     try:
-        from ._codec import (  # type: ignore[assignment,no-redef]
-            Frame,
-            FrameParser,
-            apply_mask,
-            apply_mask_inplace,
-            encode_frame,
-            encode_message,
-        )
-
-        BACKEND = "cython"
+        from . import _codec as _backend  # type: ignore[no-redef]
     except ImportError:
         if _requested == "cython":
             raise
-        from ._codec_py import (  # type: ignore[assignment]
-            Frame,
-            FrameParser,
-            apply_mask,
-            apply_mask_inplace,
-            encode_frame,
-            encode_message,
-        )
+        from . import _codec_py as _backend
 
-        BACKEND = "python"
+BACKEND = "python" if _backend.__name__.endswith("_codec_py") else "cython"
+Frame = _backend.Frame
+FrameParser = _backend.FrameParser
+apply_mask = _backend.apply_mask
+apply_mask_inplace = _backend.apply_mask_inplace
+encode_frame = _backend.encode_frame
+encode_message = _backend.encode_message
