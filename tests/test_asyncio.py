@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ssl
+import time
 
 import pytest
 
@@ -276,6 +277,45 @@ async def test_keepalive_keeps_an_answering_peer():
                 assert await ws.recv() == "alive"
                 await asyncio.sleep(0.1)
             assert ws.open
+
+
+@async_test
+async def test_keepalive_does_not_drop_a_live_peer_when_the_loop_stalls():
+    """A blocked event loop makes the pong late; that is not a dead peer."""
+
+    async def blocking_echo(ws):
+        async for message in ws:
+            if message == "block":
+                time.sleep(0.8)  # the whole loop stalls, longer than ping_timeout
+            await ws.send(message)
+
+    async with serve(blocking_echo, ping_interval=0.05, ping_timeout=0.2) as server:
+        async with connect(uri(server), ping_interval=None) as ws:
+            await ws.send("block")
+            assert await ws.recv() == "block"
+            for _ in range(5):
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+                await asyncio.sleep(0.1)
+            assert ws.open
+
+
+@async_test
+async def test_keepalive_counts_incoming_data_as_life_until_it_stops():
+    """A peer whose pong is stuck behind its own traffic is alive; silence is not."""
+    async with serve(echo, ping_interval=0.05, ping_timeout=0.15) as server:
+        peer = await RawPeer.open(server.port)  # never answers pings
+        for _ in range(10):
+            peer.send_frame(2, b"busy")
+            await asyncio.sleep(0.05)
+        frames = []
+        while True:  # now silent: closed with 1011
+            opcode, payload = await peer.read_frame()
+            frames.append(opcode)
+            if opcode == 8:
+                break
+        assert payload[:2] == (1011).to_bytes(2, "big")
+        assert frames.count(2) == 10  # every message was echoed before that
 
 
 @async_test

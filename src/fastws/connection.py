@@ -211,7 +211,9 @@ class Connection:
             raise RuntimeError("a fragmented message is being sent; finish it with send_fragment(..., fin=True)")
         opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
         deflate = self.deflate
-        if deflate is not None and deflate.can_compress and len(message) >= deflate.settings.threshold:
+        if deflate is None:
+            return self._encode_message(opcode, message, mask=self.is_client, max_frame_size=self.max_frame_size)
+        if deflate.can_compress and len(message) >= deflate.settings.threshold:
             data = message.encode("utf-8") if isinstance(message, str) else message
             return self._encode_message(
                 opcode, deflate.compress(data), mask=self.is_client, max_frame_size=self.max_frame_size, rsv1=True

@@ -136,7 +136,7 @@ class WebSocket(asyncio.Protocol):
         self._pings: dict[bytes, tuple[asyncio.Future, float]] = {}
         self._timer: Optional[asyncio.TimerHandle] = None  # handshake/close deadline
         self._keepalive: Optional[asyncio.TimerHandle] = None
-        self._last_received = 0.0
+        self._data_seen = False  # any bytes since the last keepalive ping
         self.latency = 0.0
 
     # -- properties -------------------------------------------------------
@@ -181,31 +181,52 @@ class WebSocket(asyncio.Protocol):
         if connection is None:
             self.handshake_data_received(data)
             return
-        self._last_received = self.loop.time()
+        self._data_seen = True
         events = connection.receive_data(data)
+        # Replies written while these events are handled leave in one write.
         self._corked = True
         try:
             out = connection.data_to_send()
             if out:
-                self._write(out)
-            for frame in events:
-                opcode = frame.opcode
-                if opcode < OP_CLOSE:
-                    self._deliver(frame.payload)
-                elif opcode == OP_PONG:
-                    self._pong_received(frame.payload)
-                elif opcode != OP_CLOSE and self.listener is not None:
-                    self._call_listener(self.listener.on_ping, frame.payload)
+                self._pending_writes.append(out)
+            if self.listener is not None:
+                self._dispatch_to_listener(events)
+            else:
+                for frame in events:
+                    opcode = frame.opcode
+                    if opcode < OP_CLOSE:
+                        self._deliver(frame.payload)
+                    elif opcode == OP_PONG:
+                        self._pong_received(frame.payload)
         finally:
             self._corked = False
-            self._flush()
+            if self._pending_writes:
+                self._flush()
         if connection.state is State.CLOSED:
             self._protocol_closed()
 
+    def _dispatch_to_listener(self, events: list) -> None:
+        """Call the Listener for each event; its errors close the connection, never the loop."""
+        listener = self.listener
+        assert listener is not None
+        on_message = listener.on_message
+        for frame in events:
+            opcode = frame.opcode
+            try:
+                if opcode < OP_CLOSE:
+                    on_message(self, frame.payload)
+                elif opcode == OP_PONG:
+                    self._pong_received(frame.payload)
+                elif opcode != OP_CLOSE:
+                    listener.on_ping(self, frame.payload)
+            except ConnectionClosed:
+                pass  # e.g. replying to a message that arrived together with a close frame
+            except Exception:
+                logger.exception("%s listener callback failed; closing (1011)", self._peer())
+                self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+                return
+
     def _deliver(self, message: Message) -> None:
-        if self.listener is not None:
-            self._call_listener(self.listener.on_message, message)
-            return
         waiter = self._waiter
         if waiter is not None and not waiter.done() and not self._queue:
             waiter.set_result(message)
@@ -214,16 +235,6 @@ class WebSocket(asyncio.Protocol):
         if len(self._queue) >= self.limits.max_queue and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
-
-    def _call_listener(self, callback, argument) -> None:
-        """Run a Listener callback; its errors close the connection, never the loop."""
-        try:
-            callback(self, argument)
-        except ConnectionClosed:
-            pass  # e.g. replying to a message that arrived together with a close frame
-        except Exception:
-            logger.exception("%s listener callback failed; closing (1011)", self._peer())
-            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _write(self, data: bytes) -> None:
         pending = self._pending_writes
@@ -313,7 +324,6 @@ class WebSocket(asyncio.Protocol):
             max_frame_size=self.limits.max_frame_size,
             deflate=self.extension if isinstance(self.extension, Deflate) else None,
         )
-        self._last_received = self.loop.time()
         if self.limits.ping_interval is not None:
             self._keepalive = self.loop.call_later(self.limits.ping_interval, self._send_keepalive)
         if self.listener is not None:
@@ -460,6 +470,7 @@ class WebSocket(asyncio.Protocol):
         if not self.open:
             return
         sent_at = self.loop.time()
+        self._data_seen = False
         task = self.loop.create_task(self._keepalive_ping(sent_at))
         task.add_done_callback(_consume_exception)
 
@@ -478,10 +489,11 @@ class WebSocket(asyncio.Protocol):
                 # proves the peer is alive. In both cases, wait a bit longer.
                 now = self.loop.time()
                 stalled = now - sent_at - (timeout or 0) > (timeout or 0) / 2
-                alive = self._last_received > sent_at
+                alive = self._data_seen
                 if stalled or alive:
                     logger.debug("%s pong late (loop stalled=%s, peer active=%s)", self._peer(), stalled, alive)
                     sent_at = now
+                    self._data_seen = False
                     timeout = min(timeout or 1.0, 1.0) if stalled else timeout
                     continue
                 logger.info("%s no pong within %ss; closing (1011)", self._peer(), self.limits.ping_timeout)
