@@ -11,7 +11,7 @@ from fastws.frames import build_close
 
 from .test_codec import client_frame
 
-TEST_DEADLINE = 600.0
+TEST_DEADLINE = 1200.0
 
 
 def async_test(function):

@@ -66,6 +66,7 @@ async def echo(ws):
         await ws.send(message)
 
 
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("suite", sorted(SUITES))
 @async_test
 async def test_fastws_server_passes_autobahn(suite, tmp_path):
@@ -99,6 +100,7 @@ async def run_case(url: str) -> None:
         pass  # cases that break the protocol end with the client failing the connection
 
 
+@pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("suite", sorted(SUITES))
 @async_test
 async def test_fastws_client_passes_autobahn(suite, tmp_path):
