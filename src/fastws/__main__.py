@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Optional
+from typing import Any, Coroutine, Optional
 
 from . import loadgen
 from .asyncio import ServerConnection, connect, serve
@@ -64,12 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
     server = commands.add_parser("serve", help="run the echo server (plain HTTP answers 'websocket test')")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
+    server.add_argument("--no-uvloop", action="store_true", help="stay on the default asyncio loop")
     client = commands.add_parser("client", help="interactive client: stdin lines out, messages printed")
     client.add_argument("uri")
     load = commands.add_parser("bench", help="load generator against any WebSocket echo server")
     loadgen.add_arguments(load)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def run(main: Coroutine[Any, Any, None], use_uvloop: bool = True) -> None:
+    """Run on uvloop when it is installed (the optional extra), else on asyncio's loop."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            logger.debug("using uvloop")
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -81,7 +96,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return loadgen.run(args)
     try:
         if args.command == "serve":
-            asyncio.run(run_server(args.host, args.port))
+            run(run_server(args.host, args.port), use_uvloop=not args.no_uvloop)
         else:
             asyncio.run(run_client(args.uri))
     except KeyboardInterrupt:
