@@ -444,9 +444,10 @@ class WebSocket(asyncio.Protocol):
                 data = os.urandom(4)
         elif data in self._pings:
             raise RuntimeError("already waiting for a pong with the same data")
+        frame = self.connection.send_ping(data)  # raises if the connection is closing
         future = self.loop.create_future()
         self._pings[data] = (future, time.perf_counter())
-        self._write(self.connection.send_ping(data))
+        self._write(frame)
         return await future
 
     def _pong_received(self, data: bytes) -> None:
