@@ -325,7 +325,7 @@ async def test_incoming_queue_is_bounded():
 
     async def slow_handler(ws):
         await release.wait()
-        sizes.append(len(ws._queue))
+        sizes.append(len(ws._queue or ()))
         async for message in ws:
             if message == "last":
                 await ws.send("done")

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Any, Coroutine, Optional
+from collections.abc import Coroutine
+from typing import Any, Optional
 
 from . import loadgen
 from .asyncio import ServerConnection, connect, serve

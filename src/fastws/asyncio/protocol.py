@@ -122,8 +122,9 @@ class WebSocket(asyncio.Protocol):
         self.subprotocol: Optional[str] = None
         self.extension: Any = None  # the negotiated extension session (permessage-deflate)
         self.remote_address: Any = None
-        self.id = os.urandom(4).hex()
-        self._queue: collections.deque[Message] = collections.deque()
+        # Received messages not yet recv()'d; created on first use (an empty
+        # deque costs ~700 bytes, and most connections never queue anything).
+        self._queue: Optional[collections.deque[Message]] = None
         self._waiter: Optional[asyncio.Future] = None
         # Writes are coalesced while data_received runs (_corked) or while more
         # received messages wait in the queue, then flushed in one syscall.
@@ -231,8 +232,11 @@ class WebSocket(asyncio.Protocol):
         if waiter is not None and not waiter.done() and not self._queue:
             waiter.set_result(message)
             return
-        self._queue.append(message)
-        if len(self._queue) >= self.limits.max_queue and not self._reading_paused:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        queue.append(message)
+        if len(queue) >= self.limits.max_queue and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -338,9 +342,10 @@ class WebSocket(asyncio.Protocol):
 
         Raises ConnectionClosedOK/ConnectionClosedError once the connection is
         closed and every message received before has been returned."""
-        if self._queue:
-            message = self._queue.popleft()
-            if self._reading_paused and len(self._queue) <= self.limits.max_queue // 2:
+        queue = self._queue
+        if queue:
+            message = queue.popleft()
+            if self._reading_paused and len(queue) <= self.limits.max_queue // 2:
                 self._reading_paused = False
                 if self.transport is not None and not self._closed.done():
                     self.transport.resume_reading()
