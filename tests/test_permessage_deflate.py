@@ -38,18 +38,18 @@ def test_parse_extensions():
 @pytest.mark.parametrize(
     "offer, expected",
     [
-        ("permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
+        ("permessage-deflate", "permessage-deflate; server_max_window_bits=11"),
         (
             "permessage-deflate; client_max_window_bits",
-            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+            "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11",
         ),
         ("permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=10"),
         (
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11",
         ),
         # Invalid first offers are declined; the next acceptable one is taken.
-        ("permessage-deflate; foo=1, permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
+        ("permessage-deflate; foo=1, permessage-deflate", "permessage-deflate; server_max_window_bits=11"),
         ("permessage-deflate; server_max_window_bits=16", None),
         ("permessage-deflate; server_max_window_bits=09", None),
         ("permessage-deflate; client_max_window_bits=7", None),
@@ -73,10 +73,10 @@ def test_server_honours_an_eight_bit_window_by_not_compressing(codec):
 @pytest.mark.parametrize(
     "response",
     [
-        "permessage-deflate; server_max_window_bits=13",  # above what we asked
-        "permessage-deflate; client_max_window_bits=14",  # above what we offered
+        "permessage-deflate; server_max_window_bits=12",  # above what we asked
+        "permessage-deflate; client_max_window_bits=12",  # above what we offered
         "permessage-deflate; unknown=1",
-        "permessage-deflate; server_max_window_bits=12; server_max_window_bits=12",
+        "permessage-deflate; server_max_window_bits=11; server_max_window_bits=11",
         "x-other",
         "permessage-deflate",  # ignores our server_max_window_bits
     ],
@@ -156,7 +156,7 @@ def test_corrupt_compressed_data_fails_the_connection(codec):
 
 def test_invalid_utf8_after_decompression_is_1007(codec):
     server, _, _ = negotiate(PerMessageDeflate(), PerMessageDeflate(), codec)
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -12)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -11)
     data = compressor.compress(b"\xff\xfe") + compressor.flush(zlib.Z_SYNC_FLUSH)
     server.receive_data(codec.encode_frame(1, data[:-4], rsv1=True, mask=True))
     assert server.close_code == 1007

@@ -8,8 +8,9 @@ message.
 
 Memory: zlib states are created on first use and dropped after each message
 when there is no context takeover, so an idle connection holds none. The
-defaults (window 2^12, memLevel 5) cost about 40 KiB per active direction
-instead of about 300 KiB for zlib's defaults, for a few percent of ratio.
+defaults (window 2^11, memLevel 3) cost about 25 KiB to compress and 9 KiB to
+decompress, instead of about 270 KiB and 40 KiB with zlib's defaults (window
+2^15, memLevel 8), for about 10% larger output on JSON traffic.
 """
 
 from __future__ import annotations
@@ -92,11 +93,11 @@ class PerMessageDeflate:
 
     server_no_context_takeover: bool = False
     client_no_context_takeover: bool = False
-    server_max_window_bits: Optional[int] = 12
-    client_max_window_bits: Optional[int] = 12
+    server_max_window_bits: Optional[int] = 11
+    client_max_window_bits: Optional[int] = 11
     threshold: int = 0
     level: int = 6
-    mem_level: int = 5
+    mem_level: int = 3
 
     def __post_init__(self) -> None:
         for name in ("server_max_window_bits", "client_max_window_bits"):
@@ -222,8 +223,8 @@ class PerMessageDeflate:
 
 
 SERVER_DEFAULT = PerMessageDeflate()
-"""What ``serve()`` accepts by default: compression on, 4 KiB windows both ways
-(when the client lets us set its window), zlib memLevel 5."""
+"""What ``serve()`` accepts by default: compression on, 2 KiB windows both ways
+(the client's only when it lets us set it), zlib memLevel 3."""
 
 CLIENT_DEFAULT = PerMessageDeflate(server_max_window_bits=None, client_max_window_bits=None)
 """What ``connect()`` offers by default: any window the server likes, which every
