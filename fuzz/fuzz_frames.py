@@ -2,6 +2,9 @@
 
     python fuzz/fuzz_frames.py --backend=python -max_total_time=60 --corpus=/tmp/corpus-frames
 
+On the compiled backend, which atheris cannot instrument, the pure-Python twin
+parses each input too (unchecked) so that its coverage guides the fuzzer.
+
 The first input bytes choose the parser options and the chunking (see
 ``fuzzlib.Options``); the rest is the byte stream. A crash is any exception
 other than a ProtocolError subclass, or a broken invariant: the same result in
@@ -13,17 +16,18 @@ from __future__ import annotations
 
 import sys
 
-import atheris
+from fuzzlib import instrumented
 
-with atheris.instrument_imports(include=["fastws"]):
+with instrumented():
     import fastws._codec_py  # noqa: F401
     import fastws.exceptions
     import fastws.frames
 
 from fuzzlib import Options, backend_from_argv, codec_module, error_key, main, plain, replay
-from seeds import frame_seeds
+from fuzzseeds import frame_seeds
 
 ProtocolError = fastws.exceptions.ProtocolError
+PYTHON = fastws._codec_py
 CODEC = None  # set in __main__ (or by a test)
 
 # A partial header (at most 14 bytes) and a control frame (at most 125) can be
@@ -93,6 +97,10 @@ def check_buffered(options: Options, sizes: list) -> None:
 def test_one_input(data: bytes) -> None:
     options, stream = Options.decode(data)
     pieces = options.chunks(stream)
+    if CODEC is not PYTHON:
+        # atheris cannot see inside the compiled module: let the instrumented
+        # twin walk the same input, so its coverage steers the corpus.
+        parse(PYTHON, options, pieces)
     frames, error, sizes = parse(CODEC, options, pieces)
     check_frames(options, frames)
     check_buffered(options, sizes)

@@ -11,10 +11,12 @@ two options of its own besides libFuzzer's ``-flags``:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 HEADER_SIZE = 6
 
@@ -84,11 +86,7 @@ class Options(NamedTuple):
         flags |= 0x80 if input_type == "bytearray" else 0
         last = len(sizes) | (8 if input_type == "memoryview" else 0) | (0x80 if extra_bit else 0)
         return (
-            bytes([flags])
-            + max_message[1].to_bytes(2, "big")
-            + max_frame[1].to_bytes(2, "big")
-            + bytes([last])
-            + sizes
+            bytes([flags]) + max_message[1].to_bytes(2, "big") + max_frame[1].to_bytes(2, "big") + bytes([last]) + sizes
         )
 
     def parser_kwargs(self) -> dict:
@@ -148,6 +146,16 @@ def pop_option(argv: list, name: str, default: Optional[str] = None) -> Optional
 
 def backend_from_argv(argv: list) -> str:
     return pop_option(argv, "backend", os.environ.get("FASTWS_FUZZ_BACKEND", "cython")) or "cython"
+
+
+def instrumented():
+    """Instrument fastws's Python modules imported inside this block (if atheris is
+    installed; without it the harnesses still import, for replaying inputs in tests)."""
+    try:
+        import atheris
+    except ImportError:
+        return contextlib.nullcontext()
+    return atheris.instrument_imports(include=["fastws"])
 
 
 def main(test_one_input: Callable[[bytes], None], seeds: Iterable[bytes], argv: list) -> None:

@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import signal
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Callable
 
 
 def parse_args(name: str) -> argparse.Namespace:

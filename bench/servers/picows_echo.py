@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import _common
-
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import _common
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 
 async def echo(ws):
-    async for message in ws:
-        await ws.send(message)
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except ConnectionClosed:  # the client closed while a message was being echoed
+        pass
 
 
 async def start(args):

@@ -71,6 +71,11 @@ class Connection:
         self._encode_message = self.codec.encode_message
         self._encode_frame = self.codec.encode_frame
         self._outgoing: list[bytes] = []
+        # While the I/O layer cannot write (``writable`` False), pongs are not
+        # queued: RFC 6455 §5.5.3 lets us answer only the newest ping, so a ping
+        # flood from a peer that does not read costs one frame, not a backlog.
+        self.writable = True
+        self._pong: Optional[bytes] = None
         self._sending_fragments = 0  # opcode of a message being sent in fragments
         self.close_sent: Optional[tuple[int, str]] = None
         self.close_received: Optional[tuple[int, str]] = None
@@ -100,7 +105,11 @@ class Connection:
                 continue
             if opcode == OP_PING:
                 if self.state is State.OPEN:
-                    self._outgoing.append(self._encode_frame(OP_PONG, frame.payload, mask=self.is_client))
+                    pong = self._encode_frame(OP_PONG, frame.payload, mask=self.is_client)
+                    if self.writable:
+                        self._outgoing.append(pong)
+                    else:
+                        self._pong = pong
             elif opcode == OP_CLOSE:
                 return self._on_close(frames, frame)
         return frames
@@ -190,11 +199,12 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         """Bytes the connection produced on its own (pongs, close replies)."""
+        pong, self._pong = self._pong, None
         if not self._outgoing:
-            return b""
+            return pong or b""
         data = b"".join(self._outgoing)
         self._outgoing.clear()
-        return data
+        return pong + data if pong else data
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:

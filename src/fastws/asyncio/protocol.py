@@ -27,6 +27,9 @@ Message = Union[str, bytes]
 
 logger = logging.getLogger("fastws")
 
+COALESCE_BYTES = 65536
+"""Frames written in one burst are joined into one write up to this size."""
+
 
 class Limits:
     """Every bound a connection enforces, with safe defaults.
@@ -130,8 +133,10 @@ class WebSocket(asyncio.Protocol):
         # received messages wait in the queue, then flushed in one syscall.
         self._pending_writes: list[bytes] = []
         self._corked = False
-        self._reading_paused = False
+        self._reading_paused = False  # by a full receive queue
         self._writing_paused = False
+        self._write_stall: Optional[asyncio.TimerHandle] = None
+        self._abort_reason: Optional[str] = None
         self._drain_waiter: Optional[asyncio.Future] = None
         self._closed: asyncio.Future = self.loop.create_future()
         self._pings: dict[bytes, tuple[asyncio.Future, float]] = {}
@@ -187,9 +192,10 @@ class WebSocket(asyncio.Protocol):
         # Replies written while these events are handled leave in one write.
         self._corked = True
         try:
-            out = connection.data_to_send()
-            if out:
-                self._pending_writes.append(out)
+            if not self._writing_paused:  # else pongs wait, coalesced, for resume_writing
+                out = connection.data_to_send()
+                if out:
+                    self._pending_writes.append(out)
             if self.listener is not None:
                 self._dispatch_to_listener(events)
             else:
@@ -238,7 +244,7 @@ class WebSocket(asyncio.Protocol):
         queue.append(message)
         if len(queue) >= self.limits.max_queue and not self._reading_paused:
             self._reading_paused = True
-            self.transport.pause_reading()
+            self._update_reading()
 
     def _write(self, data: bytes) -> None:
         pending = self._pending_writes
@@ -256,14 +262,50 @@ class WebSocket(asyncio.Protocol):
         pending = self._pending_writes
         if not pending:
             return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            pending.clear()
+            return
+        if len(pending) == 1:
+            transport.write(pending[0])
+        elif len(pending) <= 64 and sum(map(len, pending)) <= COALESCE_BYTES:
+            transport.write(b"".join(pending))
+        else:
+            # Large frames are not worth a copy into one buffer (which for
+            # megabytes also means fresh pages from the OS each time).
+            for data in pending:
+                transport.write(data)
         pending.clear()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
 
-    def _close_transport(self) -> None:
+    def _close_transport(self, linger: bool = False) -> None:
+        """Close TCP. With ``linger`` (after failing a peer that may still be
+        sending), shut down our side only and read until the peer hangs up or
+        close_timeout passes: closing a socket with unread data sends a reset,
+        which can destroy the close frame before the peer reads it."""
         self._flush()
-        self.transport.close()
+        if linger and self.transport.can_write_eof() and not self.transport.is_closing():
+            self.transport.write_eof()
+            self._reading_paused = False
+            self._update_reading()
+            self._arm_close_timer()
+        else:
+            self.transport.close()
+
+    @property
+    def lingering(self) -> bool:
+        """Closed as a protocol, waiting only for the peer to hang up."""
+        return self.connection is not None and self.connection.state is State.CLOSED and not self._closed.done()
+
+    def _update_reading(self) -> None:
+        """Read only while the receive queue is below max_queue: TCP then
+        pushes back on the peer instead of memory growing."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._reading_paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def eof_received(self) -> bool:
         if self.connection is not None:
@@ -271,13 +313,13 @@ class WebSocket(asyncio.Protocol):
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        for handle in (self._timer, self._keepalive):
+        for handle in (self._timer, self._keepalive, self._write_stall):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._keepalive = None
+        self._timer = self._keepalive = self._write_stall = None
         if self.connection is not None:
             self.connection.receive_eof()
-            error = self.connection.close_exception()
+            error = self._close_exception()
         else:
             error = ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
         for future, _ in self._pings.values():
@@ -298,13 +340,39 @@ class WebSocket(asyncio.Protocol):
             self.listener.on_close(self, error.code, error.reason)
 
     def pause_writing(self) -> None:
+        """The write buffer passed write_limit. If the peer does not read it
+        down within write_timeout, it is dropped: its backlog is bounded."""
         self._writing_paused = True
+        if self.connection is not None:
+            self.connection.writable = False
+        if self.limits.write_timeout is not None and self._write_stall is None:
+            self._write_stall = self.loop.call_later(self.limits.write_timeout, self._write_stalled)
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+        if self.connection is not None:
+            self.connection.writable = True
+            out = self.connection.data_to_send()  # the pong held back while paused
+            if out:
+                self._write(out)
+        self._update_reading()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _write_stalled(self) -> None:
+        self._write_stall = None
+        logger.warning(
+            "%s read nothing for %ss with %d bytes waiting; closing",
+            self._peer(),
+            self.limits.write_timeout,
+            self.buffered_amount,
+        )
+        self.abort("write timed out")
 
     # -- handshake (subclasses) ---------------------------------------------
 
@@ -347,8 +415,7 @@ class WebSocket(asyncio.Protocol):
             message = queue.popleft()
             if self._reading_paused and len(queue) <= self.limits.max_queue // 2:
                 self._reading_paused = False
-                if self.transport is not None and not self._closed.done():
-                    self.transport.resume_reading()
+                self._update_reading()
             return message
         if self._closed.done() or (self.connection is not None and self.connection.state is State.CLOSED):
             raise self._close_exception()
@@ -376,6 +443,8 @@ class WebSocket(asyncio.Protocol):
     def _close_exception(self) -> ConnectionClosed:
         if self.connection is None:
             return ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
+        if self._abort_reason is not None and self.connection.close_received is None:
+            return ConnectionClosedError(CloseCode.ABNORMAL, self._abort_reason)
         return self.connection.close_exception()
 
     # -- sending ---------------------------------------------------------
@@ -433,12 +502,8 @@ class WebSocket(asyncio.Protocol):
             return
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = self.loop.create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._drain_waiter), self.limits.write_timeout)
-        except asyncio.TimeoutError:
-            logger.warning("%s write timed out after %ss; closing", self._peer(), self.limits.write_timeout)
-            self.abort()
-            raise ConnectionClosedError(CloseCode.ABNORMAL, "write timed out") from None
+        # A stalled peer is dropped by the write_timeout timer, which ends this wait.
+        await asyncio.shield(self._drain_waiter)
 
     async def ping(self, data: Optional[bytes] = None) -> float:
         """Send a ping and wait for its pong; return the round-trip time in seconds."""
@@ -533,7 +598,10 @@ class WebSocket(asyncio.Protocol):
         if self.transport is not None and not self.is_client:
             self._close_transport()
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "") -> None:
+        """Drop the connection at once; the handler sees 1006 with ``reason``."""
+        if reason and self._abort_reason is None:
+            self._abort_reason = reason
         if self.transport is not None:
             self.transport.abort()
 
@@ -545,7 +613,7 @@ class WebSocket(asyncio.Protocol):
         """The sans-I/O connection reached CLOSED: close TCP as RFC 6455 §7.1.1 says."""
         assert self.connection is not None
         if self.connection.should_close_transport:
-            self._close_transport()
+            self._close_transport(linger=self.connection.error is not None)
         else:
             self._arm_close_timer()  # client: wait for the server to close TCP
         if self._waiter is not None and not self._waiter.done() and not self._queue:

@@ -156,6 +156,9 @@ class Server:
         """Stop accepting, close every connection with 1001 (going away), and wait."""
         if self.server is not None:
             self.server.close()
+        for ws in list(self.connections):
+            if ws.lingering:
+                ws.abort()  # already closed as a protocol: do not wait for the peer
         if close_connections and self.connections:
             await asyncio.gather(
                 *(ws.close(CloseCode.GOING_AWAY, "server shutdown") for ws in list(self.connections)),

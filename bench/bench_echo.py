@@ -1,0 +1,902 @@
+"""End-to-end echo benchmark: fastws against picows, aiohttp, websockets and Node ws.
+
+Every echo server runs in its own process (pinned to CPU 0), every client run in
+its own process (pinned to CPU 1). Two clients drive every server:
+
+- ``picows``: a small picows client (``picows-client`` below), the neutral
+  reference: picows is the fastest Python WebSocket library we know of, and it
+  is not the code under test;
+- ``fastws``: ``fastws bench``, the fastws load generator (callback API).
+
+for each message size, in two modes: ``roundtrip`` (one message in flight on
+one connection: latency-bound) and ``pipelined`` (``--window`` messages in
+flight on one connection: throughput-bound), on the default asyncio loop and on
+uvloop (server and client alike; Node always runs on libuv). Each cell warms up
+for ``--warmup`` seconds, then counts echoes for ``--duration`` seconds. For one
+(loop, client, mode, size), the servers are measured one after the other, so a
+burst of outside load hits one cell of every server rather than every cell of one.
+
+    python bench/bench_echo.py                 # full run, ~10 min
+    python bench/bench_echo.py --quick         # smoke run, ~1.5 min, rough numbers
+    python bench/bench_echo.py --json          # also save raw numbers to bench/results/echo.json
+
+Markdown goes to stdout, progress to stderr, the chart to bench/results/echo.png.
+Figures are messages per second (each echoed once); the ratio in brackets is to
+the picows server for the same client, loop, mode and size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS_DIR = os.path.join(HERE, "servers")
+NODE_DIR = os.path.join(HERE, "node")
+RESULTS_DIR = os.path.join(HERE, "results")
+PY = sys.executable
+
+KiB = 1024
+MiB = 1024 * KiB
+SIZES = (256, 8 * KiB, 100 * KiB, 1 * MiB)
+QUICK_SIZES = (256, 1 * MiB)
+MODES = ("roundtrip", "pipelined")
+LOOPS = ("asyncio", "uvloop")
+CLIENTS = ("picows", "fastws")
+REFERENCE = "picows"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSpec:
+    key: str
+    label: str
+    short: str  # table column
+    script: str  # in bench/servers, or "node"
+    env: tuple[tuple[str, str], ...] = ()
+
+
+SERVER_SPECS = (
+    ServerSpec(
+        "fastws-callback", "fastws callback (Cython)", "fastws cb", "fastws_callback.py", (("FASTWS_CODEC", "cython"),)
+    ),
+    ServerSpec(
+        "fastws-async", "fastws async-for (Cython)", "fastws async", "fastws_async.py", (("FASTWS_CODEC", "cython"),)
+    ),
+    ServerSpec(
+        "fastws-python",
+        "fastws async-for (Python codec)",
+        "fastws py",
+        "fastws_async.py",
+        (("FASTWS_CODEC", "python"),),
+    ),
+    ServerSpec("picows", "picows", "picows", "picows_echo.py"),
+    ServerSpec("aiohttp", "aiohttp", "aiohttp", "aiohttp_echo.py"),
+    ServerSpec("websockets", "websockets", "websockets", "websockets_echo.py"),
+    ServerSpec("node-ws", "Node ws + bufferutil", "node ws", "node"),
+)
+SPEC = {s.key: s for s in SERVER_SPECS}
+
+
+# -- the picows client --------------------------------------------------------------
+
+
+def picows_client_main(argv: list[str]) -> int:
+    """``bench_echo.py picows-client URI ...``: one connection, ``--window``
+    binary messages of ``--size`` bytes in flight (1 = round trip); prints one
+    JSON line with the echoes per second counted over ``--duration`` seconds
+    after ``--warmup`` seconds."""
+    ap = argparse.ArgumentParser(prog="bench_echo.py picows-client")
+    ap.add_argument("uri")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--window", type=int, default=1)
+    ap.add_argument("--duration", type=float, default=2.0)
+    ap.add_argument("--warmup", type=float, default=0.5)
+    ap.add_argument("--uvloop", action="store_true")
+    args = ap.parse_args(argv)
+
+    from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    BINARY, CONTINUATION, CLOSE = WSMsgType.BINARY, WSMsgType.CONTINUATION, WSMsgType.CLOSE
+    payload = (bytes(range(256)) * (args.size // 256 + 1))[: args.size]
+    size = len(payload)
+
+    class Client(WSListener):
+        def __init__(self) -> None:
+            self.transport: Optional[WSTransport] = None
+            self.received = 0
+            self.in_flight = 0
+            self.partial = 0  # bytes of a fragmented message so far
+            self.errors = 0
+            self.checked = False
+            self.sending = True
+            self.closed = asyncio.get_running_loop().create_future()
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            kind = frame.msg_type
+            if kind == BINARY or kind == CONTINUATION:
+                n = self.partial + frame.payload_size
+                if not frame.fin:
+                    self.partial = n
+                    return
+                if n != size:
+                    self.errors += 1
+                elif not self.checked and kind == BINARY:
+                    self.checked = True  # compare the contents once
+                    if frame.get_payload_as_bytes() != payload:
+                        self.errors += 1
+                self.partial = 0
+                self.received += 1
+                if self.sending:
+                    transport.send(BINARY, payload)
+                else:
+                    self.in_flight -= 1
+                    if self.in_flight == 0 and not self.closed.done():
+                        self.closed.set_result(None)
+            elif kind == CLOSE:
+                transport.disconnect()
+            else:
+                self.errors += 1  # text or an unexpected frame
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    async def run() -> dict[str, Any]:
+        transport, client = await ws_connect(Client, args.uri, max_frame_size=64 * MiB)
+        for _ in range(args.window):
+            transport.send(BINARY, payload)
+        client.in_flight = args.window
+        await asyncio.sleep(args.warmup)
+        c0, t0 = client.received, time.perf_counter()
+        await asyncio.sleep(args.duration)
+        c1, t1 = client.received, time.perf_counter()
+        client.sending = False
+        try:
+            await asyncio.wait_for(asyncio.shield(client.closed), 10)
+        except asyncio.TimeoutError:
+            client.errors += 1
+        if not transport.is_disconnected:
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+        return {
+            "messages": c1 - c0,
+            "duration_s": t1 - t0,
+            "msgs_per_s": (c1 - c0) / (t1 - t0),
+            "errors": client.errors,
+        }
+
+    if args.uvloop:
+        import uvloop
+
+        result = uvloop.run(run()) if hasattr(uvloop, "run") else _run_uvloop_policy(uvloop, run)
+    else:
+        result = asyncio.run(run())
+    print(json.dumps(result))
+    return 0 if result["messages"] and not result["errors"] else 1
+
+
+def _run_uvloop_policy(uvloop: Any, main: Any) -> Any:
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        return asyncio.run(main())
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
+# -- processes --------------------------------------------------------------------
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Pinning:
+    """Servers on one CPU, clients on another (if there are two usable CPUs)."""
+
+    def __init__(self, enabled: bool) -> None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.enabled = enabled and len(cpus) >= 2
+        self.server_cpu = cpus[0] if self.enabled else None
+        self.client_cpu = cpus[1] if self.enabled else None
+
+    def preexec(self, cpu: Optional[int]):
+        if cpu is None:
+            return None
+
+        def pin() -> None:
+            os.sched_setaffinity(0, {cpu})
+
+        return pin
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "off"
+        return f"servers on CPU {self.server_cpu}, clients on CPU {self.client_cpu}"
+
+
+_LIVE: dict[int, subprocess.Popen] = {}  # every process we started and have not reaped
+
+
+def _kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """Stop a process we started (with its process group: it leads its own
+    session), politely first, then for sure; always reap it. Once reaped, its
+    id is never signalled again."""
+    if proc.poll() is None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    try:
+        proc.wait(1)
+    except subprocess.TimeoutExpired:
+        pass
+    _LIVE.pop(proc.pid, None)
+
+
+def _kill_all() -> None:
+    for proc in list(_LIVE.values()):
+        _kill(proc, grace=1.0)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _kill_all()
+    raise SystemExit(128 + signum)
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _busy_s() -> Optional[float]:
+    """CPU seconds all processes used on this machine so far (steal excluded)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    steal = fields[7] if len(fields) > 7 else 0
+    return (sum(fields[:8]) - idle - steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def _self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, spec: ServerSpec, loop: str, pinning: Pinning, logdir: str, start_timeout: float) -> None:
+        self.spec, self.loop, self.pinning = spec, loop, pinning
+        self.log_path = os.path.join(logdir, f"server-{spec.key}-{loop}.log")
+        self.start_timeout = start_timeout
+        self.proc: Optional[subprocess.Popen] = None
+        self.port = 0
+        self.starts = 0
+
+    @property
+    def uri(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def command(self) -> list[str]:
+        if self.spec.script == "node":
+            return ["node", os.path.join(NODE_DIR, "echo_server.js"), str(self.port), "127.0.0.1"]
+        cmd = [PY, os.path.join(SERVERS_DIR, self.spec.script), "--port", str(self.port)]
+        return cmd + (["--uvloop"] if self.loop == "uvloop" else [])
+
+    def start(self) -> None:
+        """Start the server and wait (bounded) until its port accepts connections."""
+        self.port = _free_port()
+        env = dict(os.environ)
+        env.pop("FASTWS_CODEC", None)
+        env.update(self.spec.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"--- start {self.starts}: {shlex.join(self.command())}\n".encode())
+        log.flush()
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=HERE,
+                start_new_session=True,
+                preexec_fn=self.pinning.preexec(self.pinning.server_cpu),
+            )
+        finally:
+            log.close()
+        _LIVE[self.proc.pid] = self.proc
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.spec.label} ({self.loop}) exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.spec.label} ({self.loop}) did not accept on port {self.port} "
+                    f"within {self.start_timeout:.0f} s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.proc.pid) if self.alive() else 0.0  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill(self.proc)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+# -- one cell --------------------------------------------------------------------------
+
+
+def client_command(client: str, uri: str, size: int, mode: str, window: int, loop: str, args) -> list[str]:
+    w = 1 if mode == "roundtrip" else window
+    if client == "picows":
+        cmd = [PY, os.path.abspath(__file__), "picows-client", uri, "--size", str(size), "--window", str(w)]
+        cmd += ["--duration", str(args.duration), "--warmup", str(args.warmup)]
+    else:
+        cmd = [PY, "-m", "fastws", "bench", uri, "-c", "1", "-d", str(args.duration), "-s", str(size)]
+        cmd += ["--mode", mode, "--window", str(w), "--warmup", str(args.warmup), "--json", "-q"]
+    return cmd + (["--uvloop"] if loop == "uvloop" else [])
+
+
+def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str, args, pinning: Pinning) -> dict:
+    cmd = client_command(client, server.uri, size, mode, args.window, loop, args)
+    env = dict(os.environ)
+    env["FASTWS_CODEC"] = "cython"  # the fastws client always runs on the compiled codec
+    cell: dict[str, Any] = {
+        "server": server.spec.key,
+        "client": client,
+        "loop": loop,
+        "mode": mode,
+        "size": size,
+        "window": 1 if mode == "roundtrip" else args.window,
+        "msgs_per_s": None,
+        "errors": None,
+        "command": shlex.join(cmd),
+    }
+    busy0, kids0, self0, srv0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), server.cpu_s()
+    wall0 = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=HERE,
+        start_new_session=True,
+        preexec_fn=pinning.preexec(pinning.client_cpu),
+    )
+    _LIVE[proc.pid] = proc
+    try:
+        out, err = proc.communicate(timeout=args.warmup + args.duration + 30)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        out, err = proc.communicate()
+        cell["error"] = "client timed out"
+    finally:
+        _kill(proc)
+    wall = time.monotonic() - wall0
+    srv1 = server.cpu_s()
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None and wall > 0:
+        ours = (_children_cpu_s() - kids0) + (_self_cpu_s() - self0) + max(0.0, srv1 - srv0)
+        cell["other_load"] = round(max(0.0, (busy1 - busy0) - ours) / wall, 2)  # cores busy with other jobs
+    cell["server_cpu_s"] = round(max(0.0, srv1 - srv0), 3)
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
+    if lines:
+        data = json.loads(lines[-1])
+        cell["msgs_per_s"] = data["msgs_per_s"]
+        cell["messages"] = data["messages"]
+        cell["duration_s"] = data["duration_s"]
+        cell["errors"] = data.get("errors", 0) + data.get("unexpected_closes", 0)
+        cell["mb_per_s"] = data["msgs_per_s"] * size / 1e6
+        for key in ("p50_us", "p99_us"):
+            if key in data:
+                cell[key] = data[key]
+        if data["msgs_per_s"]:
+            # Server CPU per echo: the server's CPU time over the whole client run (connect,
+            # warmup, measurement, close) ÷ the echoes it made in warmup + measurement
+            # (estimated from the measured rate). Much less sensitive than msgs/s to
+            # other jobs on the machine, which delay the server but do not add to its CPU time.
+            echoes = data["msgs_per_s"] * (args.warmup + data["duration_s"])
+            cell["server_us_per_msg"] = round(cell["server_cpu_s"] / echoes * 1e6, 2)
+        if not data["messages"]:
+            cell["error"] = "no echo"
+        elif cell["errors"]:
+            cell["error"] = f"{cell['errors']} errors"
+    else:
+        cell.setdefault("error", f"client exit {proc.returncode}")
+    if "error" in cell:
+        cell["stderr"] = err.decode(errors="replace")[-2000:]
+    return cell
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def fmt_size(size: int) -> str:
+    for unit, scale in (("MiB", MiB), ("KiB", KiB)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        scale = 1
+        for suffix, factor in (("kib", KiB), ("mib", MiB), ("k", KiB), ("m", MiB), ("b", 1)):
+            if part.endswith(suffix):
+                part, scale = part[: -len(suffix)], factor
+                break
+        sizes.append(int(float(part) * scale))
+    return sizes
+
+
+def fmt_rate(value: Optional[float]) -> str:
+    if value is None:
+        return "fail"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def index(cells: list[dict]) -> dict[tuple, dict]:
+    return {(c["loop"], c["client"], c["mode"], c["size"], c["server"]): c for c in cells}
+
+
+def ratio(cells: dict, loop: str, client: str, mode: str, size: int, server: str) -> Optional[float]:
+    c, ref = cells.get((loop, client, mode, size, server)), cells.get((loop, client, mode, size, REFERENCE))
+    if not c or not ref or not c["msgs_per_s"] or not ref["msgs_per_s"]:
+        return None
+    return c["msgs_per_s"] / ref["msgs_per_s"]
+
+
+def geomean(values: list[float]) -> Optional[float]:
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
+    ix = index(cells)
+    servers, loops, clients, modes, sizes = (
+        plan["servers"],
+        plan["loops"],
+        plan["clients"],
+        plan["modes"],
+        plan["sizes"],
+    )
+    out = ["# fastws end-to-end echo benchmark", ""]
+    out.append(f"- command: `{meta['command']}`")
+    out.append(f"- date: {meta['date']}")
+    out.append(f"- machine: {meta['cpu']}, {meta['cores']} cores; {meta['platform']}")
+    out.append(f"- Python {meta['python']}; " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+    out.append(
+        f"- each cell: {meta['warmup']} s warmup, then {meta['duration']} s measured; 1 connection; "
+        f"pipelined window {meta['window']}; binary messages; "
+        + (f"best of {meta['repeat']} interleaved runs; " if meta["repeat"] > 1 else "")
+        + f"pinning: {meta['pinning']}"
+    )
+    out.append(f"- load from other processes: {meta['load']}")
+    out.append("")
+    out.append("## Servers: echoes per second (ratio to the picows server, same client, loop, mode and size)")
+    out.append("")
+    out.append(
+        "Rows: event loop of server and client (Node runs on libuv either way), client "
+        "(`picows` = the picows reference client, `fastws` = `fastws bench`), mode (rt = round trip, "
+        f"pipe = {meta['window']} in flight), message size. Columns: "
+        + "; ".join(f"{SPEC[s].short} = {SPEC[s].label}" for s in servers if SPEC[s].short != SPEC[s].label)
+        + "."
+    )
+    out.append("")
+    head = ["loop", "client", "mode", "size"] + [SPEC[s].short for s in servers]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * 4 + "---:|" * len(servers))
+    for loop in loops:
+        for client in clients:
+            for mode in modes:
+                for size in sizes:
+                    row = [loop, client, "rt" if mode == "roundtrip" else "pipe", fmt_size(size)]
+                    for server in servers:
+                        c = ix.get((loop, client, mode, size, server))
+                        if c is None:
+                            row.append("")
+                            continue
+                        r = ratio(ix, loop, client, mode, size, server)
+                        row.append(fmt_rate(c["msgs_per_s"]) + (f" ({r:.2f})" if r is not None else ""))
+                    out.append("| " + " | ".join(row) + " |")
+    out.append("")
+
+    out.append("## Summary: geometric mean of the ratio to picows over sizes and modes")
+    out.append("")
+    combos = [(loop, client) for loop in loops for client in clients]
+    out.append("| server | " + " | ".join(f"{lo} / {cl} client" for lo, cl in combos) + " |")
+    out.append("|---|" + "---:|" * len(combos))
+    for server in servers:
+        row = [SPEC[server].label]
+        for loop, client in combos:
+            g = geomean([ratio(ix, loop, client, m, s, server) or 0 for m in modes for s in sizes])
+            row.append(f"{g:.2f}" if g else "")
+        out.append("| " + " | ".join(row) + " |")
+    out.append("")
+
+    if "picows" in clients:
+        out.append("## Server CPU time per echo, µs (ratio to picows; lower is cheaper)")
+        out.append("")
+        out.append(
+            "The server process's CPU time during a cell ÷ the echoes it made; "
+            "less disturbed by other jobs than echoes/s. Measured with the picows client."
+        )
+        out.append("")
+        out.append("| loop | mode | size | " + " | ".join(SPEC[s].short for s in servers) + " |")
+        out.append("|---|---|---|" + "---:|" * len(servers))
+        for loop in loops:
+            for mode in modes:
+                for size in sizes:
+                    row = [loop, "rt" if mode == "roundtrip" else "pipe", fmt_size(size)]
+                    ref = ix.get((loop, "picows", mode, size, REFERENCE), {}).get("server_us_per_msg")
+                    for server in servers:
+                        us = ix.get((loop, "picows", mode, size, server), {}).get("server_us_per_msg")
+                        if not us:
+                            row.append("")
+                            continue
+                        row.append(f"{us:,.1f}" + (f" ({us / ref:.2f})" if ref else ""))
+                    out.append("| " + " | ".join(row) + " |")
+        out.append("")
+
+    if "fastws" in clients and "picows" in clients and REFERENCE in servers:
+        out.append("## Clients: `fastws bench` ÷ picows client, both against the picows server")
+        out.append("")
+        out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
+        out.append("|---|---|" + "---:|" * len(sizes))
+        for loop in loops:
+            for mode in modes:
+                row = [loop, "rt" if mode == "roundtrip" else "pipe"]
+                for size in sizes:
+                    f = ix.get((loop, "fastws", mode, size, REFERENCE))
+                    p = ix.get((loop, "picows", mode, size, REFERENCE))
+                    if f and p and f["msgs_per_s"] and p["msgs_per_s"]:
+                        row.append(
+                            f"{f['msgs_per_s'] / p['msgs_per_s']:.2f} "
+                            f"({fmt_rate(f['msgs_per_s'])} vs {fmt_rate(p['msgs_per_s'])})"
+                        )
+                    else:
+                        row.append("")
+                out.append("| " + " | ".join(row) + " |")
+        out.append("")
+
+    failed = [c for c in cells if c.get("error")]
+    noisy = [c for c in cells if (c.get("other_load") or 0) >= 0.5]
+    if noisy:
+        out.append(
+            f"{len(noisy)} of {len(cells)} cells ran while other processes kept ≥ 0.5 core busy "
+            "(`other_load` in the JSON): treat small differences with care."
+        )
+        out.append("")
+    if failed:
+        out.append("## Failures")
+        out.append("")
+        for c in failed:
+            out.append(
+                f"- {SPEC[c['server']].label}, {c['client']} client, {c['loop']}, {c['mode']}, "
+                f"{fmt_size(c['size'])}: {c['error']}"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(cells: list[dict], plan: dict, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ix = index(cells)
+    servers, loops, clients, modes, sizes = (
+        plan["servers"],
+        plan["loops"],
+        plan["clients"],
+        plan["modes"],
+        plan["sizes"],
+    )
+    groups = [(m, s) for m in modes for s in sizes]
+    figure, axes = plt.subplots(
+        len(loops), len(clients), figsize=(7.5 * len(clients), 4.2 * len(loops)), squeeze=False, sharey=True
+    )
+    width = 0.8 / len(servers)
+    colors = plt.get_cmap("tab10")
+    for i, loop in enumerate(loops):
+        for j, client in enumerate(clients):
+            ax = axes[i][j]
+            for k, server in enumerate(servers):
+                xs, ys = [], []
+                for g, (mode, size) in enumerate(groups):
+                    r = ratio(ix, loop, client, mode, size, server)
+                    if r:
+                        xs.append(g - 0.4 + width * (k + 0.5))
+                        ys.append(r)
+                ax.bar(xs, ys, width, label=SPEC[server].label, color=colors(k % 10))
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(groups)))
+            ax.set_xticklabels(
+                [f"{'rt' if m == 'roundtrip' else 'pipe'}\n{fmt_size(s)}" for m, s in groups], fontsize=8
+            )
+            ax.set_title(f"{loop} loop, {client} client", fontsize=10)
+            ax.grid(True, axis="y", which="both", alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("echoes/s ÷ picows server")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(servers), 4), fontsize=9)
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout(rect=(0, 0.08, 1, 0.96))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return "not installed"
+
+
+def machine(args, pinning: Pinning) -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {d: _version(d) for d in ("fastws", "picows", "aiofastnet", "aiohttp", "websockets", "uvloop")}
+    try:
+        versions["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        versions["node"] = "not installed"
+    try:
+        with open(os.path.join(NODE_DIR, "node_modules", "ws", "package.json")) as f:
+            versions["ws"] = json.load(f)["version"]
+        with open(os.path.join(NODE_DIR, "node_modules", "bufferutil", "package.json")) as f:
+            versions["bufferutil"] = json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        versions["ws"] = "not installed"
+    command = shlex.join(["python", os.path.relpath(os.path.abspath(__file__))] + sys.argv[1:])
+    if os.environ.get("FASTWS_BENCH_COMMAND"):  # set by run_all.sh
+        command = f"{os.environ['FASTWS_BENCH_COMMAND']}` → `{command}"
+    return {
+        "command": command,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": _cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "warmup": args.warmup,
+        "duration": args.duration,
+        "window": args.window,
+        "repeat": args.repeat,
+        "pinning": pinning.describe(),
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "picows-client":
+        return picows_client_main(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: sizes 256 B and 1 MiB, 0.1 s warmup, 0.25 s")
+    ap.add_argument("--duration", type=float, help="seconds measured per cell (default 1.5, --quick 0.25)")
+    ap.add_argument("--warmup", type=float, help="seconds of load before measuring (default 0.3, --quick 0.1)")
+    ap.add_argument("--window", type=int, default=16, help="messages in flight in pipelined mode (16)")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="measure every cell N times, interleaved, and keep the best (1)"
+    )
+    ap.add_argument("--sizes", help="comma-separated sizes, e.g. 256,8k,100k,1m (default: all four)")
+    ap.add_argument("--servers", help="comma-separated subset of: " + ",".join(SPEC))
+    ap.add_argument("--clients", help="comma-separated subset of: " + ",".join(CLIENTS))
+    ap.add_argument("--loops", help="comma-separated subset of: " + ",".join(LOOPS))
+    ap.add_argument("--modes", help="comma-separated subset of: " + ",".join(MODES))
+    ap.add_argument("--no-pin", action="store_true", help="do not pin servers and clients to separate CPUs")
+    ap.add_argument(
+        "--json",
+        nargs="?",
+        const=os.path.join(RESULTS_DIR, "echo.json"),
+        metavar="FILE",
+        help="save the raw numbers (default file bench/results/echo.json)",
+    )
+    ap.add_argument("--plot", default=os.path.join(RESULTS_DIR, "echo.png"), metavar="FILE.png", help="chart")
+    ap.add_argument("--no-plot", action="store_true", help="no chart")
+    ap.add_argument("--start-timeout", type=float, default=30.0, help="seconds a server may take to accept (30)")
+    args = ap.parse_args()
+
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    if args.duration is None:
+        args.duration = 0.25 if args.quick else 1.5
+    if args.warmup is None:
+        args.warmup = 0.1 if args.quick else 0.3
+
+    def pick(text: Optional[str], allowed, default) -> list:
+        if not text:
+            return list(default)
+        chosen = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in chosen if x not in allowed]
+        if bad:
+            ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
+        return chosen
+
+    plan = {
+        "servers": pick(args.servers, list(SPEC), SPEC),
+        "clients": pick(args.clients, CLIENTS, CLIENTS),
+        "loops": pick(args.loops, LOOPS, LOOPS),
+        "modes": pick(args.modes, MODES, MODES),
+        "sizes": parse_sizes(args.sizes) if args.sizes else list(QUICK_SIZES if args.quick else SIZES),
+    }
+    if "node-ws" in plan["servers"] and not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
+        print(
+            "bench_echo: bench/node/node_modules missing (run `npm ci` in bench/node): Node ws skipped", file=sys.stderr
+        )
+        plan["servers"].remove("node-ws")
+    if "uvloop" in plan["loops"] and _version("uvloop") == "not installed":
+        print("bench_echo: uvloop not installed: uvloop runs skipped", file=sys.stderr)
+        plan["loops"].remove("uvloop")
+
+    pinning = Pinning(not args.no_pin)
+    meta = machine(args, pinning)
+    atexit.register(_kill_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    logdir = tempfile.mkdtemp(prefix="fastws-bench-echo-")
+
+    total = len(plan["loops"]) * len(plan["clients"]) * len(plan["modes"]) * len(plan["sizes"])
+    total *= len(plan["servers"]) * args.repeat
+    print(f"bench_echo: {total} cells, server logs in {logdir}", file=sys.stderr)
+    cells: list[dict] = []
+    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    done = 0
+    try:
+        for loop in plan["loops"]:
+            servers: dict[str, ServerProcess] = {}
+            try:
+                for key in plan["servers"]:
+                    server = ServerProcess(SPEC[key], loop, pinning, logdir, args.start_timeout)
+                    server.start()
+                    servers[key] = server
+                for size in plan["sizes"]:
+                    for mode in plan["modes"]:
+                        for client in plan["clients"]:
+                            best: dict[str, dict] = {}
+                            for key in [k for _ in range(args.repeat) for k in plan["servers"]]:
+                                server = servers[key]
+                                done += 1
+                                if not server.alive():
+                                    print(f"bench_echo: {key} ({loop}) died; restarting", file=sys.stderr)
+                                    print(server.log_tail(), file=sys.stderr)
+                                    server.start()
+                                cell = run_cell(server, client, size, mode, loop, args, pinning)
+                                previous = best.get(key)
+                                cell["runs"] = (previous["runs"] if previous else []) + [cell["msgs_per_s"]]
+                                if previous is None or (cell["msgs_per_s"] or 0) > (previous["msgs_per_s"] or 0):
+                                    best[key] = cell
+                                else:
+                                    previous["runs"] = cell["runs"]
+                                note = f"  ERROR {cell['error']}" if cell.get("error") else ""
+                                print(
+                                    f"[{done}/{total} {time.monotonic() - wall0:5.0f}s] {loop:7} {client:6} "
+                                    f"{mode:9} {fmt_size(size):>7} {key:16} {fmt_rate(cell['msgs_per_s']):>10} msg/s"
+                                    f"  other load {cell.get('other_load', 0):.2f}{note}",
+                                    file=sys.stderr,
+                                    flush=True,
+                                )
+                                if cell.get("error") and cell.get("stderr"):
+                                    print(cell["stderr"], file=sys.stderr)
+                            cells.extend(best[key] for key in plan["servers"] if key in best)
+            finally:
+                for server in servers.values():
+                    server.stop()
+    except KeyboardInterrupt:
+        print("bench_echo: interrupted; reporting what was measured", file=sys.stderr)
+    finally:
+        _kill_all()
+    wall = time.monotonic() - wall0
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None:
+        ours = (_children_cpu_s() - kids0) + (_self_cpu_s() - self0)
+        other = max(0.0, (busy1 - busy0) - ours) / wall
+        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
+    else:
+        meta["load"] = "n/a"
+    meta["wall_s"] = round(wall, 1)
+
+    report = markdown(meta, cells, plan)
+    print(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "plan": plan, "quick": args.quick, "cells": cells}, f, indent=1)
+        print(f"bench_echo: raw numbers in {args.json}", file=sys.stderr)
+    if not args.no_plot and cells:
+        try:
+            plot(cells, plan, args.plot, f"fastws echo benchmark, {meta['date'][:10]}: echoes/s ÷ picows server")
+            print(f"bench_echo: chart in {args.plot}", file=sys.stderr)
+        except ImportError:
+            print("bench_echo: matplotlib not installed: no chart", file=sys.stderr)
+    return 1 if any(c.get("error") for c in cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
