@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import urllib.request
-
-import pytest
 
 from fastws import connect, serve
 from fastws.__main__ import build_parser
 
 from .helpers import async_test
-
-
-@pytest.fixture
-def cli_server():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastws", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()  # "listening on http://127.0.0.1:PORT"
-        assert line.startswith("listening on http://127.0.0.1:"), line + process.stderr.read()
-        yield int(line.rsplit(":", 1)[1])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_serve_answers_plain_http(cli_server):

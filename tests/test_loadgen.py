@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
 import sys
 import time
 
@@ -288,25 +287,8 @@ def test_argument_parsing():
         parse("ws://h/", "-s", "big")
 
 
-@pytest.fixture
-def cli_server():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastws", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("listening on http://127.0.0.1:"), line + process.stderr.read()
-        yield f"ws://127.0.0.1:{int(line.rsplit(':', 1)[1])}/"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def test_cli_json_and_progress(cli_server, capsys):
-    code = run(parse(cli_server, "-d", "1.3", "-c", "2", "--rate", "300", "--json"))
+    code = run(parse(f"ws://127.0.0.1:{cli_server}/", "-d", "1.3", "-c", "2", "--rate", "300", "--json"))
     out, err = capsys.readouterr()
     assert code == 0
     data = json.loads(out)
@@ -316,7 +298,7 @@ def test_cli_json_and_progress(cli_server, capsys):
 
 
 def test_cli_human_output_quiet(cli_server, capsys):
-    code = run(parse(cli_server, "-n", "200", "--mode", "pipelined", "-q", "--verify"))
+    code = run(parse(f"ws://127.0.0.1:{cli_server}/", "-n", "200", "--mode", "pipelined", "-q", "--verify"))
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     assert "200 messages" in out and "p99" in out
@@ -325,7 +307,7 @@ def test_cli_human_output_quiet(cli_server, capsys):
 def test_cli_plot(cli_server, capsys, tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "bench.png"
-    assert run(parse(cli_server, "-d", "1.2", "-q", "--plot", str(path))) == 0
+    assert run(parse(f"ws://127.0.0.1:{cli_server}/", "-d", "1.2", "-q", "--plot", str(path))) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

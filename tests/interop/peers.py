@@ -72,6 +72,27 @@ async def recv(ws, timeout: float = TIMEOUT):
 # -- fastws side ------------------------------------------------------------
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """Stop a peer started with start_new_session=True: TERM, then KILL, its
+    whole process group (Node workers, Chromium's zygotes and renderers)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            break
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers that outlive the leader
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(timeout)
+
+
 class Acceptor:
     """A fastws server handler that hands each connection to the test and keeps
     it open until it is closed."""
@@ -202,22 +223,7 @@ class PeerProcess:
             self.process.wait(timeout)
         except (OSError, subprocess.TimeoutExpired):
             pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.process.poll() is not None:
-                break
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # stragglers of the group
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process.wait(timeout)
+        stop_process_group(self.process, timeout)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.stderr.close()
@@ -350,22 +356,7 @@ class Chromium:
                 await cdp.call("Target.closeTarget", targetId=target)
 
     def close(self, timeout: float = 5.0) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.process.poll() is not None:
-                break
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # renderers may outlive the browser
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process.wait(timeout)
+        stop_process_group(self.process, timeout)
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
