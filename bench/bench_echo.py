@@ -45,6 +45,15 @@ import tempfile
 import time
 from typing import Any, Optional
 
+from _procs import LIVE as _LIVE  # noqa: E402
+from _procs import busy_s as _busy_s
+from _procs import kill as _kill
+from _procs import kill_all as _kill_all
+from _procs import on_signal as _on_signal
+from _procs import proc_cpu_s as _proc_cpu_s
+from _procs import self_cpu_s as _self_cpu_s
+from _procs import version as _version
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")
 NODE_DIR = os.path.join(HERE, "node")
@@ -235,71 +244,9 @@ class Pinning:
         return f"servers on CPU {self.server_cpu}, clients on CPU {self.client_cpu}"
 
 
-_LIVE: dict[int, subprocess.Popen] = {}  # every process we started and have not reaped
-
-
-def _kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Stop a process we started (with its process group: it leads its own
-    session), politely first, then for sure; always reap it. Once reaped, its
-    id is never signalled again."""
-    if proc.poll() is None:
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    try:
-        proc.wait(1)
-    except subprocess.TimeoutExpired:
-        pass
-    _LIVE.pop(proc.pid, None)
-
-
-def _kill_all() -> None:
-    for proc in list(_LIVE.values()):
-        _kill(proc, grace=1.0)
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    _kill_all()
-    raise SystemExit(128 + signum)
-
-
-def _proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (all its threads)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _busy_s() -> Optional[float]:
-    """CPU seconds all processes used on this machine so far (steal excluded)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    steal = fields[7] if len(fields) > 7 else 0
-    return (sum(fields[:8]) - idle - steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _children_cpu_s() -> float:
     t = os.times()
     return t.children_user + t.children_system
-
-
-def _self_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _free_port() -> int:
@@ -700,15 +647,6 @@ def plot(cells: list[dict], plan: dict, path: str, title: str) -> None:
 
 
 # -- main ------------------------------------------------------------------------------
-
-
-def _version(dist: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:
-        return "not installed"
 
 
 def machine(args, pinning: Pinning) -> dict:

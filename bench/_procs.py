@@ -1,0 +1,79 @@
+"""Process plumbing shared by the benchmarks that run servers in subprocesses
+(bench_echo.py, bench_compression.py): start-up bookkeeping, clean shutdown of
+whole process groups, and CPU accounting from /proc."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from importlib import metadata
+from typing import Any, Optional
+
+LIVE: dict[int, subprocess.Popen] = {}  # every process we started and have not reaped
+
+
+def kill(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """Stop a process we started (with its process group: it leads its own
+    session), politely first, then for sure; always reap it. Once reaped, its
+    id is never signalled again."""
+    if proc.poll() is None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    try:
+        proc.wait(1)
+    except subprocess.TimeoutExpired:
+        pass
+    LIVE.pop(proc.pid, None)
+
+
+def kill_all() -> None:
+    for proc in list(LIVE.values()):
+        kill(proc, grace=1.0)
+
+
+def on_signal(signum: int, frame: Any) -> None:
+    kill_all()
+    raise SystemExit(128 + signum)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def busy_s() -> Optional[float]:
+    """CPU seconds all processes used on this machine so far (steal excluded)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    steal = fields[7] if len(fields) > 7 else 0
+    return (sum(fields[:8]) - idle - steal) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
