@@ -188,3 +188,19 @@ async def test_asyncio_server_and_client_negotiate_compression():
         assert ws.extension is None
         await ws.send("declined")
         assert await ws.recv() == "declined"
+
+
+def test_deflate_implementation_is_pluggable(codec):
+    """Any zlib-compatible module can do the work (isal, zlib-ng); the peer sees
+    standard DEFLATE either way."""
+    import types
+
+    calls = []
+    counting = types.SimpleNamespace(**{name: getattr(zlib, name) for name in ("DEFLATED", "Z_SYNC_FLUSH", "error")})
+    counting.compressobj = lambda *args: calls.append("compress") or zlib.compressobj(*args)
+    counting.decompressobj = lambda *args: calls.append("decompress") or zlib.decompressobj(*args)
+    server, client, _ = negotiate(PerMessageDeflate(zlib=counting), PerMessageDeflate(), codec)
+    message = "pluggable " * 100
+    assert client.receive_data(server.send(message)) == [codec.Frame(1, message)]
+    assert server.receive_data(client.send(message)) == [codec.Frame(1, message)]
+    assert calls == ["compress", "decompress"]
