@@ -5,6 +5,7 @@ whole process groups, and CPU accounting from /proc."""
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 from importlib import metadata
@@ -77,3 +78,16 @@ def version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the header of every benchmark report."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu

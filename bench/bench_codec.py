@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Callable
 
+from _procs import cpu_model  # noqa: E402
 from fastws import _codec_py
 
 try:
@@ -617,15 +618,7 @@ def load_average() -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = {}
     for mod in ("fastws", "websockets", "aiohttp", "wsproto", "wsaccel"):
         try:

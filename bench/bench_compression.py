@@ -37,8 +37,9 @@ import time
 import zlib
 from typing import Any, Optional
 
-from _procs import LIVE as _LIVE  # noqa: E402
+from _procs import LIVE as _LIVE
 from _procs import busy_s as _busy_s
+from _procs import cpu_model  # noqa: E402
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -507,15 +508,7 @@ def zlib_table(pools: dict[int, list[str]], runs: int, min_time: float, wbits: i
 
 
 def machine(args) -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     command = shlex.join(["python", os.path.relpath(os.path.abspath(__file__))] + sys.argv[1:])
     if os.environ.get("PYTHONPATH"):
         command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"

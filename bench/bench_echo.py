@@ -45,8 +45,9 @@ import tempfile
 import time
 from typing import Any, Optional
 
-from _procs import LIVE as _LIVE  # noqa: E402
+from _procs import LIVE as _LIVE
 from _procs import busy_s as _busy_s
+from _procs import cpu_model  # noqa: E402
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -650,15 +651,7 @@ def plot(cells: list[dict], plan: dict, path: str, title: str) -> None:
 
 
 def machine(args, pinning: Pinning) -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = {d: _version(d) for d in ("fastws", "picows", "aiofastnet", "aiohttp", "websockets", "uvloop")}
     try:
         versions["node"] = subprocess.run(
