@@ -45,6 +45,8 @@ import time
 import zlib
 from typing import Callable, Optional
 
+from _procs import cpu_model  # noqa: E402
+
 KiB = 1024
 HOST = "127.0.0.1"
 WARMUP = 100
@@ -481,17 +483,6 @@ def versions() -> str:
     except (ImportError, AttributeError):
         pass
     return ", ".join(parts)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def main() -> None:
