@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the peers of the interop tests (tests/interop): Debian's Chromium, and
-# Node's ws (pinned in tests/interop/node/package-lock.json). Node.js itself comes
-# from Debian if the machine has none. Idempotent, non-interactive and bounded;
+# Install the peers of the interop tests (tests/interop): Debian's Chromium and
+# redis-server, and Node's ws (pinned in tests/interop/node/package-lock.json).
+# Node.js itself comes from Debian if the machine has none. Idempotent,
+# non-interactive and bounded;
 # apt-get needs root. Run before pytest (.ci/run does).
 set -euo pipefail
 
@@ -14,6 +15,7 @@ installed() {  # installed DEBIAN_PACKAGE
 
 missing=()
 installed chromium || missing+=(chromium)
+installed redis-server || missing+=(redis-server)  # the relay's backplane tests
 if ! command -v node >/dev/null; then missing+=(nodejs); fi
 if ! command -v npm >/dev/null; then missing+=(npm); fi
 
@@ -39,5 +41,6 @@ else
     fi
 fi
 
-echo "install-peers: chromium $(dpkg-query -W -f='${Version}' chromium), node $(node --version)," \
+echo "install-peers: chromium $(dpkg-query -W -f='${Version}' chromium)," \
+    "redis-server $(dpkg-query -W -f='${Version}' redis-server), node $(node --version)," \
     "ws $(node -p "require('ws/package.json').version")"
