@@ -1,10 +1,13 @@
-"""Command line: ``fastws serve`` (the echo server), ``fastws client URI``, ``fastws bench URI``."""
+"""Command line: ``fastws serve`` (the echo server), ``fastws relay`` (pub/sub),
+``fastws client URI``, ``fastws bench URI``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import signal
+import subprocess
 import sys
 from collections.abc import Coroutine
 from typing import Any, Optional
@@ -37,6 +40,49 @@ async def run_server(host: str, port: int) -> None:
         await server.serve_forever()
 
 
+async def run_relay(args: argparse.Namespace) -> None:
+    from .relay import RedisBackplane, Relay, serve_relay
+
+    backplane = RedisBackplane(args.redis) if args.redis else None
+    relay = Relay(max_backlog=args.max_backlog, policy=args.policy, close_code=args.close_code, backplane=backplane)
+    options: dict[str, Any] = {"reuse_port": True} if args.reuse_port else {}
+    async with serve_relay(
+        args.host, args.port, relay=relay, echo=args.echo, log_interval=args.stats_interval, **options
+    ) as server:
+        logger.info("fastws relay on ws://%s:%d/<topic> (stats: http://%s:%d/stats)", *(args.host, server.port) * 2)
+        print(f"listening on http://{args.host}:{server.port}", flush=True)
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await stop.wait()  # then close every connection with 1001 and stop the backplane
+
+
+def run_relay_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--workers N``: N relay processes on one port (SO_REUSEPORT), sharing topics through Redis."""
+    if not args.redis:
+        raise SystemExit("fastws relay: --workers needs --redis (workers share topics through it)")
+    if args.port == 0:
+        raise SystemExit("fastws relay: --workers needs a fixed --port")
+    worker_argv: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--workers":
+            next(arguments, None)  # and its value
+        elif not argument.startswith("--workers="):
+            worker_argv.append(argument)
+    command = [sys.executable, "-m", "fastws", *worker_argv, "--reuse-port"]
+    workers = [subprocess.Popen(command) for _ in range(args.workers)]
+
+    def forward(signum: int, frame: Any) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(worker.wait() for worker in workers)
+
+
 async def run_client(uri: str) -> None:
     loop = asyncio.get_running_loop()
     async with connect(uri) as ws:
@@ -66,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
     server.add_argument("--no-uvloop", action="store_true", help="stay on the default asyncio loop")
+    relay = commands.add_parser("relay", help="pub/sub relay: ws://host:port/<topic>, statistics at /stats")
+    relay.add_argument("--host", default="127.0.0.1")
+    relay.add_argument("--port", type=int, default=3000)
+    relay.add_argument("--echo", action="store_true", help="publishers receive their own messages too")
+    relay.add_argument("--max-backlog", type=int, default=1024, help="messages waiting per slow subscriber")
+    relay.add_argument("--policy", default="close", choices=["close", "drop-oldest", "drop-newest"])
+    relay.add_argument("--close-code", type=int, default=1013, help="with --policy close: 1013 or 1008")
+    relay.add_argument("--redis", metavar="URL", help="share topics with other relays via Redis (redis://host:port)")
+    relay.add_argument("--workers", type=int, default=1, help="processes on one port (needs --redis)")
+    relay.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT")
+    relay.add_argument("--stats-interval", type=float, default=10.0, help="seconds between statistics log lines")
+    relay.add_argument("--no-uvloop", action="store_true", help="stay on the default asyncio loop")
     client = commands.add_parser("client", help="interactive client: stdin lines out, messages printed")
     client.add_argument("uri")
     load = commands.add_parser("bench", help="load generator against any WebSocket echo server")
@@ -89,6 +147,7 @@ def run(main: Coroutine[Any, Any, None], use_uvloop: bool = True) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
@@ -98,6 +157,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "serve":
             run(run_server(args.host, args.port), use_uvloop=not args.no_uvloop)
+        elif args.command == "relay":
+            if args.workers > 1:
+                return run_relay_workers(args, argv)
+            run(run_relay(args), use_uvloop=not args.no_uvloop)
         else:
             asyncio.run(run_client(args.uri))
     except KeyboardInterrupt:

@@ -99,6 +99,8 @@ class Listener:
     ``await ws.drain()`` for backpressure.
     """
 
+    __slots__ = ()  # subclasses may declare slots and stay small
+
     def on_open(self, ws: WebSocket) -> None:
         """The handshake is done."""
 
@@ -172,6 +174,11 @@ class WebSocket(asyncio.Protocol):
         """Bytes written but not yet handed to the kernel (as in the browser API)."""
         pending = sum(map(len, self._pending_writes))
         return pending + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
+
+    @property
+    def writing_paused(self) -> bool:
+        """True while the write buffer is above ``write_limit`` (until the peer reads it down)."""
+        return self._writing_paused
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -586,6 +593,11 @@ class WebSocket(asyncio.Protocol):
         elif self.connection is None and self.transport is not None:
             self.transport.close()
         await self.wait_closed()
+
+    def close_nowait(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the close handshake without waiting (for callbacks); a peer that
+        does not finish it within ``close_timeout`` is dropped."""
+        self._fail(code, reason)
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
