@@ -1,0 +1,598 @@
+"""fastws as uvicorn's WebSocket protocol, side by side with uvicorn's own classes.
+
+Every scenario runs a real uvicorn server (in the test's event loop) once per
+``--ws`` implementation: fastws, websockets-sansio and wsproto. The same ASGI
+app records the events it receives, the same client records what it sees, and
+the results must match. fastws runs on both codec backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import pathlib
+import subprocess
+import sys
+
+import h11
+import pytest
+import uvicorn
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+
+import fastws
+import fastws.connection
+from fastws.uvicorn import WebSocketProtocol
+
+from ..helpers import RawPeer, async_test, upgrade_request
+from ..test_codec import client_frame
+
+IMPLEMENTATIONS = {"fastws": WebSocketProtocol, "websockets-sansio": "websockets-sansio", "wsproto": "wsproto"}
+TIMEOUT = 10
+
+
+@pytest.fixture(autouse=True)
+def backend(codec, monkeypatch):
+    """Run fastws's connections of the test on one codec backend."""
+    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    return codec
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(app, ws, **options):
+    """A uvicorn server on a free port in this event loop; yields (server, port)."""
+    options.setdefault("lifespan", "off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, ws=ws, log_config=None, **options)
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await wait_until(lambda: server.started or task.done())
+        if task.done():
+            task.result()
+            raise AssertionError("uvicorn exited before starting")
+        yield server, server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT)
+
+
+# The built-in classes do not depend on fastws's codec backend: their results are
+# computed once per test (and parameters) and reused for the other backend.
+REFERENCE_RESULTS: dict = {}
+CURRENT_TEST: list = [None]
+
+
+@pytest.fixture(autouse=True)
+def current_test(request):
+    params = getattr(request.node, "callspec", None)
+    params = {} if params is None else {key: repr(value) for key, value in params.params.items() if key != "codec"}
+    CURRENT_TEST[0] = (request.node.originalname, tuple(sorted(params.items())))
+
+
+async def each_implementation(scenario, only=None, **options):
+    """Run ``scenario(port, events)`` against each implementation; return {name: result}."""
+    results = {}
+    for name, ws in IMPLEMENTATIONS.items():
+        if only is not None and name not in only:
+            continue
+        key = (CURRENT_TEST[0], name)
+        if name != "fastws" and key in REFERENCE_RESULTS:
+            results[name] = REFERENCE_RESULTS[key]
+            continue
+        events: list = []
+        async with uvicorn_server(make_app(events), ws, **options) as (_, port):
+            results[name] = await asyncio.wait_for(scenario(port, events), TIMEOUT)
+        if name != "fastws":
+            REFERENCE_RESULTS[key] = results[name]
+    return results
+
+
+def assert_same(results, expected=None):
+    """Every implementation saw the same thing (and that is ``expected`` if given)."""
+    reference = results["websockets-sansio"] if expected is None else expected
+    for name, result in results.items():
+        assert result == reference, f"{name}: {result!r} != {reference!r}"
+
+
+def make_app(events: list):
+    """An ASGI app whose path picks its behaviour; it records every event it receives."""
+
+    async def receive_logged(receive):
+        event = await receive()
+        events.append(event)
+        return event
+
+    async def app(scope, receive, send):
+        assert scope["type"] == "websocket"
+        path = scope["path"].removeprefix(scope["root_path"])
+        await receive_logged(receive)  # websocket.connect
+        if path == "/echo":
+            events.append(
+                {
+                    "path": scope["path"],
+                    "raw_path": scope["raw_path"],
+                    "root_path": scope["root_path"],
+                    "query_string": scope["query_string"],
+                    "subprotocols": scope["subprotocols"],
+                    "x-custom": [value for name, value in scope["headers"] if name == b"x-custom"],
+                    "client": scope["client"][0],
+                    "server": scope["server"][0],
+                    "scheme": scope["scheme"],
+                    "extensions": scope["extensions"],
+                }
+            )
+            subprotocol = "v2" if "v2" in scope["subprotocols"] else None
+            await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": [(b"x-extra", b"yes")]})
+            while True:
+                event = await receive_logged(receive)
+                if event["type"] == "websocket.disconnect":
+                    return
+                if event.get("text") is not None:
+                    await send({"type": "websocket.send", "text": event["text"]})
+                else:
+                    await send({"type": "websocket.send", "bytes": event["bytes"]})
+        elif path == "/close":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "before close"})
+            await send({"type": "websocket.close", "code": 4000, "reason": "custom reason"})
+            await receive_logged(receive)
+            with contextlib.suppress(RuntimeError) as error:
+                await send({"type": "websocket.send", "text": "after close"})
+            events.append("send after close: RuntimeError" if error is None else "no error")
+        elif path == "/deny":
+            await send({"type": "websocket.close"})
+            await receive_logged(receive)
+        elif path == "/teapot":
+            headers = [(b"content-type", b"text/plain"), (b"x-reason", b"short and stout")]
+            await send({"type": "websocket.http.response.start", "status": 418, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": b"I'm a ", "more_body": True})
+            await send({"type": "websocket.http.response.body", "body": b"teapot"})
+            await receive_logged(receive)
+        elif path == "/raise-before-accept":
+            raise RuntimeError("app failed before accept")
+        elif path == "/return-before-accept":
+            return
+        elif path == "/raise-after-accept":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "about to fail"})
+            raise RuntimeError("app failed after accept")
+        elif path == "/wait":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "ready"})
+            await receive_logged(receive)
+        elif path == "/slow-reader":
+            await send({"type": "websocket.accept"})
+            received = []
+            while len(received) < 200:
+                event = await receive_logged(receive)
+                received.append(event.get("text"))
+                await asyncio.sleep(0)
+            await send({"type": "websocket.send", "text": str(received == [str(i) for i in range(200)])})
+            await receive_logged(receive)
+        else:
+            raise AssertionError(path)
+
+    return app
+
+
+def parse_http_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-cased names) and de-chunked body of a raw HTTP response."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    client.receive_data(data)
+    client.receive_data(b"")
+    status, headers, body = 0, {}, b""
+    while True:
+        event = client.next_event()
+        if isinstance(event, h11.Response):
+            status = event.status_code
+            headers = {name.decode(): value.decode() for name, value in event.headers}
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)) or event is h11.NEED_DATA:
+            return status, headers, body
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send bytes, read until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    try:
+        return await asyncio.wait_for(reader.read(), TIMEOUT)
+    finally:
+        writer.close()
+
+
+async def wait_until(predicate) -> None:
+    """Poll ``predicate`` until it holds; fail after TIMEOUT seconds."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def events_settled(events: list, count: int) -> list:
+    """The app's events once there are ``count`` of them (bounded wait)."""
+    await wait_until(lambda: len(events) >= count)
+    return events
+
+
+def load_example(name: str):
+    """Import examples/<name>.py by path (examples/ is not a package)."""
+    path = pathlib.Path(__file__).parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"fastws_example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the ASGI events, side by side ------------------------------------------------
+
+
+@async_test
+async def test_scope_accept_receive_send_and_client_close():
+    async def scenario(port, events):
+        uri = f"ws://127.0.0.1:{port}/ech%6F?q=1&r=%C3%A9"
+        async with ws_connect(uri, subprotocols=["v1", "v2"], additional_headers={"X-Custom": "abc"}) as ws:
+            seen = [ws.subprotocol, ws.response.headers.get("x-extra")]
+            await ws.send("héllo")
+            seen.append(await ws.recv())
+            await ws.send(b"\x00\xff" * 1000)
+            seen.append(await ws.recv())
+            await ws.close(1000, "bye")
+        return seen, await events_settled(events, 5)
+
+    results = await each_implementation(scenario, root_path="/api")
+    connect, scope, text, binary, disconnect = results["fastws"][1]
+    assert scope == {
+        "path": "/api/echo",
+        "raw_path": b"/api/ech%6F",
+        "root_path": "/api",
+        "query_string": b"q=1&r=%C3%A9",
+        "subprotocols": ["v1", "v2"],
+        "x-custom": [b"abc"],
+        "client": "127.0.0.1",
+        "server": "127.0.0.1",
+        "scheme": "ws",
+        "extensions": {"websocket.http.response": {}},
+    }
+    assert results["fastws"][0] == ["v2", "yes", "héllo", b"\x00\xff" * 1000]
+    assert [connect, text, binary, disconnect] == [
+        {"type": "websocket.connect"},
+        {"type": "websocket.receive", "text": "héllo"},
+        {"type": "websocket.receive", "bytes": b"\x00\xff" * 1000},
+        {"type": "websocket.disconnect", "code": 1000, "reason": "bye"},
+    ]
+    assert_same(results)
+
+
+@async_test
+async def test_fastws_client_through_uvicorn():
+    async def scenario(port, events):
+        async with fastws.connect(f"ws://127.0.0.1:{port}/echo", subprotocols=["v2"]) as ws:
+            await ws.send("x" * 100000)
+            echoed = await ws.recv()
+            await ws.send(b"y")
+            echoed_binary = await ws.recv()
+            latency = await ws.ping()
+        return [ws.subprotocol, echoed == "x" * 100000, echoed_binary, latency >= 0], (await events_settled(events, 5))[
+            -1
+        ]
+
+    assert_same(await each_implementation(scenario))
+
+
+@async_test
+async def test_server_close_with_code_and_reason():
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/close") as ws:
+            first = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        rcvd = closed.value.rcvd
+        return first, rcvd.code, rcvd.reason, await events_settled(events, 3)
+
+    assert_same(
+        await each_implementation(scenario),
+        (
+            "before close",
+            4000,
+            "custom reason",
+            [
+                {"type": "websocket.connect"},
+                {"type": "websocket.disconnect", "code": 4000, "reason": "custom reason"},
+                "send after close: RuntimeError",
+            ],
+        ),
+    )
+
+
+@async_test
+async def test_close_before_accept_is_403():
+    async def scenario(port, events):
+        status, _, _ = parse_http_response(await raw_exchange(port, upgrade_request("/deny")))
+        return status, await events_settled(events, 2)
+
+    assert_same(
+        await each_implementation(scenario),
+        (403, [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1006}]),
+    )
+
+
+@async_test
+async def test_denial_response_extension():
+    async def scenario(port, events):
+        status, headers, body = parse_http_response(await raw_exchange(port, upgrade_request("/teapot")))
+        return status, headers["x-reason"], headers["content-type"], body, await events_settled(events, 2)
+
+    assert_same(
+        await each_implementation(scenario),
+        (
+            418,
+            "short and stout",
+            "text/plain",
+            b"I'm a teapot",
+            [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1006}],
+        ),
+    )
+
+
+@pytest.mark.parametrize("path", ["/raise-before-accept", "/return-before-accept"])
+@async_test
+async def test_app_failing_before_accept_is_500(path):
+    async def scenario(port, events):
+        status, _, body = parse_http_response(await raw_exchange(port, upgrade_request(path)))
+        return status, body.strip()
+
+    assert_same(await each_implementation(scenario), (500, b"Internal Server Error"))
+
+
+@async_test
+async def test_app_raising_after_accept_drops_the_connection():
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/raise-after-accept") as ws:
+            first = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosedError) as closed:
+                await ws.recv()
+        return first, closed.value.rcvd
+
+    assert_same(await each_implementation(scenario), ("about to fail", None))  # 1006: no close frame
+
+
+@async_test
+async def test_client_dropping_tcp_is_disconnect_1005():
+    async def scenario(port, events):
+        peer = await RawPeer.open(port, handshake=False)
+        peer.writer.write(upgrade_request("/wait"))
+        assert (await peer.read_head()).startswith(b"HTTP/1.1 101")
+        assert await peer.read_frame() == (1, b"ready")
+        peer.writer.transport.abort()
+        return await events_settled(events, 2)
+
+    assert_same(
+        await each_implementation(scenario),
+        [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1005}],
+    )
+
+
+@async_test
+async def test_client_close_without_status_code():
+    async def scenario(port, events):
+        peer = await RawPeer.open(port, handshake=False)
+        peer.writer.write(upgrade_request("/wait"))
+        await peer.read_head()
+        await peer.read_frame()
+        peer.send_frame(8, b"")
+        reply = await peer.read_frame()
+        tail = await peer.read_until_eof()
+        peer.close()
+        return reply, tail, (await events_settled(events, 2))[1]
+
+    assert_same(
+        await each_implementation(scenario),
+        ((8, b""), b"", {"type": "websocket.disconnect", "code": 1005, "reason": ""}),
+    )
+
+
+@async_test
+async def test_message_over_ws_max_size_is_1009():
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/echo", max_size=None) as ws:
+            await ws.send("x" * 1000)
+            assert await ws.recv() == "x" * 1000
+            await ws.send("x" * 1001)
+            with pytest.raises(websockets.ConnectionClosedError) as closed:
+                await ws.recv()
+        disconnect = (await events_settled(events, 4))[3]
+        return closed.value.rcvd.code, disconnect["type"], disconnect["code"]
+
+    assert_same(await each_implementation(scenario, ws_max_size=1000), (1009, "websocket.disconnect", 1009))
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x81\x02hi", 1002),  # unmasked client frame (RFC 6455 §5.1)
+        (client_frame(1, b"\xff\xfe"), 1007),  # invalid UTF-8 in a text message
+        (client_frame(9, b"x" * 126), 1002),  # control frame over 125 bytes
+    ],
+)
+@async_test
+async def test_protocol_errors_close_with_the_right_code(frame, code):
+    async def scenario(port, events):
+        peer = await RawPeer.open(port, handshake=False)
+        peer.writer.write(upgrade_request("/wait"))
+        await peer.read_head()
+        await peer.read_frame()
+        peer.writer.write(frame)
+        try:
+            opcode, payload = await peer.read_frame()
+        except asyncio.IncompleteReadError:
+            return "dropped without a close frame", (await events_settled(events, 2))[1]
+        await peer.read_until_eof()
+        peer.close()
+        return (opcode, int.from_bytes(payload[:2], "big")), (await events_settled(events, 2))[1]
+
+    results = await each_implementation(scenario)
+    # The app sees the same disconnect code everywhere (reasons are each library's wording).
+    assert {name: disconnect["code"] for name, (_, disconnect) in results.items()} == dict.fromkeys(results, code)
+    # The client gets the close frame from fastws and websockets-sansio; wsproto's
+    # close() right after it resets the connection, which can discard the frame
+    # unread, so that one is not compared.
+    assert results["fastws"][0] == results["websockets-sansio"][0] == (8, code)
+
+
+@async_test
+async def test_ping_is_answered_with_its_payload():
+    async def scenario(port, events):
+        peer = await RawPeer.open(port, handshake=False)
+        peer.writer.write(upgrade_request("/wait"))
+        await peer.read_head()
+        await peer.read_frame()
+        peer.send_frame(9, b"are you there")
+        pong = await peer.read_frame()
+        peer.send_close(1000)
+        await peer.read_frame()
+        peer.close()
+        return pong
+
+    assert_same(await each_implementation(scenario), (10, b"are you there"))
+
+
+@async_test
+async def test_keepalive_pings_and_drops_a_silent_client():
+    async def scenario(port, events):
+        peer = await RawPeer.open(port, handshake=False)
+        peer.writer.write(upgrade_request("/wait"))
+        await peer.read_head()
+        await peer.read_frame()
+        ping_opcode, payload = await peer.read_frame()
+        close_opcode, close = await peer.read_frame()
+        await peer.read_until_eof()
+        peer.close()
+        return ping_opcode, len(payload), close_opcode, int.from_bytes(close[:2], "big"), close[2:]
+
+    assert_same(
+        await each_implementation(scenario, ws_ping_interval=0.05, ws_ping_timeout=0.2),
+        (9, 4, 8, 1011, b"keepalive ping timeout"),
+    )
+
+
+@async_test
+async def test_keepalive_keeps_an_answering_client():
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/echo", ping_interval=None) as ws:
+            for i in range(30):  # about 6 ping intervals and 3 pong timeouts
+                await ws.send(str(i))
+                assert await ws.recv() == str(i)
+                await asyncio.sleep(0.01)
+        return (await events_settled(events, 33))[-1]
+
+    assert_same(
+        await each_implementation(scenario, ws_ping_interval=0.05, ws_ping_timeout=0.1),
+        {"type": "websocket.disconnect", "code": 1000, "reason": ""},
+    )
+
+
+@pytest.mark.parametrize("deflate", [True, False])
+@async_test
+async def test_per_message_deflate_setting(deflate):
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            text = "compress me " * 10000
+            await ws.send(text)
+            echoed = await ws.recv()
+            offered = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        return echoed == text, offered.startswith("permessage-deflate")
+
+    assert_same(await each_implementation(scenario, ws_per_message_deflate=deflate), (True, deflate))
+
+
+@async_test
+async def test_slow_app_gets_every_message_in_order():
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/slow-reader") as ws:
+            for i in range(200):
+                await ws.send(str(i))
+            return await ws.recv()
+
+    assert_same(await each_implementation(scenario, ws_max_queue=4), "True")
+
+
+@async_test
+async def test_graceful_shutdown_closes_with_1012():
+    results = {}
+    for name, ws in IMPLEMENTATIONS.items():
+        events: list = []
+        async with uvicorn_server(make_app(events), ws) as (server, port):
+            client = await ws_connect(f"ws://127.0.0.1:{port}/wait")
+            assert await client.recv() == "ready"
+            server.should_exit = True
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(client.recv(), TIMEOUT)
+            await client.close()
+        results[name] = closed.value.rcvd.code, await events_settled(events, 2)
+    assert_same(results, (1012, [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1012}]))
+
+
+@async_test
+async def test_access_log_lines(caplog):
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
+
+    async def scenario(port, events):
+        caplog.clear()
+        async with ws_connect(f"ws://127.0.0.1:{port}/echo?q=1"):
+            pass
+        await raw_exchange(port, upgrade_request("/deny"))
+        await raw_exchange(port, upgrade_request("/teapot"))
+        return sorted(
+            record.getMessage().split(" - ", 1)[1] for record in caplog.records if "WebSocket" in record.getMessage()
+        )
+
+    assert_same(
+        await each_implementation(scenario),
+        ['"WebSocket /deny" 403', '"WebSocket /echo?q=1" [accepted]', '"WebSocket /teapot" 418'],
+    )
+
+
+# -- fastws only -------------------------------------------------------------------
+
+
+def test_importing_fastws_does_not_import_uvicorn():
+    code = "import sys, fastws, fastws.codec, fastws.asyncio; assert 'uvicorn' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+@async_test
+async def test_bad_handshake_never_reaches_the_app():
+    events: list = []
+    async with uvicorn_server(make_app(events), WebSocketProtocol) as (_, port):
+        request = upgrade_request("/echo", version="8")
+        status, headers, _ = parse_http_response(await raw_exchange(port, request))
+    assert status == 426 and headers["sec-websocket-version"] == "13"
+    assert events == []
+
+
+@async_test
+async def test_starlette_chat_example():
+    app = load_example("chat").app
+
+    async with uvicorn_server(app, WebSocketProtocol) as (_, port):
+        uri = f"ws://127.0.0.1:{port}/ws"
+        async with fastws.connect(uri + "?name=ann") as ann, fastws.connect(uri + "?name=bob") as bob:
+            assert await ann.recv() == "ann joined"
+            assert await ann.recv() == "bob joined"
+            assert await bob.recv() == "bob joined"
+            await ann.send("hello")
+            assert await ann.recv() == "ann: hello"
+            assert await bob.recv() == "ann: hello"
+            await ann.close()
+            assert await bob.recv() == "ann left"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, _, body = parse_http_response(await asyncio.wait_for(reader.read(), TIMEOUT))
+        writer.close()
+        assert status == 200 and b"WebSocket" in body
