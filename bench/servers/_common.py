@@ -1,9 +1,14 @@
-"""Shared plumbing for the echo servers of bench/bench_echo.py.
+"""Shared plumbing for the servers of bench/bench_echo.py (echo) and
+bench/bench_fanout.py (pub/sub relay).
 
 Every server script takes ``--port`` (and ``--host``, ``--uvloop``), serves
-binary and text echo with compression off, no message-size limit and no
-keepalive pings, until SIGTERM or SIGINT. It runs on the default asyncio loop
-unless ``--uvloop`` is given. ``bench_echo.py`` waits for the port to accept.
+with compression off, no message-size limit (at least 1 MiB) and no keepalive
+pings, until SIGTERM or SIGINT. It runs on the default asyncio loop unless
+``--uvloop`` is given. The benchmark waits for the port to accept.
+
+- echo servers echo every binary and text message back;
+- relay servers subscribe a client connected to ``/<topic>`` to that topic and
+  deliver every message it sends to every *other* subscriber of the topic.
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ from collections.abc import Awaitable
 from typing import Callable
 
 
-def parse_args(name: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=f"{name} echo server for bench/bench_echo.py")
+def parse_args(name: str, kind: str = "echo") -> argparse.Namespace:
+    bench = "bench/bench_fanout.py" if kind == "relay" else "bench/bench_echo.py"
+    parser = argparse.ArgumentParser(description=f"{name} {kind} server for {bench}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of the default asyncio loop")
     return parser.parse_args()
 
 
-def run(name: str, start: Callable[[argparse.Namespace], Awaitable[Callable[[], Awaitable[None]]]]) -> None:
+def run(
+    name: str, start: Callable[[argparse.Namespace], Awaitable[Callable[[], Awaitable[None]]]], kind: str = "echo"
+) -> None:
     """Parse the arguments, ``stop = await start(args)`` on the chosen loop,
-    then wait for SIGTERM/SIGINT and ``await stop()``."""
-    args = parse_args(name)
+    then wait for SIGTERM/SIGINT and ``await stop()``. ``kind`` ("echo" or
+    "relay") only changes the wording of ``--help`` and the start-up line."""
+    args = parse_args(name, kind)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -35,8 +44,8 @@ def run(name: str, start: Callable[[argparse.Namespace], Awaitable[Callable[[], 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, done.set)
         stop = await start(args)
-        kind = type(loop).__module__.split(".")[0]
-        print(f"{name} echo server on {args.host}:{args.port} ({kind} loop)", file=sys.stderr, flush=True)
+        flavour = type(loop).__module__.split(".")[0]
+        print(f"{name} {kind} server on {args.host}:{args.port} ({flavour} loop)", file=sys.stderr, flush=True)
         await done.wait()
         try:
             await asyncio.wait_for(stop(), 2)

@@ -1,0 +1,830 @@
+"""Fan-out benchmark: one publisher, N subscribers on one topic of a pub/sub relay.
+
+Three relays implement the same contract (a client connected to ``/<topic>`` is
+subscribed to it; every message it sends goes to every *other* subscriber):
+
+- ``fastws``: ``python -m fastws relay`` (encodes a message once, writes the same bytes to every subscriber);
+- ``websockets``: ``bench/servers/relay_websockets.py``, ``websockets.broadcast`` to the other subscribers;
+- ``picows``: ``bench/servers/relay_picows.py``, a ``transport.send`` loop over the other subscribers.
+
+Every relay runs in its own process (pinned to CPU 0); all N + 1 clients live in
+one client process (``bench_fanout.py client``, pinned to CPU 1, always on uvloop
+when installed). The client is a raw RFC 6455 client written for this benchmark:
+it checks the 260-byte frames of a whole read at once with bytes slicing (header
+bytes, sequence numbers in order, no gap), so it costs far less per delivered
+message than any library's per-message callback and the relay, not the client,
+is what is measured. 256-byte binary messages: sequence number, ``time.monotonic_ns()``
+stamp, filler.
+
+Two phases per (loop, subscribers, relay):
+
+- throughput: the publisher keeps at most ``--window`` messages ahead of the
+  slowest subscriber; after ``--warmup`` seconds, deliveries (messages received
+  by all subscribers) are counted for ``--duration`` seconds;
+- latency: the publisher sends at a fixed rate (``--rate`` messages/s, default:
+  a quarter of the slowest relay's measured delivery rate ÷ N, the same for all
+  three relays), each message stamped with its *scheduled* send time; delivery
+  latency = receive time − stamp, p50/p99/max over all deliveries measured.
+
+    python bench/bench_fanout.py                  # 100 and 1000 subscribers, asyncio and uvloop, ~4 min
+    python bench/bench_fanout.py --quick          # 100 subscribers, 1 s cells, ~1 min
+    python bench/bench_fanout.py --subscribers 1000 --loops uvloop --duration 10
+
+Markdown goes to stdout (and bench/results/fanout.md), raw numbers to
+bench/results/fanout.json, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import base64
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Optional
+
+from _procs import LIVE as _LIVE
+from _procs import busy_s as _busy_s
+from _procs import cpu_model
+from _procs import kill as _kill
+from _procs import kill_all as _kill_all
+from _procs import on_signal as _on_signal
+from _procs import proc_cpu_s as _proc_cpu_s
+from _procs import self_cpu_s as _self_cpu_s
+from _procs import version as _version
+from bench_echo import Pinning, ServerProcess, ServerSpec, fmt_rate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS_DIR = os.path.join(HERE, "servers")
+RESULTS_DIR = os.path.join(HERE, "results")
+PY = sys.executable
+
+SERVERS = ("fastws", "websockets", "picows")
+LOOPS = ("asyncio", "uvloop")
+SUBSCRIBERS = (100, 1000)
+LABEL = {"fastws": "fastws relay", "websockets": "websockets.broadcast", "picows": "picows send loop"}
+TARGETS = {"websockets": 2.0, "picows": 1.0}  # fastws delivered msg/s ≥ this × the peer's
+
+# -- the wire format ---------------------------------------------------------------
+# Payload: sequence number (u64), scheduled send time in time.monotonic_ns() (u64),
+# 240 filler bytes. Server → client frame: 0x82, 126, length (u16), payload: 260 bytes.
+
+SIZE = 256
+FRAME = 4 + SIZE
+SEQ_AT = 4  # offset of the sequence number in a server frame
+STAMPS = struct.Struct("!4xQQ240x")  # (seq, stamp) of each server frame
+RAMP = bytes(range(256)) * 64  # low bytes of consecutive sequence numbers
+MAX_BATCH = len(RAMP) - 256  # frames checked at once by the fast path
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class _Conn(asyncio.Protocol):
+    """A raw WebSocket client connection: the handshake, then ``frames()``."""
+
+    def __init__(self, bench: _Client, path: str) -> None:
+        self.bench = bench
+        self.path = path
+        self.transport: Any = None
+        self.key = base64.b64encode(os.urandom(16))
+        self.opened = asyncio.get_running_loop().create_future()
+        self.head = b""
+        self.upgraded = False
+        self.closed = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        transport.write(
+            b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            % (self.path.encode(), host.encode(), port, self.key)
+        )
+
+    def handshake(self, data: bytes) -> None:
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > 65536:
+                self.fail("handshake: no end of headers")
+            return
+        head, rest = self.head[:end], self.head[end + 4 :]
+        self.head = b""
+        lines = head.split(b"\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+        accept = base64.b64encode(hashlib.sha1(self.key + GUID).digest())
+        if not lines[0].startswith(b"HTTP/1.1 101") or headers.get(b"sec-websocket-accept") != accept:
+            self.fail(f"handshake refused: {lines[0].decode(errors='replace')}")
+            return
+        if headers.get(b"sec-websocket-extensions"):
+            self.fail("handshake: the server negotiated an extension we did not offer")
+            return
+        self.upgraded = True
+        if not self.opened.done():
+            self.opened.set_result(None)
+        if rest:
+            self.data_received(rest)
+
+    def fail(self, why: str) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(why))
+        self.bench.error(why)
+        self.transport.abort()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"connection lost during the handshake: {exc}"))
+        if not self.closed and not self.bench.closing:
+            self.bench.error("connection lost")
+        self.closed = True
+
+    def close(self) -> None:
+        """Send a close frame (code 1000, masked)."""
+        if self.transport is not None and not self.transport.is_closing():
+            mask = os.urandom(4)
+            code = bytes(a ^ b for a, b in zip(b"\x03\xe8", mask))
+            self.transport.write(b"\x88\x82" + mask + code)
+
+
+class _Subscriber(_Conn):
+    """Checks every frame (in order, no gap) and counts deliveries; fast path
+    for a read made only of whole 256-byte binary frames with consecutive
+    sequence numbers: a handful of C-level slices and compares per read."""
+
+    def __init__(self, bench: _Client, path: str, index: int) -> None:
+        super().__init__(bench, path)
+        self.index = index
+        self.buf = b""
+        self.next = -1  # the sequence number expected next (-1: nothing received yet)
+        self.received = 0
+        self.lost = 0  # messages skipped over (a gap in the sequence)
+        self.reordered = 0  # a message older than one already received
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            self.handshake(data)
+            return
+        now = time.monotonic_ns()
+        if self.buf:
+            data = self.buf + data
+        n = len(data) // FRAME
+        end = n * FRAME
+        if n and n <= MAX_BATCH:
+            first = int.from_bytes(data[SEQ_AT : SEQ_AT + 8], "big")
+            low = first & 255
+            if (
+                int.from_bytes(data[end - FRAME + SEQ_AT : end - FRAME + SEQ_AT + 8], "big") == first + n - 1
+                and data[SEQ_AT + 7 : end : FRAME] == RAMP[low : low + n]
+                and data[0:end:FRAME].count(0x82) == n
+                and data[1:end:FRAME].count(126) == n
+                and data[2:end:FRAME].count(1) == n
+                and data[3:end:FRAME].count(0) == n
+            ):
+                self.batch(first, n, data, end, now)
+                self.buf = data[end:]
+                return
+        self.slow(data, now)
+
+    def batch(self, first: int, n: int, data: bytes, end: int, now: int) -> None:
+        expected = self.next
+        if first != expected and expected >= 0:
+            if first > expected:
+                self.lost += first - expected
+            else:
+                self.reordered += 1
+        self.next = first + n
+        self.received += n
+        b = self.bench
+        b.nexts[self.index] = first + n
+        b.delivered += n
+        if b.lat_from >= 0 and first + n > b.lat_from:
+            lat_from, lat_to, record = b.lat_from, b.lat_to, b.latencies.append
+            for seq, stamp in STAMPS.iter_unpack(data[:end]):
+                if lat_from <= seq < lat_to:
+                    record(now - stamp)
+        if not b.pump_scheduled:
+            b.pump_scheduled = True
+            b.loop.call_soon(b.pump)
+
+    def slow(self, data: bytes, now: int) -> None:
+        """Any frame, one by one (a read cut mid-frame, a close frame, a bad frame)."""
+        pos, size = 0, len(data)
+        while size - pos >= 2:
+            b0, b1 = data[pos], data[pos + 1]
+            length, at = b1 & 127, pos + 2
+            if length == 126:
+                if size - at < 2:
+                    break
+                length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+            elif length == 127:
+                if size - at < 8:
+                    break
+                length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+            if b1 & 128:
+                self.bench.error("masked frame from the server")
+                at += 4
+            if size - at < length:
+                break
+            pos = at + length
+            opcode = b0 & 15
+            if opcode == 2 and b0 & 128 and length == SIZE:
+                self.batch(int.from_bytes(data[at : at + 8], "big"), 1, data[at - 4 : pos], FRAME, now)
+            elif opcode == 8:
+                self.closed = True
+            elif opcode == 9:
+                pass  # no keepalive pings were asked for; tolerate them but do not answer
+            else:
+                self.bench.error(f"unexpected frame: opcode {opcode}, {length} bytes")
+        self.buf = data[pos:]
+
+
+class _Publisher(_Conn):
+    """Sends masked 256-byte binary frames; the relay must not send it anything back."""
+
+    def __init__(self, bench: _Client, path: str) -> None:
+        super().__init__(bench, path)
+        self.mask = os.urandom(4)
+        self.mask16 = int.from_bytes(self.mask * 4, "big")
+        self.header = b"\x82\xfe\x01\x00" + self.mask
+        self.filler = bytes(a ^ b for a, b in zip(b"fanout! " * 30, self.mask * 60))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            self.handshake(data)
+        elif data[:1] != b"\x88":
+            self.bench.error("the publisher received a message (its own, echoed?)")
+
+    def frames(self, first: int, stamps: list[int]) -> bytes:
+        header, mask16, filler = self.header, self.mask16, self.filler
+        return b"".join(
+            [
+                header + (((first + i) << 64 | stamp) ^ mask16).to_bytes(16, "big") + filler
+                for i, stamp in enumerate(stamps)
+            ]
+        )
+
+
+class _Client:
+    """The client process: N subscribers and a publisher on one topic."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.loop = asyncio.get_running_loop()
+        self.subs: list[_Subscriber] = []
+        self.pub: Optional[_Publisher] = None
+        self.nexts: list[int] = []  # each subscriber's next expected sequence number
+        self.sent = 0  # the next sequence number to publish
+        self.delivered = 0
+        self.window = 0  # throughput phase: the publisher's window (0: not pumping)
+        self.pump_scheduled = False
+        self.lat_from = self.lat_to = -1  # latency phase: sequence numbers measured
+        self.latencies: list[int] = []
+        self.errors: dict[str, int] = {}
+        self.closing = False
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def publish(self, stamps: list[int]) -> None:
+        self.pub.transport.write(self.pub.frames(self.sent, stamps))  # type: ignore[union-attr]
+        self.sent += len(stamps)
+
+    def pump(self) -> None:
+        """Throughput phase: fill the window ahead of the slowest subscriber."""
+        self.pump_scheduled = False
+        if self.window:
+            n = min(self.nexts) + self.window - self.sent
+            if n > 0:
+                stamp = time.monotonic_ns()
+                self.publish([stamp] * n)
+
+    async def connect(self, factory, timeout: float) -> _Conn:
+        _, conn = await asyncio.wait_for(self.loop.create_connection(factory, self.args.host, self.args.port), timeout)
+        await asyncio.wait_for(conn.opened, timeout)
+        return conn
+
+    async def run(self) -> dict[str, Any]:
+        a = self.args
+        path = "/" + a.topic
+        self.nexts = [-1] * a.subscribers
+        gate = asyncio.Semaphore(a.connect_concurrency)
+        t_connect = time.monotonic()
+
+        async def subscribe(i: int) -> _Subscriber:
+            async with gate:
+                return await self.connect(lambda: _Subscriber(self, path, i), a.timeout)  # type: ignore[return-value]
+
+        self.subs = list(await asyncio.gather(*(subscribe(i) for i in range(a.subscribers))))
+        self.pub = await self.connect(lambda: _Publisher(self, path), a.timeout)  # type: ignore[assignment]
+        connect_s = time.monotonic() - t_connect
+
+        # Probe until every subscriber has received something: then the relay has
+        # registered all of them, and from the next message on none may be missed.
+        deadline = time.monotonic() + a.timeout
+        while min(self.nexts) < 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.nexts.count(-1)} subscribers got no probe in {a.timeout:.0f} s")
+            self.publish([time.monotonic_ns()])
+            await asyncio.sleep(0.02)
+        for sub in self.subs:
+            sub.lost = sub.reordered = 0
+        start = self.sent
+
+        if a.phase == "throughput":
+            self.window = a.window
+            self.pump()
+            await asyncio.sleep(a.warmup)
+            c0, t0, s0, p0 = self.delivered, time.monotonic(), _proc_cpu_s(a.server_pid), _self_cpu_s()
+            await asyncio.sleep(a.duration)
+            c1, t1, s1, p1 = self.delivered, time.monotonic(), _proc_cpu_s(a.server_pid), _self_cpu_s()
+            self.window = 0
+        else:
+            interval = 1e9 / a.rate
+            t_ns = time.monotonic_ns()
+            k = 0
+            measured = False
+            t0 = time.monotonic()
+            c0, s0, p0 = self.delivered, _proc_cpu_s(a.server_pid), _self_cpu_s()
+            while True:
+                now = time.monotonic_ns()
+                elapsed = (now - t_ns) / 1e9
+                if not measured and elapsed >= a.warmup:
+                    measured = True
+                    self.lat_from, self.lat_to = self.sent, 1 << 62
+                    c0, t0, s0, p0 = self.delivered, time.monotonic(), _proc_cpu_s(a.server_pid), _self_cpu_s()
+                if elapsed >= a.warmup + a.duration:
+                    self.lat_to = self.sent
+                    c1, t1, s1, p1 = self.delivered, time.monotonic(), _proc_cpu_s(a.server_pid), _self_cpu_s()
+                    break
+                due = int((now - t_ns) / interval) + 1 - k
+                if due > 0:
+                    self.publish([t_ns + int((k + i) * interval) for i in range(due)])
+                    k += due
+                await asyncio.sleep(0.0005)
+
+        # Drain: every subscriber must receive every message published.
+        deadline = time.monotonic() + a.timeout
+        while min(self.nexts) < self.sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        missing = sum(self.sent - max(sub.next, start) for sub in self.subs)
+        self.closing = True
+        for conn in [*self.subs, self.pub]:
+            conn.close()
+        await asyncio.sleep(0.1)
+        for conn in [*self.subs, self.pub]:
+            conn.transport.close()
+        await asyncio.sleep(0.05)
+
+        wall = t1 - t0
+        deliveries = c1 - c0
+        result: dict[str, Any] = {
+            "phase": a.phase,
+            "subscribers": a.subscribers,
+            "connect_s": round(connect_s, 2),
+            "duration_s": round(wall, 3),
+            "published": self.sent - start,
+            "deliveries": deliveries,
+            "delivered_per_s": deliveries / wall,
+            "published_per_s": deliveries / wall / a.subscribers,
+            "server_cpu_s": round(s1 - s0, 3),
+            "server_us_per_delivery": (s1 - s0) / deliveries * 1e6 if deliveries else None,
+            "server_cpu": round((s1 - s0) / wall, 2),  # cores the relay process used while measured
+            "client_cpu": round((p1 - p0) / wall, 2),  # cores the client process used while measured
+            "lost": sum(sub.lost for sub in self.subs) + missing,
+            "missing_at_end": missing,
+            "reordered": sum(sub.reordered for sub in self.subs),
+            "errors": self.errors,
+        }
+        if a.phase == "latency":
+            lat = sorted(self.latencies)
+            result["rate"] = a.rate
+            result["latency_samples"] = len(lat)
+            if lat:
+                result.update(
+                    {
+                        "p50_us": lat[len(lat) // 2] / 1e3,
+                        "p99_us": lat[min(len(lat) - 1, math.ceil(len(lat) * 0.99) - 1)] / 1e3,
+                        "max_us": lat[-1] / 1e3,
+                    }
+                )
+        return result
+
+
+def client_main(argv: list[str]) -> int:
+    """``bench_fanout.py client``: one phase against a running relay; one JSON line on stdout."""
+    ap = argparse.ArgumentParser(prog="bench_fanout.py client")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--topic", default="bench")
+    ap.add_argument("--subscribers", type=int, default=100)
+    ap.add_argument("--phase", choices=("throughput", "latency"), default="throughput")
+    ap.add_argument("--window", type=int, default=128)
+    ap.add_argument("--rate", type=float, default=100.0, help="latency phase: messages published per second")
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--timeout", type=float, default=20.0, help="bound on connecting, probing and draining")
+    ap.add_argument("--connect-concurrency", type=int, default=50)
+    ap.add_argument("--server-pid", type=int, default=0)
+    ap.add_argument("--no-uvloop", action="store_true")
+    args = ap.parse_args(argv)
+
+    async def main() -> dict[str, Any]:
+        return await _Client(args).run()
+
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is not None and not args.no_uvloop:
+        result = uvloop.run(main()) if hasattr(uvloop, "run") else _uvloop_policy_run(uvloop, main)
+    else:
+        result = asyncio.run(main())
+    print(json.dumps(result))
+    return 0
+
+
+def _uvloop_policy_run(uvloop: Any, main: Any) -> Any:
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        return asyncio.run(main())
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
+# -- the relays -----------------------------------------------------------------------
+
+
+class Relay(ServerProcess):
+    """One relay process; bench_echo's start-up (wait for the port), logging and kill."""
+
+    def command(self) -> list[str]:
+        if self.spec.key == "fastws":
+            cmd = [PY, "-m", "fastws", "relay", "--host", "127.0.0.1", "--port", str(self.port)]
+            return cmd + (["--no-uvloop"] if self.loop == "asyncio" else [])
+        cmd = [PY, os.path.join(SERVERS_DIR, self.spec.script), "--host", "127.0.0.1", "--port", str(self.port)]
+        return cmd + (["--uvloop"] if self.loop == "uvloop" else [])
+
+
+SPEC = {
+    "fastws": ServerSpec("fastws", LABEL["fastws"], "fastws", "-m fastws relay"),
+    "websockets": ServerSpec("websockets", LABEL["websockets"], "websockets", "relay_websockets.py"),
+    "picows": ServerSpec("picows", LABEL["picows"], "picows", "relay_picows.py"),
+}
+
+
+def fastws_relay_available() -> bool:
+    try:
+        proc = subprocess.run([PY, "-m", "fastws", "relay", "--help"], capture_output=True, timeout=30, cwd=HERE)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def run_cell(server: Relay, n: int, phase: str, loop: str, args, pinning: Pinning, rate: float, tag: str) -> dict:
+    cmd = [PY, os.path.abspath(__file__), "client", "--port", str(server.port), "--topic", tag]
+    cmd += ["--subscribers", str(n), "--phase", phase, "--window", str(args.window), "--rate", f"{rate:.3f}"]
+    cmd += ["--duration", str(args.duration), "--warmup", str(args.warmup), "--timeout", str(args.timeout)]
+    cmd += ["--server-pid", str(server.proc.pid)]  # type: ignore[union-attr]
+    cell: dict[str, Any] = {"server": server.spec.key, "loop": loop, "subscribers": n, "phase": phase}
+    busy0, self0, wall0 = _busy_s(), _self_cpu_s(), time.monotonic()
+    kids0 = _children_cpu_s()
+    srv0 = server.cpu_s()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=HERE,
+        start_new_session=True,
+        preexec_fn=pinning.preexec(pinning.client_cpu),
+    )
+    _LIVE[proc.pid] = proc
+    try:
+        out, err = proc.communicate(timeout=args.warmup + args.duration + 4 * args.timeout + 30)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        out, err = proc.communicate()
+        cell["error"] = "client timed out"
+    finally:
+        _kill(proc)
+    wall = time.monotonic() - wall0
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None and wall > 0:
+        ours = (_children_cpu_s() - kids0) + (_self_cpu_s() - self0) + max(0.0, server.cpu_s() - srv0)
+        cell["other_load"] = round(max(0.0, (busy1 - busy0) - ours) / wall, 2)
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
+    if lines:
+        cell.update(json.loads(lines[-1]))
+        if cell["errors"]:
+            cell["error"] = ", ".join(f"{k} ×{v}" for k, v in cell["errors"].items())
+        elif not cell["deliveries"]:
+            cell["error"] = "nothing delivered"
+    else:
+        cell.setdefault("error", f"client exit {proc.returncode}: " + err.decode(errors="replace").strip()[-1500:])
+    return cell
+
+
+def _children_cpu_s() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def fmt_us(value: Optional[float]) -> str:
+    if value is None:
+        return ""
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} µs"
+
+
+def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
+    ix = {(c["loop"], c["subscribers"], c["phase"], c["server"]): c for c in cells}
+    out = ["# fastws fan-out benchmark", ""]
+    out.append(f"- command: `{meta['command']}`")
+    out.append(f"- date: {meta['date']}")
+    out.append(f"- machine: {meta['cpu']}, {meta['cores']} cores; {meta['platform']}")
+    out.append(f"- Python {meta['python']}; " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+    out.append(
+        f"- one publisher, N subscribers, one topic, {SIZE} B binary messages; throughput: window "
+        f"{meta['window']} messages ahead of the slowest subscriber, {meta['warmup']} s warmup + "
+        f"{meta['duration']} s measured; latency: fixed publish rate (column `rate`), stamped with the scheduled "
+        f"send time; pinning: {meta['pinning']}; client on {meta['client_loop']}"
+        + (f"; best of {meta['repeat']} interleaved runs per cell" if meta["repeat"] > 1 else "")
+    )
+    out.append(f"- load from other processes: {meta['load']}")
+    out.append("")
+    out.append(
+        "delivered/s = messages received by all subscribers per second; CPU/msg = the relay process's CPU time "
+        "÷ deliveries (throughput phase); relay CPU, client CPU = cores each process used while measured "
+        "(throughput phase; the relay near 1.00 = saturated, the relay is the limit); "
+        "loss = messages missing or out of order at the subscribers, both phases."
+    )
+    out.append("")
+    out.append(
+        "| loop | subscribers | server | delivered msg/s | CPU µs/msg | relay CPU | client CPU | rate msg/s | "
+        "p50 | p99 | max | loss |"
+    )
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for loop in plan["loops"]:
+        for n in plan["subscribers"]:
+            for server in plan["servers"]:
+                t = ix.get((loop, n, "throughput", server), {})
+                lat = ix.get((loop, n, "latency", server), {})
+                if not t and not lat:
+                    continue
+                loss = sum(c.get("lost", 0) + c.get("reordered", 0) for c in (t, lat) if c)
+                cpu = t.get("server_us_per_delivery")
+                row = [
+                    loop,
+                    str(n),
+                    server,
+                    fmt_rate(t.get("delivered_per_s")) if t.get("deliveries") else "fail",
+                    f"{cpu:.2f}" if cpu else "",
+                    f"{t['server_cpu']:.2f}" if "server_cpu" in t else "",
+                    f"{t['client_cpu']:.2f}" if "client_cpu" in t else "",
+                    f"{lat['rate']:,.0f}" if "rate" in lat else "",
+                    fmt_us(lat.get("p50_us")),
+                    fmt_us(lat.get("p99_us")),
+                    fmt_us(lat.get("max_us")),
+                    str(loss) if (t or lat) else "",
+                ]
+                out.append("| " + " | ".join(row) + " |")
+    out.append("")
+
+    peers = [p for p in ("websockets", "picows") if p in plan["servers"]]
+    if "fastws" in plan["servers"] and peers:
+        out.append("## fastws ÷ peer")
+        out.append("")
+        out.append("msg/s: higher is better (target ≥ 2× websockets, ≥ 1× picows); p99 and CPU/msg: lower is better.")
+        out.append("")
+        head = ["loop", "subscribers"]
+        for p in peers:
+            head += [f"msg/s ÷ {p}", f"p99 ÷ {p}", f"CPU/msg ÷ {p}"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|---|---:|" + "---:|" * (len(head) - 2))
+        for loop in plan["loops"]:
+            for n in plan["subscribers"]:
+                f_t = ix.get((loop, n, "throughput", "fastws"), {})
+                f_l = ix.get((loop, n, "latency", "fastws"), {})
+                row = [loop, str(n)]
+                for p in peers:
+                    p_t = ix.get((loop, n, "throughput", p), {})
+                    p_l = ix.get((loop, n, "latency", p), {})
+                    r = _ratio(f_t.get("delivered_per_s"), p_t.get("delivered_per_s"))
+                    row.append(f"{r:.2f} {'PASS' if r >= TARGETS[p] else 'MISS'}" if r else "")
+                    r = _ratio(f_l.get("p99_us"), p_l.get("p99_us"))
+                    row.append(f"{r:.2f}" if r else "")
+                    r = _ratio(f_t.get("server_us_per_delivery"), p_t.get("server_us_per_delivery"))
+                    row.append(f"{r:.2f}" if r else "")
+                out.append("| " + " | ".join(row) + " |")
+        out.append("")
+
+    noisy = [c for c in cells if (c.get("other_load") or 0) >= 0.5]
+    if noisy:
+        out.append(
+            f"{len(noisy)} of {len(cells)} cells ran while other processes kept ≥ 0.5 core busy "
+            "(`other_load` in the JSON): treat small differences with care."
+        )
+        out.append("")
+    failed = [c for c in cells if c.get("error")]
+    if failed:
+        out.append("## Failures")
+        out.append("")
+        for c in failed:
+            out.append(f"- {c['server']}, {c['loop']}, {c['subscribers']} subscribers, {c['phase']}: {c['error']}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a and b else None
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def machine(args, pinning: Pinning) -> dict:
+    command = shlex.join(["python", os.path.relpath(os.path.abspath(__file__))] + sys.argv[1:])
+    if os.environ.get("FASTWS_BENCH_COMMAND"):  # set by run_all.sh
+        command = f"{os.environ['FASTWS_BENCH_COMMAND']}` → `{command}"
+    return {
+        "command": command,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {d: _version(d) for d in ("fastws", "websockets", "picows", "aiofastnet", "uvloop")},
+        "warmup": args.warmup,
+        "duration": args.duration,
+        "window": args.window,
+        "pinning": pinning.describe(),
+        "repeat": args.repeat,
+        "client_loop": "uvloop" if _version("uvloop") != "not installed" else "asyncio",
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "client":
+        return client_main(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 100 subscribers, 0.3 s warmup, 1 s cells")
+    ap.add_argument("--subscribers", help="comma-separated subscriber counts (default 100,1000; --quick 100)")
+    ap.add_argument("--servers", help="comma-separated subset of: " + ",".join(SERVERS))
+    ap.add_argument("--loops", help="comma-separated subset of: " + ",".join(LOOPS))
+    ap.add_argument("--duration", type=float, help="seconds measured per cell (default 5, --quick 1)")
+    ap.add_argument("--warmup", type=float, help="seconds before measuring (default 1, --quick 0.3)")
+    ap.add_argument("--window", type=int, default=128, help="messages ahead of the slowest subscriber (128)")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        help="latency phase: messages published per second (default: ¼ of the slowest relay's delivered/s ÷ N)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="measure every cell N times, interleaved; keep the best (1)")
+    ap.add_argument("--timeout", type=float, default=20.0, help="bound on connecting, probing, draining (20 s)")
+    ap.add_argument("--start-timeout", type=float, default=30.0, help="seconds a relay may take to accept (30)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the relay and the client to separate CPUs")
+    ap.add_argument("--output", default=RESULTS_DIR, help="directory for fanout.md and fanout.json (bench/results)")
+    ap.add_argument("--no-save", action="store_true", help="print only; write no fanout.md / fanout.json")
+    args = ap.parse_args()
+    if args.duration is None:
+        args.duration = 1.0 if args.quick else 5.0
+    if args.warmup is None:
+        args.warmup = 0.3 if args.quick else 1.0
+
+    def pick(text: Optional[str], allowed, default) -> list:
+        if not text:
+            return list(default)
+        chosen = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in chosen if x not in allowed]
+        if bad:
+            ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
+        return chosen
+
+    plan = {
+        "servers": pick(args.servers, SERVERS, SERVERS),
+        "loops": pick(args.loops, LOOPS, LOOPS),
+        "subscribers": [int(x) for x in args.subscribers.split(",")]
+        if args.subscribers
+        else ([100] if args.quick else list(SUBSCRIBERS)),
+    }
+    if "uvloop" in plan["loops"] and _version("uvloop") == "not installed":
+        print("bench_fanout: uvloop not installed: uvloop runs skipped", file=sys.stderr)
+        plan["loops"].remove("uvloop")
+    if "fastws" in plan["servers"] and not fastws_relay_available():
+        print("bench_fanout: `python -m fastws relay` is not available: fastws skipped", file=sys.stderr)
+        plan["servers"].remove("fastws")
+
+    pinning = Pinning(not args.no_pin)
+    meta = machine(args, pinning)
+    atexit.register(_kill_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    logdir = tempfile.mkdtemp(prefix="fastws-bench-fanout-")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    total = len(plan["loops"]) * len(plan["subscribers"]) * len(plan["servers"]) * 2 * args.repeat
+    print(f"bench_fanout: {total} cells, relay logs in {logdir}", file=sys.stderr)
+    cells: list[dict] = []
+    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    done = 0
+
+    def measure(server: Relay, n: int, phase: str, loop: str, rate: float) -> dict:
+        nonlocal done
+        done += 1
+        if not server.alive():
+            print(f"bench_fanout: {server.spec.key} ({loop}) died; restarting\n{server.log_tail()}", file=sys.stderr)
+            server.start()
+        cell = run_cell(server, n, phase, loop, args, pinning, rate, f"fanout-{n}-{phase}-{done}")
+        if phase == "throughput":
+            what = f"{fmt_rate(cell.get('delivered_per_s')) if cell.get('deliveries') else 'fail':>10} delivered/s"
+            what += f"  CPU {cell.get('server_us_per_delivery') or 0:.2f} µs/msg  client {cell.get('client_cpu', 0)}"
+        else:
+            what = f"rate {rate:,.0f}/s  p50 {fmt_us(cell.get('p50_us'))}  p99 {fmt_us(cell.get('p99_us'))}"
+        note = f"  ERROR {cell['error']}" if cell.get("error") else ""
+        print(
+            f"[{done}/{total} {time.monotonic() - wall0:4.0f}s] {loop:7} {n:5} {server.spec.key:10} {phase:10} "
+            f"{what}  loss {cell.get('lost', '?')}/{cell.get('reordered', '?')}  "
+            f"other load {cell.get('other_load', 0):.2f}{note}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return cell
+
+    def repeat(servers: dict[str, Relay], n: int, phase: str, loop: str, rate: float) -> list[dict]:
+        """Every server ``--repeat`` times, interleaved; keep each one's best cell
+        (most deliveries/s, or lowest p99 for latency) and note every run's figure."""
+        best: dict[str, dict] = {}
+        for key in [k for _ in range(args.repeat) for k in servers]:
+            cell = measure(servers[key], n, phase, loop, rate)
+            field = "delivered_per_s" if phase == "throughput" else "p99_us"
+            figure = cell.get(field)
+            previous = best.get(key)
+            cell["runs"] = (previous["runs"] if previous else []) + [figure]
+            if previous is None or previous.get("error") or previous.get(field) is None:
+                better = True
+            elif figure is None or cell.get("error"):
+                better = False
+            else:
+                better = figure > previous[field] if phase == "throughput" else figure < previous[field]
+            if better:
+                best[key] = cell
+            else:
+                previous["runs"] = cell["runs"]
+        cells.extend(best.values())
+        return list(best.values())
+
+    try:
+        for loop in plan["loops"]:
+            servers: dict[str, Relay] = {}
+            try:
+                for key in plan["servers"]:
+                    server = Relay(SPEC[key], loop, pinning, logdir, args.start_timeout)
+                    server.start()
+                    servers[key] = server
+                for n in plan["subscribers"]:
+                    best = repeat(servers, n, "throughput", loop, 0)
+                    rates = [c["delivered_per_s"] for c in best if c.get("deliveries")]
+                    rate = args.rate or (max(1.0, min(rates) / 4 / n) if rates else 100.0)
+                    repeat(servers, n, "latency", loop, rate)
+            finally:
+                for server in servers.values():
+                    server.stop()
+    except KeyboardInterrupt:
+        print("bench_fanout: interrupted; reporting what was measured", file=sys.stderr)
+    finally:
+        _kill_all()
+    wall = time.monotonic() - wall0
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None:
+        other = max(0.0, (busy1 - busy0) - (_children_cpu_s() - kids0) - (_self_cpu_s() - self0)) / wall
+        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
+    else:
+        meta["load"] = "n/a"
+    meta["wall_s"] = round(wall, 1)
+
+    report = markdown(meta, cells, plan)
+    print(report)
+    if not args.no_save:
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "fanout.md"), "w") as f:
+            f.write(report + "\n")
+        with open(os.path.join(args.output, "fanout.json"), "w") as f:
+            json.dump({"meta": meta, "plan": plan, "quick": args.quick, "cells": cells}, f, indent=1)
+        print(f"bench_fanout: report in {args.output}/fanout.md and fanout.json", file=sys.stderr)
+    return 1 if any(c.get("error") for c in cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
