@@ -128,6 +128,29 @@ async def test_normal_close_ends_async_for():
 
 
 @async_test
+async def test_close_finishes_the_handshake_behind_a_full_receive_queue():
+    """Reading is paused by unread messages; close() must still see the peer's
+    close frame behind them, not wait for close_timeout and abort."""
+
+    async def handler(ws):
+        for n in range(50):
+            await ws.send(f"{n:<65536}")
+        async for _ in ws:
+            pass
+
+    async with serve(handler) as server:
+        ws = await connect(uri(server), max_queue=4, close_timeout=120, compression=None)
+        while len(ws._queue or ()) < 4:
+            await asyncio.sleep(0.01)
+        assert ws._reading_paused
+        await asyncio.wait_for(ws.close(1000, "done"), 30)
+        assert ws.close_code == 1000 and ws.close_reason == "done"
+        # The messages queued before close() stay readable; later ones were dropped.
+        numbers = [int(message) async for message in ws]
+        assert numbers == list(range(len(numbers))) and 4 <= len(numbers) < 50
+
+
+@async_test
 async def test_handler_exception_closes_with_1011():
     async def handler(ws):
         raise ValueError("boom")

@@ -136,6 +136,7 @@ class WebSocket(asyncio.Protocol):
         self._pending_writes: list[bytes] = []
         self._corked = False
         self._reading_paused = False  # by a full receive queue
+        self._closing_started = False  # close() was called: keep reading until the peer's close frame
         self._writing_paused = False
         self._write_stall: Optional[asyncio.TimerHandle] = None
         self._abort_reason: Optional[str] = None
@@ -248,8 +249,13 @@ class WebSocket(asyncio.Protocol):
         queue = self._queue
         if queue is None:
             queue = self._queue = collections.deque()
+        if len(queue) >= self.limits.max_queue and self._closing_started:
+            # After close(), reading goes on until the peer's close frame (the
+            # handshake must finish); what does not fit in the queue is dropped.
+            logger.debug("%s message dropped: received after close() with a full queue", self._peer())
+            return
         queue.append(message)
-        if len(queue) >= self.limits.max_queue and not self._reading_paused:
+        if len(queue) >= self.limits.max_queue and not self._reading_paused and not self._closing_started:
             self._reading_paused = True
             self._update_reading()
 
@@ -590,6 +596,10 @@ class WebSocket(asyncio.Protocol):
         if self.connection is not None and self.connection.state is State.OPEN:
             self._write(self.connection.send_close(code, reason))
             self._arm_close_timer()
+            self._closing_started = True
+            if self._reading_paused:  # by a full queue: the peer's close frame is behind it
+                self._reading_paused = False
+                self._update_reading()
         elif self.connection is None and self.transport is not None:
             self.transport.close()
         await self.wait_closed()
