@@ -174,9 +174,12 @@ class WebSocketProtocol(asyncio.Protocol):
             return  # lingering after a protocol error: read and drop until EOF
         self.data_seen = True
         events = conn.receive_data(data)
-        out = conn.data_to_send()  # pongs and the reply to a close frame
-        if out and not self.transport.is_closing():
-            self.transport.write(out)
+        # Pongs and the reply to a close frame. While the client reads nothing
+        # (writing paused), pongs wait for resume_writing: only the newest is kept.
+        if conn.state is not State.OPEN or self.writable.is_set():
+            out = conn.data_to_send()
+            if out and not self.transport.is_closing():
+                self.transport.write(out)
         for frame in events:
             opcode = frame.opcode
             if opcode < OP_CLOSE:
@@ -457,7 +460,8 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         if self.conn is not None:
             self.put({"type": "websocket.disconnect", "code": 1012})
-            self.transport.write(self.conn.send_close(1012))
+            if not self.transport.is_closing():
+                self.transport.write(self.conn.send_close(1012))
         else:
             self.send_500_response()
         self.close_sent = True

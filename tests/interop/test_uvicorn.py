@@ -20,6 +20,7 @@ import h11
 import pytest
 import uvicorn
 import websockets
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect, WebSocketException
 from websockets.asyncio.client import connect as ws_connect
 
 import fastws
@@ -580,7 +581,8 @@ async def test_bad_handshake_never_reaches_the_app():
 async def test_starlette_chat_example():
     app = load_example("chat").app
 
-    async with uvicorn_server(app, WebSocketProtocol) as (_, port):
+    # The import string uvicorn's --ws option takes, as on the command line.
+    async with uvicorn_server(app, "fastws.uvicorn:WebSocketProtocol") as (_, port):
         uri = f"ws://127.0.0.1:{port}/ws"
         async with fastws.connect(uri + "?name=ann") as ann, fastws.connect(uri + "?name=bob") as bob:
             assert await ann.recv() == "ann joined"
@@ -596,3 +598,52 @@ async def test_starlette_chat_example():
         status, _, body = parse_http_response(await asyncio.wait_for(reader.read(), TIMEOUT))
         writer.close()
         assert status == 200 and b"WebSocket" in body
+
+
+def fastapi_app():
+    app = FastAPI()
+
+    @app.websocket("/items/{item_id}")
+    async def items(websocket: WebSocket, item_id: int, token: str = ""):
+        if token != "secret":
+            raise WebSocketException(code=4401, reason="bad token")  # before accept: denied
+        await websocket.accept(subprotocol="json")
+        try:
+            while True:
+                data = await websocket.receive_json()
+                if data.get("fail"):
+                    raise WebSocketException(code=4000, reason="asked to fail")
+                await websocket.send_json({"item": item_id, "echo": data})
+        except WebSocketDisconnect as exc:
+            websocket.app.state.disconnects.append((exc.code, exc.reason))
+
+    app.state.disconnects = []
+    return app
+
+
+@async_test
+async def test_unchanged_fastapi_app():
+    results = {}
+    for name, ws in IMPLEMENTATIONS.items():
+        app = fastapi_app()
+        async with uvicorn_server(app, ws) as (_, port):
+            base = f"ws://127.0.0.1:{port}/items/7"
+            async with ws_connect(base + "?token=secret", subprotocols=["json"]) as client:
+                await client.send('{"a": [1, 2]}')
+                echoed = await client.recv()
+                await client.close(1001, "leaving")
+            async with ws_connect(base + "?token=secret", subprotocols=["json"]) as client:
+                await client.send('{"fail": true}')
+                with pytest.raises(websockets.ConnectionClosed) as failed:
+                    await client.recv()
+            with pytest.raises(websockets.InvalidStatus) as denied:
+                await ws_connect(base + "?token=wrong")
+            await wait_until(lambda app=app: len(app.state.disconnects) >= 1)
+            results[name] = (
+                client.subprotocol,
+                echoed,
+                (failed.value.rcvd.code, failed.value.rcvd.reason),
+                denied.value.response.status_code,
+                app.state.disconnects,
+            )
+    assert_same(results, ("json", '{"item":7,"echo":{"a":[1,2]}}', (4000, "asked to fail"), 403, [(1001, "leaving")]))
