@@ -33,10 +33,16 @@ def plain_http(ws: ServerConnection, request: Request) -> Optional[Response]:
     return Response(200, Headers([("Content-Type", "text/plain; charset=utf-8")]), b"websocket test")
 
 
+def announce(line: str) -> None:
+    """One whole line on stdout in one write (workers share the pipe; print() writes the newline apart)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 async def run_server(host: str, port: int) -> None:
     async with serve(echo, host, port, process_request=plain_http) as server:
         logger.info("fastws echo server on http://%s:%d (ws://%s:%d)", host, server.port, host, server.port)
-        print(f"listening on http://{host}:{server.port}", flush=True)
+        announce(f"listening on http://{host}:{server.port}")
         await server.serve_forever()
 
 
@@ -50,7 +56,7 @@ async def run_relay(args: argparse.Namespace) -> None:
         args.host, args.port, relay=relay, echo=args.echo, log_interval=args.stats_interval, **options
     ) as server:
         logger.info("fastws relay on ws://%s:%d/<topic> (stats: http://%s:%d/stats)", *(args.host, server.port) * 2)
-        print(f"listening on http://{args.host}:{server.port}", flush=True)
+        announce(f"listening on http://{args.host}:{server.port}")
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)

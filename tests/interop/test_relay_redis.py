@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fastws import connect
+from fastws.relay import pack
 
 from ..helpers import async_test
 from .peers import INSTALL_HINT, PeerProcess, stop_process_group
@@ -148,12 +149,22 @@ async def test_two_relay_processes_share_a_topic_in_order(tmp_path, relays):
                     await pub_a.send(f"a{n}")
                     await pub_b.send(b"b%d" % n)
                 got_a, got_b = await asyncio.gather(receive(on_a, 1000), receive(on_b, 1000))
+            # Any program can publish through Redis; what is not a relay message is ignored.
+            client = aioredis.Redis.from_url(redis.url)
+            try:
+                await client.publish("fastws:news", b"garbage")
+                await client.publish("fastws:news", pack("from a backend"))
+                await client.publish("fastws:news", pack(b"\x00binary"))
+            finally:
+                await client.aclose()
+            assert await receive(on_a, 2) == await receive(on_b, 2) == ["from a backend", b"\x00binary"]
         for got in (got_a, got_b):
             assert [m for m in got if isinstance(m, str)] == [f"a{n}" for n in range(500)]
             assert [m for m in got if isinstance(m, bytes)] == [b"b%d" % n for n in range(500)]
         stats_a, stats_b = await a.stats(), await b.stats()
-        assert stats_a["backplane"]["published"] == 500 and stats_a["backplane"]["received"] == 500
+        assert stats_a["backplane"]["published"] == 500 and stats_a["backplane"]["received"] == 502
         assert stats_b["backplane"]["published"] == 500 and stats_b["backplane"]["lost"] == 0
+        assert "ignoring a malformed message on b'fastws:news'" in a.log()
 
 
 @async_test

@@ -8,6 +8,7 @@ costs a pointer per message, whatever the number of subscribers.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -68,7 +69,7 @@ class _Subscriber:
         self.ws = ws
         self.topics: set[str] = set()
         self.pending: list[bytes] = []  # frames for the next flush; the backlog while writing is paused
-        self.draining = False  # a task waits for the write buffer to drain
+        self.draining: Optional[asyncio.Task] = None  # waits for the write buffer to drain
 
 
 class Relay:
@@ -102,7 +103,6 @@ class Relay:
         self._topics: dict[str, set[_Subscriber]] = {}
         self._subscribers: dict[WebSocket, _Subscriber] = {}
         self._dirty: list[_Subscriber] = []  # subscribers with pending frames, flushed once per loop iteration
-        self._loop: Any = None
         self.stats = RelayStats(self)
         if backplane is not None:
             backplane.attach(self)
@@ -169,11 +169,7 @@ class Relay:
             return 0
         dirty = self._dirty
         if not dirty:
-            if self._loop is None:
-                import asyncio  # the relay itself is loop-agnostic until first use
-
-                self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
         queued = 0
         max_backlog = self.max_backlog
         for subscriber in members:
@@ -230,9 +226,8 @@ class Relay:
         if ws.writing_paused:
             # The backlog stays here (bounded by max_backlog), not in the
             # transport, until the peer reads; then it is written at once.
-            if not subscriber.draining:
-                subscriber.draining = True
-                self._loop.create_task(self._drain(subscriber))
+            if subscriber.draining is None:
+                subscriber.draining = asyncio.get_running_loop().create_task(self._drain(subscriber))
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
@@ -248,7 +243,7 @@ class Relay:
             self.unsubscribe(subscriber.ws)
             return
         finally:
-            subscriber.draining = False
+            subscriber.draining = None
         self._write_pending(subscriber)
 
 
