@@ -371,7 +371,7 @@ class _Client:
                 if due > 0:
                     self.publish([t_ns + int((k + i) * interval) for i in range(due)])
                     k += due
-                await asyncio.sleep(0.0005)
+                await asyncio.sleep(0.001)  # uvloop rounds timers to 1 ms; a shorter sleep would spin
 
         # Drain: every subscriber must receive every message published.
         deadline = time.monotonic() + a.timeout
