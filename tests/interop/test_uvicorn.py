@@ -567,14 +567,28 @@ def test_importing_fastws_does_not_import_uvicorn():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
+MISSING_KEY = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+MISSING_KEY += b"Sec-WebSocket-Version: 13\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        (MISSING_KEY, {"fastws": 400, "websockets-sansio": 400, "wsproto": 400}),
+        # RFC 6455 §4.4: 426 with the supported version, as wsproto answers (websockets says 400).
+        (upgrade_request("/echo", version="8"), {"fastws": 426, "websockets-sansio": 400, "wsproto": 426}),
+    ],
+)
 @async_test
-async def test_bad_handshake_never_reaches_the_app():
-    events: list = []
-    async with uvicorn_server(make_app(events), WebSocketProtocol) as (_, port):
-        request = upgrade_request("/echo", version="8")
-        status, headers, _ = parse_http_response(await raw_exchange(port, request))
-    assert status == 426 and headers["sec-websocket-version"] == "13"
-    assert events == []
+async def test_bad_handshake_never_reaches_the_app(request_bytes, expected):
+    async def scenario(port, events):
+        status, headers, _ = parse_http_response(await raw_exchange(port, request_bytes))
+        return status, headers.get("sec-websocket-version"), events
+
+    results = await each_implementation(scenario)
+    assert {name: status for name, (status, _, _) in results.items()} == expected
+    assert all(events == [] for _, _, events in results.values())
+    assert results["fastws"][1] == ("13" if expected["fastws"] == 426 else None)
 
 
 @async_test
