@@ -568,15 +568,16 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
     out.append(
         "delivered/s = messages received by all subscribers per second; CPU/msg = the relay process's CPU time "
         "÷ deliveries (throughput phase); relay CPU, client CPU = cores each process used while measured "
-        "(throughput phase; the relay near 1.00 = saturated, the relay is the limit); "
+        "(throughput phase; the relay near 1.00 = saturated, the relay is the limit); CPU µs/msg at rate = the "
+        "relay's CPU time ÷ deliveries in the latency phase, where messages arrive one at a time (no batching); "
         "loss = messages missing or out of order at the subscribers, both phases."
     )
     out.append("")
     out.append(
         "| loop | subscribers | server | delivered msg/s | CPU µs/msg | relay CPU | client CPU | rate msg/s | "
-        "p50 | p99 | max | loss |"
+        "p50 | p99 | max | CPU µs/msg at rate | loss |"
     )
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for loop in plan["loops"]:
         for n in plan["subscribers"]:
             for server in plan["servers"]:
@@ -586,6 +587,7 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                     continue
                 loss = sum(c.get("lost", 0) + c.get("reordered", 0) for c in (t, lat) if c)
                 cpu = t.get("server_us_per_delivery")
+                lat_cpu = lat.get("server_us_per_delivery")
                 row = [
                     loop,
                     str(n),
@@ -598,6 +600,7 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                     fmt_us(lat.get("p50_us")),
                     fmt_us(lat.get("p99_us")),
                     fmt_us(lat.get("max_us")),
+                    f"{lat_cpu:.2f}" if lat_cpu else "",
                     str(loss) if (t or lat) else "",
                 ]
                 out.append("| " + " | ".join(row) + " |")
@@ -611,7 +614,7 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
         out.append("")
         head = ["loop", "subscribers"]
         for p in peers:
-            head += [f"msg/s ÷ {p}", f"p99 ÷ {p}", f"CPU/msg ÷ {p}"]
+            head += [f"msg/s ÷ {p}", f"p99 ÷ {p}", f"CPU/msg ÷ {p}", f"CPU/msg at rate ÷ {p}"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|---|---:|" + "---:|" * (len(head) - 2))
         for loop in plan["loops"]:
@@ -627,6 +630,8 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                     r = _ratio(f_l.get("p99_us"), p_l.get("p99_us"))
                     row.append(f"{r:.2f}" if r else "")
                     r = _ratio(f_t.get("server_us_per_delivery"), p_t.get("server_us_per_delivery"))
+                    row.append(f"{r:.2f}" if r else "")
+                    r = _ratio(f_l.get("server_us_per_delivery"), p_l.get("server_us_per_delivery"))
                     row.append(f"{r:.2f}" if r else "")
                 out.append("| " + " | ".join(row) + " |")
         out.append("")
@@ -698,7 +703,13 @@ def main() -> int:
     ap.add_argument("--no-pin", action="store_true", help="do not pin the relay and the client to separate CPUs")
     ap.add_argument("--output", default=RESULTS_DIR, help="directory for fanout.md and fanout.json (bench/results)")
     ap.add_argument("--no-save", action="store_true", help="print only; write no fanout.md / fanout.json")
+    ap.add_argument("--report", metavar="FILE.json", help="only print the report of an earlier run's JSON")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        print(markdown(saved["meta"], saved["cells"], saved["plan"]))
+        return 0
     if args.duration is None:
         args.duration = 1.0 if args.quick else 5.0
     if args.warmup is None:

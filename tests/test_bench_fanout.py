@@ -12,11 +12,11 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rows(report: str) -> dict[str, list[str]]:
-    """The result table's rows by server: | loop | subscribers | server | msg/s | ... | loss |."""
+    """The result table's rows by server: | loop | subscribers | server | msg/s | ... (13 columns) | loss |."""
     found = {}
     for line in report.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 12 and cells[1] == "10" and cells[0] == "asyncio":
+        if len(cells) == 13 and cells[1] == "10" and cells[0] == "asyncio":
             found[cells[2]] = cells
     return found
 
