@@ -669,3 +669,38 @@ async def test_unchanged_fastapi_app():
                 app.state.disconnects,
             )
     assert_same(results, ("json", '{"item":7,"echo":{"a":[1,2]}}', (4000, "asked to fail"), 403, [(1001, "leaving")]))
+
+
+@async_test
+async def test_ws_max_queue_pauses_reading_until_the_app_catches_up():
+    """A client flooding an app that does not read fills ws_max_queue, then TCP: not memory."""
+    release = asyncio.Event()
+    received: list = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while len(received) < 2000:
+            received.append((await receive())["bytes"])
+        await send({"type": "websocket.send", "text": "done"})
+        await receive()
+
+    async with uvicorn_server(app, WebSocketProtocol, ws_max_queue=4) as (server, port):
+        async with ws_connect(f"ws://127.0.0.1:{port}/", compression=None, write_limit=0) as client:
+
+            async def flood():
+                for i in range(2000):
+                    await client.send(bytes([i % 256]) * 1024)
+
+            sending = asyncio.ensure_future(flood())
+            try:
+                await wait_until(lambda: any(p.read_paused for p in server.server_state.connections))
+                [protocol] = server.server_state.connections
+                # At most one read's worth (asyncio reads up to 256 KiB at once) past the limit.
+                assert 4 <= len(protocol.queue) <= 4 + 262144 // 1024
+            finally:
+                release.set()
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "done"
+            await sending
+    assert received == [bytes([i % 256]) * 1024 for i in range(2000)]
