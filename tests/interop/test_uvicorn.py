@@ -704,3 +704,30 @@ async def test_ws_max_queue_pauses_reading_until_the_app_catches_up():
             assert await asyncio.wait_for(client.recv(), TIMEOUT) == "done"
             await sending
     assert received == [bytes([i % 256]) * 1024 for i in range(2000)]
+
+
+def test_on_uvloop():
+    """uvloop's transports (not asyncio subclasses): echo, and the lingering close after a protocol error."""
+    import uvloop
+
+    async def main():
+        events: list = []
+        async with uvicorn_server(make_app(events), WebSocketProtocol) as (_, port):
+            async with ws_connect(f"ws://127.0.0.1:{port}/echo") as ws:
+                await ws.send(b"x" * 100000)
+                assert await ws.recv() == b"x" * 100000
+            peer = await RawPeer.open(port, handshake=False)
+            peer.writer.write(upgrade_request("/wait"))
+            await peer.read_head()
+            await peer.read_frame()
+            peer.writer.write(b"\x81\x02hi")  # unmasked
+            opcode, payload = await peer.read_frame()
+            assert (opcode, payload[:2]) == (8, b"\x03\xea")  # 1002
+            assert await peer.read_until_eof() == b""
+            peer.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 60))
+    finally:
+        loop.close()
