@@ -100,6 +100,11 @@ def assert_same(results, expected=None):
 def make_app(events: list):
     """An ASGI app whose path picks its behaviour; it records every event it receives."""
 
+    async def wait_disconnected():
+        """Until the client's TCP connection is gone (the app is told by send() failing)."""
+        await wait_until(lambda: events and events[-1] == "tcp closed")
+        events.pop()
+
     async def receive_logged(receive):
         event = await receive()
         events.append(event)
@@ -159,6 +164,25 @@ def make_app(events: list):
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.send", "text": "about to fail"})
             raise RuntimeError("app failed after accept")
+        elif path == "/send-after-disconnect":
+            await send({"type": "websocket.accept"})
+            await receive_logged(receive)  # the client's close
+            await wait_disconnected()
+            try:
+                await send({"type": "websocket.send", "text": "too late"})
+            except OSError as exc:  # uvicorn's ClientDisconnected
+                events.append(type(exc).__name__)
+        elif path.startswith("/misuse/"):
+            misuse = {
+                "send-before-accept": {"type": "websocket.send", "text": "x"},
+                "body-before-start": {"type": "websocket.http.response.body", "body": b""},
+                "bad-status": {"type": "websocket.http.response.start", "status": 99, "headers": []},
+            }[path.removeprefix("/misuse/")]
+            try:
+                await send(misuse)
+            except RuntimeError as exc:
+                events.append(str(exc))
+                raise
         elif path == "/wait":
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.send", "text": "ready"})
@@ -565,6 +589,36 @@ async def test_access_log_lines(caplog):
         await each_implementation(scenario),
         ['"WebSocket /deny" 403', '"WebSocket /echo?q=1" [accepted]', '"WebSocket /teapot" 418'],
     )
+
+
+@async_test
+async def test_send_after_the_client_left_raises_client_disconnected():
+    async def scenario(port, events):
+        async with ws_connect(f"ws://127.0.0.1:{port}/send-after-disconnect") as ws:
+            await ws.close()
+        events.append("tcp closed")  # the client saw the server close TCP
+        return await events_settled(events, 3)
+
+    assert_same(
+        await each_implementation(scenario),
+        [
+            {"type": "websocket.connect"},
+            {"type": "websocket.disconnect", "code": 1000, "reason": ""},
+            "ClientDisconnected",
+        ],
+    )
+
+
+@pytest.mark.parametrize("misuse", ["send-before-accept", "body-before-start", "bad-status"])
+@async_test
+async def test_asgi_misuse_raises_in_the_app_and_answers_500(misuse):
+    async def scenario(port, events):
+        status, _, _ = parse_http_response(await raw_exchange(port, upgrade_request(f"/misuse/{misuse}")))
+        return status, (await events_settled(events, 2))[1]
+
+    results = await each_implementation(scenario)
+    assert_same(results)
+    assert results["fastws"][0] == 500
 
 
 # -- fastws only -------------------------------------------------------------------
