@@ -9,10 +9,17 @@ handshake and ``Connection``, so the frames go through the compiled codec.
 
 It mirrors uvicorn's own classes (``wsproto_impl.WSProtocol``,
 ``websockets_sansio_impl.WebSocketsSansIOProtocol``): same constructor and
-attributes, same ASGI events and error paths, same log lines. Differences:
-reading pauses only once ``ws_max_queue`` messages wait for the app (uvicorn's
-sans-I/O classes pause after every message and ignore ``ws_max_queue``), and a
-client that breaks the protocol gets its close frame before a lingering close.
+attributes, same ASGI events and error paths, same log lines
+(tests/interop/test_uvicorn.py runs them side by side). Differences, on purpose:
+
+- reading pauses once ``ws_max_queue`` messages wait for the app (uvicorn's
+  classes pause after every message and ignore ``ws_max_queue``);
+- a client that breaks the protocol gets its close frame before a lingering
+  close (closing with unread data can reset the connection and lose it);
+- an unsupported ``Sec-WebSocket-Version`` is answered 426 with the supported
+  version (RFC 6455 §4.4), as wsproto does;
+- keepalive counts any data received since the ping as a sign of life, so a
+  busy client whose pong waits behind its messages is not dropped.
 
 Only this module imports uvicorn; ``import fastws`` never does.
 """
