@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import codec as default_codec
+from ..connection import State
 from ..exceptions import ConnectionClosed
 from ..frames import CloseCode, Opcode
 
@@ -110,6 +111,8 @@ class Relay:
     # -- subscriptions -------------------------------------------------------
 
     def subscribe(self, ws: WebSocket, topic: str) -> None:
+        if ws.connection is None:
+            raise RuntimeError("subscribe a connection once its handshake is done")
         subscriber = self._subscribers.get(ws)
         if subscriber is None:
             subscriber = self._subscribers[ws] = _Subscriber(ws)
@@ -213,7 +216,18 @@ class Relay:
         """Write each subscriber's pending frames in one write, unless its peer is behind."""
         dirty, self._dirty = self._dirty, []
         for subscriber in dirty:
-            self._write_pending(subscriber)
+            pending = subscriber.pending
+            if not pending:
+                continue
+            ws = subscriber.ws
+            # The common case inline, on the connection's internals: this runs
+            # once per subscriber per loop iteration (half the cost of the
+            # public write_frame_bytes path, measured).
+            if ws._writing_paused or ws.connection.state is not State.OPEN:  # type: ignore[union-attr]
+                self._write_pending(subscriber)
+                continue
+            ws._write(pending[0] if len(pending) == 1 else b"".join(pending))
+            pending.clear()
 
     def _write_pending(self, subscriber: _Subscriber) -> None:
         ws = subscriber.ws
