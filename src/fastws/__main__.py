@@ -33,6 +33,12 @@ def plain_http(ws: ServerConnection, request: Request) -> Optional[Response]:
     return Response(200, Headers([("Content-Type", "text/plain; charset=utf-8")]), b"websocket test")
 
 
+def loop_name() -> str:
+    """Which event loop runs (uvloop or asyncio's), for the start-up log line."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "on uvloop" if module.startswith("uvloop") else "on the asyncio loop"
+
+
 def announce(line: str) -> None:
     """One whole line on stdout in one write (workers share the pipe; print() writes the newline apart)."""
     sys.stdout.write(line + "\n")
@@ -41,7 +47,9 @@ def announce(line: str) -> None:
 
 async def run_server(host: str, port: int) -> None:
     async with serve(echo, host, port, process_request=plain_http) as server:
-        logger.info("fastws echo server on http://%s:%d (ws://%s:%d)", host, server.port, host, server.port)
+        logger.info(
+            "fastws echo server on http://%s:%d (ws://%s:%d), %s", host, server.port, host, server.port, loop_name()
+        )
         announce(f"listening on http://{host}:{server.port}")
         await server.serve_forever()
 
@@ -55,7 +63,11 @@ async def run_relay(args: argparse.Namespace) -> None:
     async with serve_relay(
         args.host, args.port, relay=relay, echo=args.echo, log_interval=args.stats_interval, **options
     ) as server:
-        logger.info("fastws relay on ws://%s:%d/<topic> (stats: http://%s:%d/stats)", *(args.host, server.port) * 2)
+        logger.info(
+            "fastws relay on ws://%s:%d/<topic> (stats: http://%s:%d/stats), %s",
+            *(args.host, server.port) * 2,
+            loop_name(),
+        )
         announce(f"listening on http://{args.host}:{server.port}")
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
