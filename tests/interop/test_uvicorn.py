@@ -230,6 +230,15 @@ async def raw_exchange(port: int, request: bytes) -> bytes:
         writer.close()
 
 
+async def accepted_raw_peer(port: int) -> RawPeer:
+    """A raw client on ``/wait``, past the 101 answer and the app's "ready" message."""
+    peer = await RawPeer.open(port, handshake=False)
+    peer.writer.write(upgrade_request("/wait"))
+    assert (await peer.read_head()).startswith(b"HTTP/1.1 101")
+    assert await peer.read_frame() == (1, b"ready")
+    return peer
+
+
 async def wait_until(predicate) -> None:
     """Poll ``predicate`` until it holds; fail after TIMEOUT seconds."""
     deadline = asyncio.get_running_loop().time() + TIMEOUT
@@ -390,10 +399,7 @@ async def test_app_raising_after_accept_drops_the_connection():
 @async_test
 async def test_client_dropping_tcp_is_disconnect_1005():
     async def scenario(port, events):
-        peer = await RawPeer.open(port, handshake=False)
-        peer.writer.write(upgrade_request("/wait"))
-        assert (await peer.read_head()).startswith(b"HTTP/1.1 101")
-        assert await peer.read_frame() == (1, b"ready")
+        peer = await accepted_raw_peer(port)
         peer.writer.transport.abort()
         return await events_settled(events, 2)
 
@@ -406,10 +412,7 @@ async def test_client_dropping_tcp_is_disconnect_1005():
 @async_test
 async def test_client_close_without_status_code():
     async def scenario(port, events):
-        peer = await RawPeer.open(port, handshake=False)
-        peer.writer.write(upgrade_request("/wait"))
-        await peer.read_head()
-        await peer.read_frame()
+        peer = await accepted_raw_peer(port)
         peer.send_frame(8, b"")
         reply = await peer.read_frame()
         tail = await peer.read_until_eof()
@@ -448,10 +451,7 @@ async def test_message_over_ws_max_size_is_1009():
 @async_test
 async def test_protocol_errors_close_with_the_right_code(frame, code):
     async def scenario(port, events):
-        peer = await RawPeer.open(port, handshake=False)
-        peer.writer.write(upgrade_request("/wait"))
-        await peer.read_head()
-        await peer.read_frame()
+        peer = await accepted_raw_peer(port)
         peer.writer.write(frame)
         try:
             opcode, payload = await peer.read_frame()
@@ -473,10 +473,7 @@ async def test_protocol_errors_close_with_the_right_code(frame, code):
 @async_test
 async def test_ping_is_answered_with_its_payload():
     async def scenario(port, events):
-        peer = await RawPeer.open(port, handshake=False)
-        peer.writer.write(upgrade_request("/wait"))
-        await peer.read_head()
-        await peer.read_frame()
+        peer = await accepted_raw_peer(port)
         peer.send_frame(9, b"are you there")
         pong = await peer.read_frame()
         peer.send_close(1000)
@@ -490,10 +487,7 @@ async def test_ping_is_answered_with_its_payload():
 @async_test
 async def test_keepalive_pings_and_drops_a_silent_client():
     async def scenario(port, events):
-        peer = await RawPeer.open(port, handshake=False)
-        peer.writer.write(upgrade_request("/wait"))
-        await peer.read_head()
-        await peer.read_frame()
+        peer = await accepted_raw_peer(port)
         ping_opcode, payload = await peer.read_frame()
         close_opcode, close = await peer.read_frame()
         await peer.read_until_eof()
@@ -509,10 +503,7 @@ async def test_keepalive_pings_and_drops_a_silent_client():
 @async_test
 async def test_keepalive_keeps_an_answering_client():
     async def scenario(port, events):
-        peer = await RawPeer.open(port, handshake=False)
-        peer.writer.write(upgrade_request("/wait"))
-        await peer.read_head()
-        await peer.read_frame()
+        peer = await accepted_raw_peer(port)
         payloads = []
         while len(payloads) < 3:  # each pong is answered with the next ping
             opcode, payload = await peer.read_frame()
@@ -770,10 +761,7 @@ def test_on_uvloop():
             async with ws_connect(f"ws://127.0.0.1:{port}/echo") as ws:
                 await ws.send(b"x" * 100000)
                 assert await ws.recv() == b"x" * 100000
-            peer = await RawPeer.open(port, handshake=False)
-            peer.writer.write(upgrade_request("/wait"))
-            await peer.read_head()
-            await peer.read_frame()
+            peer = await accepted_raw_peer(port)
             peer.writer.write(b"\x81\x02hi")  # unmasked
             opcode, payload = await peer.read_frame()
             assert (opcode, payload[:2]) == (8, b"\x03\xea")  # 1002
