@@ -4,6 +4,7 @@ whole process groups, and CPU accounting from /proc."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import signal
@@ -71,6 +72,17 @@ def busy_s() -> Optional[float]:
 def self_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def pick_list(parser: argparse.ArgumentParser, text: Optional[str], allowed, default) -> list:
+    """A comma-separated choice from ``allowed`` (all of ``default`` if empty); a parser error names the unknown."""
+    if not text:
+        return list(default)
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in chosen if x not in allowed]
+    if bad:
+        parser.error(f"unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
+    return chosen
 
 
 def version(dist: str) -> str:

@@ -47,7 +47,7 @@ from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
 from _procs import busy_s as _busy_s
-from _procs import cpu_model  # noqa: E402
+from _procs import cpu_model, pick_list
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -722,20 +722,11 @@ def main() -> int:
     if args.warmup is None:
         args.warmup = 0.1 if args.quick else 0.3
 
-    def pick(text: Optional[str], allowed, default) -> list:
-        if not text:
-            return list(default)
-        chosen = [x.strip() for x in text.split(",") if x.strip()]
-        bad = [x for x in chosen if x not in allowed]
-        if bad:
-            ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
-        return chosen
-
     plan = {
-        "servers": pick(args.servers, list(SPEC), SPEC),
-        "clients": pick(args.clients, CLIENTS, CLIENTS),
-        "loops": pick(args.loops, LOOPS, LOOPS),
-        "modes": pick(args.modes, MODES, MODES),
+        "servers": pick_list(ap, args.servers, list(SPEC), SPEC),
+        "clients": pick_list(ap, args.clients, CLIENTS, CLIENTS),
+        "loops": pick_list(ap, args.loops, LOOPS, LOOPS),
+        "modes": pick_list(ap, args.modes, MODES, MODES),
         "sizes": parse_sizes(args.sizes) if args.sizes else list(QUICK_SIZES if args.quick else SIZES),
     }
     if "node-ws" in plan["servers"] and not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):

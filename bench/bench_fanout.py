@@ -57,7 +57,7 @@ from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
 from _procs import busy_s as _busy_s
-from _procs import cpu_model
+from _procs import cpu_model, pick_list
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -715,18 +715,9 @@ def main() -> int:
     if args.warmup is None:
         args.warmup = 0.3 if args.quick else 1.0
 
-    def pick(text: Optional[str], allowed, default) -> list:
-        if not text:
-            return list(default)
-        chosen = [x.strip() for x in text.split(",") if x.strip()]
-        bad = [x for x in chosen if x not in allowed]
-        if bad:
-            ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
-        return chosen
-
     plan = {
-        "servers": pick(args.servers, SERVERS, SERVERS),
-        "loops": pick(args.loops, LOOPS, LOOPS),
+        "servers": pick_list(ap, args.servers, SERVERS, SERVERS),
+        "loops": pick_list(ap, args.loops, LOOPS, LOOPS),
         "subscribers": [int(x) for x in args.subscribers.split(",")]
         if args.subscribers
         else ([100] if args.quick else list(SUBSCRIBERS)),
