@@ -178,6 +178,13 @@ def test_client_rejects_bad_answers():
     assert info.value.status == 403
 
 
+@pytest.mark.parametrize("code", [b"40\xb3", b"40\xc2\xb3", b"4O3", b"40", b"4033", b"-40", b"\xd9\xa4\xd9\xa3"])
+def test_malformed_status_codes_are_invalid_handshakes(code):
+    # Found by fuzz/fuzz_handshake.py: "40³" passed str.isdigit() and crashed int().
+    with pytest.raises(InvalidHandshake, match="invalid status line"):
+        parse_response(b"HTTP/1.1 " + code + b" Forbidden\r\nContent-Length: 2\r\n\r\n")
+
+
 def test_headers_multi_and_case_insensitive():
     headers = Headers([("A", "1"), ("a", "2")])
     assert headers.get("A") == "1, 2" and headers.get_all("a") == ["1", "2"] and "a" in headers

@@ -222,7 +222,8 @@ def parse_response(head: bytes) -> Response:
     status_line, items = _parse_head(head)
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
+    # ASCII digits only: str.isdigit() also admits "³", which int() rejects.
+    if not version.startswith("HTTP/1.") or not (len(code) == 3 and code.isascii() and code.isdigit()):
         raise InvalidHandshake(f"invalid status line: {status_line[:60]!r}")
     return Response(int(code), Headers(items), b"", reason or " ")
 
