@@ -52,6 +52,7 @@ def test_parse_extensions():
         ("permessage-deflate; foo=1, permessage-deflate", "permessage-deflate; server_max_window_bits=11"),
         ("permessage-deflate; server_max_window_bits=16", None),
         ("permessage-deflate; server_max_window_bits=09", None),
+        ("permessage-deflate; server_max_window_bits=1\xb3", None),  # not ASCII digits (was a ValueError)
         ("permessage-deflate; client_max_window_bits=7", None),
         ("permessage-deflate; server_no_context_takeover=1", None),
         ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),

@@ -73,7 +73,9 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 def _window_bits(value: Optional[str]) -> Optional[int]:
     """A window-bits value must be a decimal 8..15 without leading zeros (§7.1.2)."""
-    if value is None or not value.isdigit() or value != str(int(value)) or not 8 <= int(value) <= 15:
+    if value is None or not (value.isascii() and value.isdigit()) or value != str(int(value)):
+        return None  # isascii: str.isdigit() also admits "³", which int() rejects
+    if not 8 <= int(value) <= 15:
         return None
     return int(value)
 
