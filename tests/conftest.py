@@ -1,31 +1,38 @@
-"""Shared fixtures: every codec test runs on both backends.
+"""Shared fixtures (every codec test runs on both backends) and the test markers.
 
 The compiled backend is expected unless FASTWS_NO_EXTENSIONS is set; if it is
 expected and missing, its tests error instead of being skipped.
+
+Markers (registered in pyproject.toml): everything under tests/interop/ is
+marked ``interop`` here; long-running tests carry ``slow`` themselves. The
+inner loop is ``python -m pytest -m "not interop and not slow"``; plain
+``python -m pytest`` runs everything.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-BACKENDS = ["python"] if os.environ.get("FASTWS_NO_EXTENSIONS") else ["cython", "python"]
-MODULES = {"cython": "fastws._codec", "python": "fastws._codec_py"}
+from .support.codecs import BACKENDS, MODULES
+
+INTEROP_DIR = Path(__file__).parent / "interop"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEROP_DIR in Path(item.path).parents:
+            item.add_marker(pytest.mark.interop)
 
 
 @pytest.fixture(params=BACKENDS)
 def codec(request):
     """The codec module of one backend (both implement ``fastws/_codec.pyi``)."""
     return importlib.import_module(MODULES[request.param])
-
-
-def all_codecs():
-    """Both backend modules, for tests that compare them."""
-    return [importlib.import_module(MODULES[name]) for name in BACKENDS]
 
 
 @pytest.fixture

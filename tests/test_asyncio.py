@@ -14,8 +14,8 @@ import fastws.connection
 from fastws import Headers, Listener, Response, connect, serve
 from fastws.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
-from .helpers import RawPeer, async_test, upgrade_request
-from .test_codec import client_frame
+from .support.asyncio import RawPeer, async_test, upgrade_request
+from .support.frames import client_frame
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import urllib.request
 from fastws import connect, serve
 from fastws.__main__ import build_parser
 
-from .helpers import async_test
+from .support.asyncio import async_test
 
 
 def test_serve_answers_plain_http(cli_server):

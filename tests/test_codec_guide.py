@@ -19,7 +19,7 @@ import fastws
 import fastws.codec
 import fastws.connection
 
-from .helpers import RawPeer, async_test
+from .support.asyncio import RawPeer, async_test
 
 ROOT = pathlib.Path(__file__).parents[1]
 GUIDE = ROOT / "docs" / "codec.md"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from fastws import _codec_py
 from fastws.exceptions import ProtocolError
 
-from .conftest import all_codecs
+from .support.codecs import all_codecs
 
 CODECS = all_codecs()
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

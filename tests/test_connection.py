@@ -9,7 +9,7 @@ from fastws.connection import Connection, State
 from fastws.exceptions import ConnectionClosedError, ConnectionClosedOK
 from fastws.frames import build_close
 
-from .test_codec import client_frame
+from .support.frames import client_frame
 
 
 @pytest.fixture

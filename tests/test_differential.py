@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from fastws.connection import Connection
 
-from .conftest import all_codecs
+from .support.codecs import all_codecs
 
 websockets_frames = pytest.importorskip("websockets.frames")
 websockets_protocol = pytest.importorskip("websockets.protocol")

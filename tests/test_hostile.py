@@ -24,8 +24,8 @@ from fastws import connect, serve
 from fastws.asyncio.server import ServerConnection
 from fastws.exceptions import ConnectionClosed
 
-from .helpers import RawPeer, upgrade_request
-from .test_codec import client_frame
+from .support.asyncio import RawPeer, upgrade_request
+from .support.frames import client_frame
 
 WAIT = 10.0  # bound on any single wait
 DEADLINE = 60.0  # bound on a whole test

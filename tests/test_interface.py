@@ -10,7 +10,7 @@ import pytest
 
 import fastws
 
-from .conftest import all_codecs
+from .support.codecs import all_codecs
 
 STUB = ast.parse((Path(fastws.__file__).parent / "_codec.pyi").read_text())
 FUNCTIONS = {node.name: node for node in STUB.body if isinstance(node, ast.FunctionDef)}

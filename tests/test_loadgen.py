@@ -14,7 +14,7 @@ import pytest
 from fastws import serve
 from fastws.loadgen import BenchResult, Histogram, add_arguments, bench, run
 
-from .helpers import async_test
+from .support.asyncio import async_test
 
 # -- echo servers ------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from fastws.connection import Connection
 from fastws.exceptions import InvalidHandshake
 from fastws.extensions.permessage_deflate import PerMessageDeflate, parse_extensions
 
-from .helpers import async_test
+from .support.asyncio import async_test
 
 
 def negotiate(server: PerMessageDeflate, client: PerMessageDeflate, codec):

@@ -16,7 +16,7 @@ from fastws import connect, serve
 from fastws.exceptions import ConnectionClosed
 from fastws.relay import Relay, SlowConsumerPolicy, broadcast, serve_relay
 
-from .helpers import async_test
+from .support.asyncio import async_test
 
 
 @pytest.fixture(autouse=True)

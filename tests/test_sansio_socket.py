@@ -11,7 +11,7 @@ from fastws import connect
 from fastws.connection import Connection
 from fastws.handshake import HeadParser, ServerHandshake, parse_request
 
-from .helpers import async_test
+from .support.asyncio import async_test
 
 
 def blocking_echo_server(listener: socket.socket, closed_with: list) -> None:

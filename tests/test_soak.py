@@ -31,8 +31,8 @@ import pytest
 from fastws import connect
 from fastws.exceptions import ConnectionClosed
 
-from .helpers import async_test
-from .test_scale import ServerProcess, raise_fd_limit
+from .support.asyncio import async_test
+from .support.processes import ServerProcess, raise_fd_limit
 
 SOAK_SECONDS = float(os.environ.get("FASTWS_SOAK_SECONDS", "20"))
 CLIENTS = int(os.environ.get("FASTWS_SOAK_CLIENTS", "50"))

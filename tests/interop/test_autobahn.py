@@ -23,7 +23,7 @@ from fastws import connect, serve
 from fastws.exceptions import WebSocketError
 from fastws.extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 
-from ..helpers import async_test
+from ..support.asyncio import async_test
 
 SUITES = {
     "core": ["-i", "*", "-x", "12.*", "-x", "13.*"],

@@ -17,7 +17,7 @@ import pytest
 import fastws
 import fastws.connection
 
-from ..helpers import async_test
+from ..support.asyncio import async_test
 from .peers import (
     CLOSE_REASON,
     FRAGMENTED_SIZE,

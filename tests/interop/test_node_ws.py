@@ -19,7 +19,7 @@ import fastws
 import fastws.connection
 from fastws.exceptions import ConnectionClosed
 
-from ..helpers import async_test
+from ..support.asyncio import async_test
 from .peers import (
     CLOSE_REASON,
     LARGE_BINARY,

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from fastws import connect
 from fastws.relay import pack
 
-from ..helpers import async_test
+from ..support.asyncio import async_test
 from .peers import INSTALL_HINT, PeerProcess, stop_process_group
 
 STEP = 20.0  # seconds for one step: a start, a reconnection, a batch of messages

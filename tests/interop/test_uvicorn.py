@@ -27,8 +27,8 @@ import fastws
 import fastws.connection
 from fastws.uvicorn import WebSocketProtocol
 
-from ..helpers import RawPeer, async_test, upgrade_request
-from ..test_codec import client_frame
+from ..support.asyncio import RawPeer, async_test, upgrade_request
+from ..support.frames import client_frame
 
 IMPLEMENTATIONS = {"fastws": WebSocketProtocol, "websockets-sansio": "websockets-sansio", "wsproto": "wsproto"}
 TIMEOUT = 10

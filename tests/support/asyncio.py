@@ -1,4 +1,4 @@
-"""Test helpers: running coroutines with a deadline, a raw TCP peer."""
+"""asyncio helpers: running coroutines with a deadline, a raw TCP peer, upgrade requests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 
 from fastws.frames import build_close
 
-from .test_codec import client_frame
+from .frames import client_frame
 
 TEST_DEADLINE = 1200.0
 
