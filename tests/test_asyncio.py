@@ -142,7 +142,7 @@ async def test_close_finishes_the_handshake_behind_a_full_receive_queue():
         ws = await connect(uri(server), max_queue=4, close_timeout=120, compression=None)
         while len(ws._queue or ()) < 4:
             await asyncio.sleep(0.01)
-        assert ws._reading_paused
+        assert ws.reading_paused
         await asyncio.wait_for(ws.close(1000, "done"), 30)
         assert ws.close_code == 1000 and ws.close_reason == "done"
         # The messages queued before close() stay readable; later ones were dropped.

@@ -13,8 +13,9 @@ import pytest
 
 import fastws.connection
 from fastws import connect, serve
+from fastws.asyncio import broadcast
 from fastws.exceptions import ConnectionClosed
-from fastws.relay import Relay, SlowConsumerPolicy, broadcast, serve_relay
+from fastws.relay import Relay, SlowConsumerPolicy, serve_relay
 
 from .support.asyncio import async_test
 
@@ -212,7 +213,8 @@ async def test_broadcast_and_relay_api_in_a_users_own_server(backend):
         try:
             async for message in ws:
                 if message == "all":
-                    assert broadcast(everyone, "to everyone", codec=backend) == len([w for w in everyone if w.open])
+                    result = broadcast(everyone, "to everyone", codec=backend)
+                    assert result.sent == len([w for w in everyone if w.open])
                 else:
                     relay.publish(ws.path, message, exclude=ws)
         finally:

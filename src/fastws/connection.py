@@ -25,7 +25,7 @@ from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClose
 from .extensions.permessage_deflate import Deflate
 from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, CloseCode, build_close, parse_close
 
-__all__ = ["State", "Connection"]
+__all__ = ["State", "Connection", "PreparedMessage"]
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
@@ -37,6 +37,29 @@ class State(enum.IntEnum):
     OPEN = 1
     CLOSING = 2
     CLOSED = 3
+
+
+class PreparedMessage:
+    """A message encoded once, to be sent on many connections (broadcast, relay fan-out).
+
+    Every server-side connection sends the same unmasked ``frames``. A
+    client-side connection masks each frame with a fresh key (RFC 6455 §5.3),
+    so it encodes ``message`` again; the gate (``Connection.send_prepared``)
+    decides which, so an unmasked frame never leaves a client.
+    """
+
+    __slots__ = ("message", "frames")
+
+    def __init__(self, message: Union[str, bytes, bytearray, memoryview], codec: Optional[ModuleType] = None) -> None:
+        if isinstance(message, (bytearray, memoryview)):
+            message = bytes(message)  # frozen: the frames and the message must not drift apart
+        self.message: Union[str, bytes] = message
+        opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
+        self.frames: bytes = (codec or default_codec).encode_message(opcode, message)
+
+    def __repr__(self) -> str:
+        kind = type(self.message).__name__
+        return f"<PreparedMessage {kind} of {len(self.message)}, {len(self.frames)} bytes framed>"
 
 
 class Connection:
@@ -198,8 +221,14 @@ class Connection:
     # -- sending ---------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        """Bytes the connection produced on its own (pongs, close replies)."""
-        pong, self._pong = self._pong, None
+        """Bytes the connection produced on its own (pongs, close replies).
+
+        I/O layers write this whenever it is not empty, even while their
+        transport is above its write limit: a close reply must not wait, and
+        the pongs are held back here (``writable``), not by the caller."""
+        pong = None
+        if self.writable:  # else the newest pong waits; close frames always leave
+            pong, self._pong = self._pong, None
         if not self._outgoing:
             return pong or b""
         data = b"".join(self._outgoing)
@@ -229,6 +258,25 @@ class Connection:
                 opcode, deflate.compress(data), mask=self.is_client, max_frame_size=self.max_frame_size, rsv1=True
             )
         return self._encode_message(opcode, message, mask=self.is_client, max_frame_size=self.max_frame_size)
+
+    def send_prepared(self, prepared: PreparedMessage) -> bytes:
+        """The frames of a message encoded once for many connections.
+
+        Refused like ``send()`` while closing or while a fragmented message is
+        being sent (a data frame may not interrupt one, RFC 6455 §5.4). A
+        client encodes its own masked copy; a server shares ``prepared.frames``
+        (uncompressed: permessage-deflate lets any message go uncompressed,
+        RFC 7692 §6)."""
+        if self.state is State.OPEN and not self._sending_fragments and not self.is_client:
+            return prepared.frames
+        # A client masks every frame with a key of its own: it encodes its own
+        # copy. send() also raises what it would while closing or mid-fragment.
+        return self.send(prepared.message)
+
+    @property
+    def sending_fragments(self) -> bool:
+        """True between the first and the last frame of ``send_fragment()``."""
+        return self._sending_fragments != 0
 
     def send_text(self, text: str) -> bytes:
         return self.send(text)

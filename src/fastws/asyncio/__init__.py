@@ -1,8 +1,20 @@
 """asyncio server and client on top of the sans-I/O core: the only part of
 fastws that imports asyncio."""
 
+from .broadcast import BroadcastResult, broadcast
 from .client import ClientConnection, connect
 from .protocol import Limits, Listener, WebSocket
 from .server import Server, ServerConnection, serve
 
-__all__ = ["ClientConnection", "Limits", "Listener", "Server", "ServerConnection", "WebSocket", "connect", "serve"]
+__all__ = [
+    "BroadcastResult",
+    "ClientConnection",
+    "Limits",
+    "Listener",
+    "Server",
+    "ServerConnection",
+    "WebSocket",
+    "broadcast",
+    "connect",
+    "serve",
+]

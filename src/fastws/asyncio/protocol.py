@@ -14,12 +14,14 @@ import collections
 import logging
 import os
 import time
+import weakref
 from typing import Any, Optional, Union
 
-from ..connection import OP_CLOSE, OP_PONG, Connection, State
+from ..connection import OP_CLOSE, OP_PONG, Connection, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..extensions.permessage_deflate import Deflate
 from ..frames import CloseCode
+from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 
 __all__ = ["WebSocket", "Listener", "Limits"]
 
@@ -29,6 +31,42 @@ logger = logging.getLogger("fastws")
 
 COALESCE_BYTES = 65536
 """Frames written in one burst are joined into one write up to this size."""
+
+
+class _WriteBatch:
+    """The connections of one event loop with writes held until the end of the
+    current loop iteration: one callback writes them all, each connection's
+    frames in one ``transport.write`` (fan-out and pipelining cost one
+    syscall per connection per iteration, not one per message)."""
+
+    __slots__ = ("loop", "dirty", "scheduled", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[WebSocket] = []
+        self.scheduled = False
+
+    def add(self, ws: WebSocket) -> None:
+        self.dirty.append(ws)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty, self.dirty = self.dirty, []
+        for ws in dirty:
+            ws._flush()
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
+
+
+def _write_batch(loop: asyncio.AbstractEventLoop) -> _WriteBatch:
+    batch = _batches.get(loop)
+    if batch is None:
+        batch = _batches[loop] = _WriteBatch(loop)
+    return batch
 
 
 class Limits:
@@ -122,6 +160,7 @@ class WebSocket(asyncio.Protocol):
         self.is_client = is_client
         self.listener = listener
         self.loop = asyncio.get_running_loop()
+        self._batch = _write_batch(self.loop)
         self.transport: Any = None  # an asyncio.Transport (or uvloop's, which is not a subclass)
         self.connection: Optional[Connection] = None
         self.subprotocol: Optional[str] = None
@@ -131,21 +170,23 @@ class WebSocket(asyncio.Protocol):
         # deque costs ~700 bytes, and most connections never queue anything).
         self._queue: Optional[collections.deque[Message]] = None
         self._waiter: Optional[asyncio.Future] = None
-        # Writes are coalesced while data_received runs (_corked) or while more
-        # received messages wait in the queue, then flushed in one syscall.
+        # Writes are coalesced while data_received runs (_corked), while more
+        # received messages wait in the queue, or when sent with send_soon(),
+        # then flushed in one syscall (at the latest at the end of the loop
+        # iteration, by the loop's _WriteBatch).
         self._pending_writes: list[bytes] = []
         self._corked = False
-        self._reading_paused = False  # by a full receive queue
-        self._closing_started = False  # close() was called: keep reading until the peer's close frame
+        self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
         self._writing_paused = False
         self._write_stall: Optional[asyncio.TimerHandle] = None
         self._abort_reason: Optional[str] = None
         self._drain_waiter: Optional[asyncio.Future] = None
+        self._fragments_done: Optional[asyncio.Future] = None  # set while send_fragments() runs
         self._closed: asyncio.Future = self.loop.create_future()
         self._pings: dict[bytes, tuple[asyncio.Future, float]] = {}
         self._timer: Optional[asyncio.TimerHandle] = None  # handshake/close deadline
-        self._keepalive: Optional[asyncio.TimerHandle] = None
-        self._data_seen = False  # any bytes since the last keepalive ping
+        self._keepalive: Optional[Keepalive] = None
+        self._keepalive_timer: Optional[asyncio.TimerHandle] = None
         self.latency = 0.0
 
     # -- properties -------------------------------------------------------
@@ -177,6 +218,11 @@ class WebSocket(asyncio.Protocol):
         return pending + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
 
     @property
+    def reading_paused(self) -> bool:
+        """True while ``max_queue`` received messages wait for ``recv()`` (TCP pushes back on the peer)."""
+        return self._flow.paused
+
+    @property
     def writing_paused(self) -> bool:
         """True while the write buffer is above ``write_limit`` (until the peer reads it down)."""
         return self._writing_paused
@@ -195,15 +241,15 @@ class WebSocket(asyncio.Protocol):
         if connection is None:
             self.handshake_data_received(data)
             return
-        self._data_seen = True
+        if self._keepalive is not None:
+            self._keepalive.data_seen = True
         events = connection.receive_data(data)
         # Replies written while these events are handled leave in one write.
         self._corked = True
         try:
-            if not self._writing_paused:  # else pongs wait, coalesced, for resume_writing
-                out = connection.data_to_send()
-                if out:
-                    self._pending_writes.append(out)
+            out = connection.data_to_send()  # pongs wait in the connection while writing is paused
+            if out:
+                self._pending_writes.append(out)
             if self.listener is not None:
                 self._dispatch_to_listener(events)
             else:
@@ -237,7 +283,7 @@ class WebSocket(asyncio.Protocol):
             except ConnectionClosed:
                 pass  # e.g. replying to a message that arrived together with a close frame
             except Exception:
-                logger.exception("%s listener callback failed; closing (1011)", self._peer())
+                logger.exception("%s listener callback failed; closing (1011)", self.peer)
                 self._fail(CloseCode.INTERNAL_ERROR, "internal error")
                 return
 
@@ -249,14 +295,11 @@ class WebSocket(asyncio.Protocol):
         queue = self._queue
         if queue is None:
             queue = self._queue = collections.deque()
-        if len(queue) >= self.limits.max_queue and self._closing_started:
-            # After close(), reading goes on until the peer's close frame (the
-            # handshake must finish); what does not fit in the queue is dropped.
-            logger.debug("%s message dropped: received after close() with a full queue", self._peer())
+        if self._flow.overflows(len(queue)):
+            logger.debug("%s message dropped: received after close() with a full queue", self.peer)
             return
         queue.append(message)
-        if len(queue) >= self.limits.max_queue and not self._reading_paused and not self._closing_started:
-            self._reading_paused = True
+        if self._flow.after_put(len(queue)):
             self._update_reading()
 
     def _write(self, data: bytes) -> None:
@@ -264,7 +307,7 @@ class WebSocket(asyncio.Protocol):
         if self._corked or self._queue:
             pending.append(data)
             if len(pending) == 1 and not self._corked:
-                self.loop.call_soon(self._flush)
+                self._batch.add(self)
         elif pending:
             pending.append(data)
             self._flush()
@@ -298,7 +341,7 @@ class WebSocket(asyncio.Protocol):
         self._flush()
         if linger and self.transport.can_write_eof() and not self.transport.is_closing():
             self.transport.write_eof()
-            self._reading_paused = False
+            self._flow.closing()
             self._update_reading()
             self._arm_close_timer()
         else:
@@ -315,7 +358,7 @@ class WebSocket(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self._reading_paused:
+        if self._flow.paused:
             transport.pause_reading()
         else:
             transport.resume_reading()
@@ -326,10 +369,10 @@ class WebSocket(asyncio.Protocol):
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        for handle in (self._timer, self._keepalive, self._write_stall):
+        for handle in (self._timer, self._keepalive_timer, self._write_stall):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._keepalive = self._write_stall = None
+        self._timer = self._keepalive_timer = self._write_stall = None
         if self.connection is not None:
             self.connection.receive_eof()
             error = self._close_exception()
@@ -381,7 +424,7 @@ class WebSocket(asyncio.Protocol):
         self._write_stall = None
         logger.warning(
             "%s read nothing for %ss with %d bytes waiting; closing",
-            self._peer(),
+            self.peer,
             self.limits.write_timeout,
             self.buffered_amount,
         )
@@ -395,7 +438,7 @@ class WebSocket(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         self._timer = None
         if self.connection is None and self.transport is not None:
-            logger.info("%s handshake timed out after %ss", self._peer(), self.limits.open_timeout)
+            logger.info("%s handshake timed out after %ss", self.peer, self.limits.open_timeout)
             self.transport.abort()
 
     def open_connection(self, leftover: bytes) -> None:
@@ -410,7 +453,8 @@ class WebSocket(asyncio.Protocol):
             deflate=self.extension if isinstance(self.extension, Deflate) else None,
         )
         if self.limits.ping_interval is not None:
-            self._keepalive = self.loop.call_later(self.limits.ping_interval, self._send_keepalive)
+            self._keepalive = Keepalive(self.limits.ping_interval, self.limits.ping_timeout, self.loop.time())
+            self._arm_keepalive()
         if self.listener is not None:
             self.listener.on_open(self)
         if leftover:
@@ -426,8 +470,7 @@ class WebSocket(asyncio.Protocol):
         queue = self._queue
         if queue:
             message = queue.popleft()
-            if self._reading_paused and len(queue) <= self.limits.max_queue // 2:
-                self._reading_paused = False
+            if self._flow.after_get(len(queue)):
                 self._update_reading()
             return message
         if self._closed.done() or (self.connection is not None and self.connection.state is State.CLOSED):
@@ -438,9 +481,19 @@ class WebSocket(asyncio.Protocol):
             raise RuntimeError("recv() is already being awaited by another task")
         if self.listener is not None:
             raise RuntimeError("recv() is not available on a connection with a Listener")
-        self._waiter = self.loop.create_future()
+        waiter = self._waiter = self.loop.create_future()
         try:
-            return await self._waiter
+            return await waiter
+        except asyncio.CancelledError:
+            # Cancelled (a timeout, a task group) in the same loop iteration in
+            # which the message was handed over: put it back, first in line, so
+            # the next recv() returns it. Nothing received is ever lost.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                queue = self._queue
+                if queue is None:
+                    queue = self._queue = collections.deque()
+                queue.appendleft(waiter.result())
+            raise
         finally:
             self._waiter = None
 
@@ -462,12 +515,34 @@ class WebSocket(asyncio.Protocol):
 
     # -- sending ---------------------------------------------------------
 
-    def send_nowait(self, message: Message) -> None:
-        """Send a text (``str``) or binary message without waiting for the buffer
-        to drain; for callbacks and fan-out. Raises ConnectionClosed if closed."""
-        if self.connection is None:
+    def send_nowait(self, message: Union[Message, PreparedMessage]) -> None:
+        """Send a text (``str``) or binary message, or a ``PreparedMessage``,
+        without waiting for the buffer to drain; for callbacks and fan-out.
+        Raises ConnectionClosed if closed."""
+        connection = self.connection
+        if connection is None:
             raise RuntimeError("the handshake is not finished")
-        self._write(self.connection.send(message))
+        if type(message) is PreparedMessage:
+            self._write(connection.send_prepared(message))
+        else:
+            self._write(connection.send(message))  # type: ignore[arg-type]
+
+    def send_soon(self, message: Union[Message, PreparedMessage]) -> None:
+        """Like ``send_nowait()``, but written at the end of this event-loop
+        iteration together with everything else sent to this connection
+        meanwhile: one write per connection per iteration, for fan-out and
+        pipelining. Order with other sends is kept."""
+        connection = self.connection
+        if connection is None:
+            raise RuntimeError("the handshake is not finished")
+        if type(message) is PreparedMessage:
+            data = connection.send_prepared(message)
+        else:
+            data = connection.send(message)  # type: ignore[arg-type]
+        pending = self._pending_writes
+        pending.append(data)
+        if len(pending) == 1 and not self._corked:
+            self._batch.add(self)
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``."""
@@ -477,32 +552,58 @@ class WebSocket(asyncio.Protocol):
         if self._writing_paused:
             await self.drain()
 
-    def write_frame_bytes(self, data: bytes) -> None:
-        """Write already-encoded frames (encode once, send to many)."""
-        if not self.open:
-            raise self._close_exception()
-        self._write(data)
-
     async def send_fragments(self, fragments) -> None:
-        """Send one message from an iterable (sync or async) of str or bytes pieces."""
-        assert self.connection is not None
+        """Send one message from an iterable (sync or async) of str or bytes pieces.
+
+        Other messages wait until it is complete (``broadcast()`` skips this
+        connection meanwhile). If this is cancelled or the iterable raises
+        mid-message, the message cannot be completed: the connection is
+        closed with 1011 rather than deliver a truncated message."""
+        connection = self.connection
+        if connection is None:
+            raise RuntimeError("the handshake is not finished")
         previous = None
-        if hasattr(fragments, "__aiter__"):
-            async for fragment in fragments:
-                if previous is not None:
-                    self._write(self.connection.send_fragment(previous))
-                    await self.drain()
-                previous = fragment
-        else:
-            for fragment in fragments:
-                if previous is not None:
-                    self._write(self.connection.send_fragment(previous))
-                    await self.drain()
-                previous = fragment
-        if previous is None:
-            raise ValueError("send_fragments() needs at least one fragment")
-        self._write(self.connection.send_fragment(previous, fin=True))
+        self._fragments_done = self.loop.create_future()
+        try:
+            if hasattr(fragments, "__aiter__"):
+                async for fragment in fragments:
+                    if previous is not None:
+                        self._write(connection.send_fragment(previous))
+                        await self.drain()
+                    previous = fragment
+            else:
+                for fragment in fragments:
+                    if previous is not None:
+                        self._write(connection.send_fragment(previous))
+                        await self.drain()
+                    previous = fragment
+            if previous is None:
+                raise ValueError("send_fragments() needs at least one fragment")
+            self._write(connection.send_fragment(previous, fin=True))
+        except BaseException:
+            if connection.sending_fragments and connection.state is State.OPEN:
+                logger.info("%s fragmented message interrupted; closing (1011)", self.peer)
+                self._fail(CloseCode.INTERNAL_ERROR, "fragmented message interrupted")
+            raise
+        finally:
+            done, self._fragments_done = self._fragments_done, None
+            done.set_result(None)
         await self.drain()
+
+    async def wait_sendable(self) -> None:
+        """Wait until a message sent now would neither exceed ``write_limit``
+        nor interrupt a fragmented message (relay backlogs wait on this)."""
+        while True:
+            if self._fragments_done is not None:
+                await asyncio.wait((self._fragments_done, self._closed), return_when=asyncio.FIRST_COMPLETED)
+                if self._closed.done():
+                    raise self._close_exception()
+            elif self._writing_paused:
+                await self.drain()
+            else:
+                if self._closed.done():
+                    raise self._close_exception()
+                return
 
     async def drain(self) -> None:
         """Wait until the write buffer is below ``write_limit``.
@@ -534,6 +635,11 @@ class WebSocket(asyncio.Protocol):
         return await future
 
     def _pong_received(self, data: bytes) -> None:
+        keepalive = self._keepalive
+        if keepalive is not None and keepalive.pong_received(data, self.loop.time()):
+            self.latency = keepalive.latency
+            self._arm_keepalive()
+            return
         if data not in self._pings:
             return  # RFC 6455 §5.5.3: an unsolicited pong is allowed and ignored
         now = time.perf_counter()
@@ -548,46 +654,31 @@ class WebSocket(asyncio.Protocol):
 
     # -- keepalive ---------------------------------------------------------
 
-    def _send_keepalive(self) -> None:
-        """Send a ping every ``ping_interval``; drop the peer after ``ping_timeout``."""
-        self._keepalive = None
-        if not self.open:
-            return
-        sent_at = self.loop.time()
-        self._data_seen = False
-        task = self.loop.create_task(self._keepalive_ping(sent_at))
-        task.add_done_callback(_consume_exception)
+    def _arm_keepalive(self) -> None:
+        keepalive = self._keepalive
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        if keepalive is not None and keepalive.deadline is not None:
+            self._keepalive_timer = self.loop.call_at(keepalive.deadline, self._keepalive_due)
 
-    async def _keepalive_ping(self, sent_at: float) -> None:
-        try:
-            pong = asyncio.ensure_future(self.ping())
-            timeout = self.limits.ping_timeout
-            while True:
-                done, _ = await asyncio.wait([pong], timeout=timeout)
-                if done:
-                    pong.result()
-                    break
-                # Tell a dead peer from a stalled event loop: if this wake-up is
-                # far later than asked, the loop was busy, and the pong (or any
-                # data) may be waiting unread; and data received since the ping
-                # proves the peer is alive. In both cases, wait a bit longer.
-                now = self.loop.time()
-                stalled = now - sent_at - (timeout or 0) > (timeout or 0) / 2
-                alive = self._data_seen
-                if stalled or alive:
-                    logger.debug("%s pong late (loop stalled=%s, peer active=%s)", self._peer(), stalled, alive)
-                    sent_at = now
-                    self._data_seen = False
-                    timeout = min(timeout or 1.0, 1.0) if stalled else timeout
-                    continue
-                logger.info("%s no pong within %ss; closing (1011)", self._peer(), self.limits.ping_timeout)
-                pong.cancel()
-                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                return
-        except ConnectionClosed:
+    def _keepalive_due(self) -> None:
+        """The keepalive deadline passed: ping, wait longer, or drop a dead peer."""
+        self._keepalive_timer = None
+        keepalive = self._keepalive
+        if keepalive is None or not self.open:
             return
-        if self.open and self.limits.ping_interval is not None:
-            self._keepalive = self.loop.call_later(self.limits.ping_interval, self._send_keepalive)
+        action = keepalive.on_timer(self.loop.time())
+        if isinstance(action, SendPing):
+            assert self.connection is not None
+            self._write(self.connection.send_ping(action.payload))
+        elif isinstance(action, PeerDead):
+            logger.info("%s no pong within %ss; closing (1011)", self.peer, self.limits.ping_timeout)
+            self._fail(CloseCode.INTERNAL_ERROR, action.reason)
+            return
+        else:
+            logger.debug("%s pong late; the peer is active or the loop was stalled: waiting longer", self.peer)
+        self._arm_keepalive()
 
     # -- closing -----------------------------------------------------------
 
@@ -596,9 +687,7 @@ class WebSocket(asyncio.Protocol):
         if self.connection is not None and self.connection.state is State.OPEN:
             self._write(self.connection.send_close(code, reason))
             self._arm_close_timer()
-            self._closing_started = True
-            if self._reading_paused:  # by a full queue: the peer's close frame is behind it
-                self._reading_paused = False
+            if self._flow.closing():  # the peer's close frame is behind the full queue
                 self._update_reading()
         elif self.connection is None and self.transport is not None:
             self.transport.close()
@@ -632,21 +721,19 @@ class WebSocket(asyncio.Protocol):
             self._timer = self.loop.call_later(self.limits.close_timeout, self.abort)
 
     def _protocol_closed(self) -> None:
-        """The sans-I/O connection reached CLOSED: close TCP as RFC 6455 §7.1.1 says."""
+        """The sans-I/O connection reached CLOSED: close TCP as the policy says."""
         assert self.connection is not None
-        if self.connection.should_close_transport:
-            self._close_transport(linger=self.connection.error is not None)
-        else:
+        action = transport_action(self.connection)
+        if action is TransportAction.WAIT:
             self._arm_close_timer()  # client: wait for the server to close TCP
+        else:
+            self._close_transport(linger=action is TransportAction.LINGER)
         if self._waiter is not None and not self._waiter.done() and not self._queue:
             self._waiter.set_exception(self.connection.close_exception())
 
-    def _peer(self) -> str:
+    @property
+    def peer(self) -> str:
+        """The remote address as ``host:port``, as log lines show it."""
         if isinstance(self.remote_address, tuple) and len(self.remote_address) >= 2:
             return f"{self.remote_address[0]}:{self.remote_address[1]}"
         return str(self.remote_address)
-
-
-def _consume_exception(task: asyncio.Task) -> None:
-    if not task.cancelled():
-        task.exception()

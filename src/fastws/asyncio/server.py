@@ -80,7 +80,7 @@ class ServerConnection(WebSocket):
         if response is not None:  # process_request answered plain HTTP
             self.transport.write(response.serialize())
             self.transport.close()
-            logger.debug("%s %s %s -> %d", self._peer(), self.request.method, self.request.path, response.status)
+            logger.debug("%s %s %s -> %d", self.peer, self.request.method, self.request.path, response.status)
             return
         try:
             accepted, self.subprotocol, self.extension = self.server.handshake.accept(self.request)
@@ -88,13 +88,13 @@ class ServerConnection(WebSocket):
             self._reject(exc)
             return
         self.transport.write(accepted.serialize())
-        logger.info("%s connected %s", self._peer(), self.request.path)
+        logger.info("%s connected %s", self.peer, self.request.path)
         self.open_connection(leftover)
         if self.listener is None and self.server.handler is not None:
             self._handler_task = self.loop.create_task(self._run_handler())
 
     def _reject(self, exc: InvalidHandshake) -> None:
-        logger.info("%s rejected handshake: %d %s", self._peer(), exc.status, exc.reason)
+        logger.info("%s rejected handshake: %d %s", self.peer, exc.status, exc.reason)
         if self.transport is not None:
             self.transport.write(error_response(exc.status, exc.reason, exc.headers).serialize())
             self.transport.close()
@@ -117,7 +117,7 @@ class ServerConnection(WebSocket):
     def connection_closed(self, error: ConnectionClosed) -> None:
         self.server.connections.discard(self)
         if self.connection is not None:
-            logger.info("%s closed %d %s", self._peer(), error.code, error.reason)
+            logger.info("%s closed %d %s", self.peer, error.code, error.reason)
         super().connection_closed(error)
 
 

@@ -23,8 +23,8 @@ import os
 import random
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from ..connection import PreparedMessage
 from ..frames import Opcode
-from .core import encode
 
 if TYPE_CHECKING:
     from .core import Relay
@@ -261,7 +261,7 @@ class RedisBackplane:
                 continue  # ours: delivered locally when it was published
             self.received += 1
             topic = message["channel"][prefix:].decode("utf-8", "replace")
-            self._relay.deliver(topic, encode(payload, self._relay.codec))
+            self._relay.deliver(topic, PreparedMessage(payload, self._relay.codec))
 
 
 async def _quietly(closing: Any) -> None:

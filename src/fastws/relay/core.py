@@ -1,9 +1,11 @@
-"""Topics and fan-out: encode a message once, write the same bytes to every subscriber.
+"""Topics and fan-out: encode a message once, send the same frames to every subscriber.
 
-A subscriber that cannot keep up gets a bounded backlog instead of holding
-the topic back: the relay never awaits a subscriber. Frames waiting for a
-subscriber are references to the one shared ``bytes`` object, so a backlog
-costs a pointer per message, whatever the number of subscribers.
+Every frame goes through the subscriber's connection (``WebSocket.send_soon``
+and its sans-I/O ``Connection``), which batches writes per loop iteration.
+A subscriber that cannot keep up gets a bounded backlog instead of holding the
+topic back: the relay never awaits a subscriber. A backlog holds references to
+the one shared ``PreparedMessage``, so it costs a pointer per message, whatever
+the number of subscribers.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import codec as default_codec
-from ..connection import State
+from ..connection import PreparedMessage
 from ..exceptions import ConnectionClosed
-from ..frames import CloseCode, Opcode
+from ..frames import CloseCode
 
 if TYPE_CHECKING:
     from ..asyncio.protocol import WebSocket
 
-__all__ = ["Relay", "SlowConsumerPolicy", "broadcast", "encode"]
+__all__ = ["Relay", "SlowConsumerPolicy"]
 
 Message = Union[str, bytes]
 
@@ -39,38 +40,16 @@ class SlowConsumerPolicy(str, enum.Enum):
     CLOSE = "close"  # close the subscriber (1013 by default): it reconnects and knows it missed data
 
 
-def encode(message: Message, codec: ModuleType = default_codec) -> bytes:
-    """The server-side (unmasked) frames of one message, fragmented at MAX_FRAME_SIZE."""
-    opcode = Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
-    return codec.encode_message(opcode, message)
-
-
-def broadcast(connections: Iterable[WebSocket], message: Message, codec: ModuleType = default_codec) -> int:
-    """Send ``message`` to every open connection, encoding it once.
-
-    Never waits: a connection's write buffer may grow past ``write_limit``
-    (its ``write_timeout`` drops a peer that stops reading). Connections that
-    are not open are skipped. Returns how many connections it was written to.
-    """
-    frame = encode(message, codec)
-    sent = 0
-    for ws in connections:
-        if ws.open:
-            ws.write_frame_bytes(frame)
-            sent += 1
-    return sent
-
-
 class _Subscriber:
-    """One connection's subscriptions and the frames not yet written to it."""
+    """One connection's subscriptions, and its backlog while it cannot be written to."""
 
-    __slots__ = ("ws", "topics", "pending", "draining")
+    __slots__ = ("ws", "topics", "backlog", "draining")
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
         self.topics: set[str] = set()
-        self.pending: list[bytes] = []  # frames for the next flush; the backlog while writing is paused
-        self.draining: Optional[asyncio.Task] = None  # waits for the write buffer to drain
+        self.backlog: list[PreparedMessage] = []  # held while writing is paused or a fragmented message is sent
+        self.draining: Optional[asyncio.Task] = None  # waits until the connection can be written to
 
 
 class Relay:
@@ -103,7 +82,6 @@ class Relay:
         self.backplane = backplane
         self._topics: dict[str, set[_Subscriber]] = {}
         self._subscribers: dict[WebSocket, _Subscriber] = {}
-        self._dirty: list[_Subscriber] = []  # subscribers with pending frames, flushed once per loop iteration
         self.stats = RelayStats(self)
         if backplane is not None:
             backplane.attach(self)
@@ -140,7 +118,7 @@ class Relay:
                         self.backplane.topics_changed()
         if not subscriber.topics:
             del self._subscribers[ws]
-            subscriber.pending.clear()
+            subscriber.backlog.clear()
 
     @property
     def subscriber_count(self) -> int:
@@ -160,105 +138,78 @@ class Relay:
         self.stats.messages_in += 1
         if self.backplane is not None:
             self.backplane.publish(topic, message)
-        members = self._topics.get(topic)
-        if not members:
+        if topic not in self._topics:
             return 0
-        return self.deliver(topic, encode(message, self.codec), exclude)
+        return self.deliver(topic, PreparedMessage(message, self.codec), exclude)
 
-    def deliver(self, topic: str, frame: bytes, exclude: Optional[WebSocket] = None) -> int:
-        """Queue an encoded frame for the local subscribers of ``topic``."""
+    def deliver(self, topic: str, message: PreparedMessage, exclude: Optional[WebSocket] = None) -> int:
+        """Send a prepared message to the local subscribers of ``topic``."""
         members = self._topics.get(topic)
         if not members:
             return 0
-        dirty = self._dirty
-        if not dirty:
-            asyncio.get_running_loop().call_soon(self._flush)
         queued = 0
-        max_backlog = self.max_backlog
+        closed: list[WebSocket] = []
         for subscriber in members:
-            if subscriber.ws is exclude:
+            ws = subscriber.ws
+            if ws is exclude:
                 continue
-            pending = subscriber.pending
-            if not pending:
-                dirty.append(subscriber)
-            elif len(pending) >= max_backlog and not self._make_room(subscriber):
-                continue
-            pending.append(frame)
+            if subscriber.backlog or ws.writing_paused or ws.connection.sending_fragments:  # type: ignore[union-attr]
+                if not self._hold(subscriber, message):
+                    continue
+            else:
+                try:
+                    ws.send_soon(message)
+                except ConnectionClosed:
+                    closed.append(ws)
+                    continue
             queued += 1
+        for ws in closed:
+            self.unsubscribe(ws)
         self.stats.messages_out += queued
         return queued
 
-    def _make_room(self, subscriber: _Subscriber) -> bool:
-        """The backlog is full: write it out if the peer is reading, else apply
-        the slow-consumer policy. True if the new frame may still be queued.
+    def _hold(self, subscriber: _Subscriber, message: PreparedMessage) -> bool:
+        """The connection cannot take more now: keep ``message`` in the backlog,
+        applying the slow-consumer policy when it is full. True if held.
         Never unsubscribes (the caller is iterating over a topic)."""
         ws = subscriber.ws
         if not ws.open:
-            return False  # closing: it is unsubscribed at the next flush
-        pending = subscriber.pending
-        if not ws.writing_paused:  # a burst within one loop iteration, not a slow peer
-            ws.write_frame_bytes(b"".join(pending))
-            pending.clear()
-            return True
-        self.stats.dropped += 1
-        if self.policy is SlowConsumerPolicy.DROP_OLDEST:
-            del pending[0]
-            return True
-        if self.policy is SlowConsumerPolicy.CLOSE:
-            self.stats.closed_slow += 1
-            logger.warning(
-                "%s slow consumer: %d messages waiting; closing (%d)", ws.remote_address, len(pending), self.close_code
-            )
-            ws.close_nowait(self.close_code, "slow consumer")
-        return False
-
-    def _flush(self) -> None:
-        """Write each subscriber's pending frames in one write, unless its peer is behind."""
-        dirty, self._dirty = self._dirty, []
-        for subscriber in dirty:
-            pending = subscriber.pending
-            if not pending:
-                continue
-            ws = subscriber.ws
-            # The common case inline, on the connection's internals: this runs
-            # once per subscriber per loop iteration (half the cost of the
-            # public write_frame_bytes path, measured).
-            if ws._writing_paused or ws.connection.state is not State.OPEN:  # type: ignore[union-attr]
-                self._write_pending(subscriber)
-                continue
-            ws._write(pending[0] if len(pending) == 1 else b"".join(pending))
-            pending.clear()
-
-    def _write_pending(self, subscriber: _Subscriber) -> None:
-        ws = subscriber.ws
-        pending = subscriber.pending
-        if not pending:
-            return
-        if not ws.open:
-            self.unsubscribe(ws)
-            return
-        if ws.writing_paused:
-            # The backlog stays here (bounded by max_backlog), not in the
-            # transport, until the peer reads; then it is written at once.
-            if subscriber.draining is None:
-                subscriber.draining = asyncio.get_running_loop().create_task(self._drain(subscriber))
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        try:
-            ws.write_frame_bytes(data)
-        except ConnectionClosed:
-            self.unsubscribe(ws)
+            return False  # closing: it is unsubscribed when its drain task ends
+        backlog = subscriber.backlog
+        if len(backlog) >= self.max_backlog:
+            self.stats.dropped += 1
+            if self.policy is SlowConsumerPolicy.DROP_OLDEST:
+                del backlog[0]
+            else:
+                if self.policy is SlowConsumerPolicy.CLOSE:
+                    self.stats.closed_slow += 1
+                    logger.warning(
+                        "%s slow consumer: %d messages waiting; closing (%d)",
+                        ws.peer,
+                        len(backlog),
+                        self.close_code,
+                    )
+                    ws.close_nowait(self.close_code, "slow consumer")
+                return False
+        backlog.append(message)
+        if subscriber.draining is None:
+            subscriber.draining = asyncio.get_running_loop().create_task(self._drain(subscriber))
+        return True
 
     async def _drain(self, subscriber: _Subscriber) -> None:
+        """Write the backlog once the connection can take it (the peer read its
+        buffer down, or the fragmented message being sent is complete)."""
+        ws = subscriber.ws
         try:
-            await subscriber.ws.drain()
+            while subscriber.backlog:
+                await ws.wait_sendable()
+                backlog, subscriber.backlog = subscriber.backlog, []
+                for message in backlog:
+                    ws.send_soon(message)
         except ConnectionClosed:
-            self.unsubscribe(subscriber.ws)
-            return
+            self.unsubscribe(ws)
         finally:
             subscriber.draining = None
-        self._write_pending(subscriber)
 
 
 class RelayStats:

@@ -88,7 +88,7 @@ class RelayListener(Listener):
                 elif name != "data":
                     raise ValueError(f"unknown command {name!r}")
         except ValueError as exc:  # json.JSONDecodeError is one
-            logger.info("%s bad control message: %s", ws.remote_address, exc)
+            logger.info("%s bad control message: %s", ws.peer, exc)
             ws.close_nowait(CloseCode.POLICY_VIOLATION, f"bad control message: {exc}"[:120])
 
 

@@ -1,0 +1,157 @@
+"""Connection policy shared by every I/O layer, sans I/O: times and events in, actions out.
+
+``Connection`` says what the protocol requires; this module says what a server
+does around it — when to ping and when a silent peer is dead, when to stop
+reading, and how to close TCP. The asyncio layer and the uvicorn class both run
+these objects, so they cannot disagree. Nothing here does I/O or reads a clock:
+the caller passes ``now`` (any monotonic clock, e.g. ``loop.time()``) and acts
+on what it gets back.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Keepalive", "SendPing", "PeerDead", "ReadFlow", "TransportAction", "transport_action"]
+
+
+class SendPing(NamedTuple):
+    """Keepalive action: send a ping with this payload."""
+
+    payload: bytes
+
+
+class PeerDead(NamedTuple):
+    """Keepalive action: no pong and no data for ``ping_timeout``: fail with 1011."""
+
+    reason: str = "keepalive ping timeout"
+
+
+class Keepalive:
+    """Ping every ``interval`` seconds; declare the peer dead if neither its pong
+    nor any other data arrives within ``timeout`` (RFC 6455 §5.5.2-5.5.3).
+
+    Two cases are not a dead peer and only extend the wait: data received since
+    the ping (a busy peer's pong may be queued behind its messages), and a timer
+    that fires far later than asked (our event loop was stalled, so the pong may
+    be sitting unread in the socket). ``interval=None`` disables keepalive;
+    ``timeout=None`` pings without ever giving up.
+
+    The I/O layer calls ``on_timer(now)`` at ``deadline``, ``data_received()`` for
+    any bytes, ``pong_received(payload, now)`` for pongs, and re-arms its one
+    timer at ``deadline`` after each of them.
+    """
+
+    __slots__ = ("interval", "timeout", "deadline", "payload", "sent_at", "data_seen", "latency")
+
+    def __init__(self, interval: Optional[float], timeout: Optional[float], now: float) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self.deadline: Optional[float] = None if interval is None else now + interval
+        """When ``on_timer`` must run next; ``None``: no timer needed."""
+        self.payload: Optional[bytes] = None  # of the ping awaiting its pong
+        self.sent_at = 0.0
+        self.data_seen = False  # any bytes since the ping was sent
+        self.latency = 0.0  # round-trip time of the last answered keepalive ping
+
+    def data_received(self) -> None:
+        self.data_seen = True
+
+    def on_timer(self, now: float) -> Union[SendPing, PeerDead, None]:
+        """The deadline passed: time to ping, or to judge the peer."""
+        interval, timeout = self.interval, self.timeout
+        if interval is None:
+            self.deadline = None
+            return None
+        if self.payload is None or timeout is None:
+            self.payload = os.urandom(4)
+            self.sent_at = now
+            self.data_seen = False
+            self.deadline = now + (interval if timeout is None else timeout)
+            return SendPing(self.payload)
+        assert self.deadline is not None
+        stalled = now - self.deadline > timeout / 2
+        if stalled or self.data_seen:
+            self.data_seen = False
+            self.deadline = now + (min(timeout, 1.0) if stalled else timeout)
+            return None
+        self.deadline = None
+        return PeerDead()
+
+    def pong_received(self, payload: bytes, now: float) -> bool:
+        """A pong arrived; True if it answers the keepalive ping (the next ping
+        is then due ``interval`` after the previous one was sent)."""
+        if self.payload is None or payload != self.payload:
+            return False  # RFC 6455 §5.5.3: unsolicited or stale pongs are ignored
+        self.payload = None
+        self.latency = now - self.sent_at
+        if self.interval is not None:
+            self.deadline = max(now, self.sent_at + self.interval)
+        return True
+
+
+class ReadFlow:
+    """Stop reading while ``max_queue`` received messages wait for the
+    application, resume once it has taken half of them: TCP then pushes back on
+    the peer instead of memory growing, and the hysteresis avoids toggling the
+    transport on every message. ``closing()`` lifts the limit for good: after
+    our close frame, reading must go on to reach the peer's (RFC 6455 §7.1.1)."""
+
+    __slots__ = ("max_queue", "paused", "closing_started")
+
+    def __init__(self, max_queue: int) -> None:
+        self.max_queue = max(max_queue, 1)
+        self.paused = False
+        self.closing_started = False
+
+    def after_put(self, queued: int) -> bool:
+        """A message was queued (``queued`` now wait); True: pause reading now."""
+        if queued >= self.max_queue and not self.paused and not self.closing_started:
+            self.paused = True
+            return True
+        return False
+
+    def after_get(self, queued: int) -> bool:
+        """A message was taken; True: resume reading now."""
+        if self.paused and queued <= self.max_queue // 2:
+            self.paused = False
+            return True
+        return False
+
+    def closing(self) -> bool:
+        """We started closing; True: resume reading now."""
+        self.closing_started = True
+        if self.paused:
+            self.paused = False
+            return True
+        return False
+
+    def overflows(self, queued: int) -> bool:
+        """Past close(), a message that does not fit the queue is dropped
+        (reading goes on only to reach the peer's close frame)."""
+        return self.closing_started and queued >= self.max_queue
+
+
+class TransportAction(enum.Enum):
+    """What to do with TCP once the WebSocket connection reached CLOSED."""
+
+    CLOSE = "close"  # close it now
+    LINGER = "linger"  # shut down our side, read until the peer hangs up or close_timeout passes
+    WAIT = "wait"  # let the peer close it; close it ourselves after close_timeout
+
+
+def transport_action(connection: Connection) -> TransportAction:
+    """RFC 6455 §7.1.1: after the close handshake the server closes TCP first and
+    the client waits for it. After failing the connection (§7.1.7) we linger:
+    closing a socket with unread data sends a reset, which can destroy our
+    close frame before the peer reads it."""
+    if connection.error is not None and not connection.eof_received:
+        return TransportAction.LINGER
+    if connection.should_close_transport:
+        return TransportAction.CLOSE
+    return TransportAction.WAIT
