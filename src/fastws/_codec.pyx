@@ -19,8 +19,9 @@ from libc.string cimport memcpy
 
 import os
 
+from . import _rules
+from ._rules import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
 from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
-from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
 
 cdef extern from "_codec_simd.h":
     void fastws_mask(const uint8_t *src, uint8_t *dst, size_t n, const uint8_t *key4, unsigned phase) nogil
@@ -29,11 +30,32 @@ cdef extern from "_codec_simd.h":
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
 
+# The protocol's numbers and rules come from ``_rules`` (shared with the Python
+# twin and ``frames``), copied once at import into C variables and tables.
+cdef int OP_CONT = _rules.OP_CONT
+cdef int OP_TEXT = _rules.OP_TEXT
+cdef int OP_BINARY = _rules.OP_BINARY
+cdef int OP_CLOSE = _rules.OP_CLOSE   # opcodes from here up are control frames
+cdef Py_ssize_t MAX_CONTROL_PAYLOAD = _rules.MAX_CONTROL_PAYLOAD
+cdef bint _KNOWN_OPCODE[16]           # indexed by the 4-bit opcode field
+_is_valid_close_code = _rules.is_valid_close_code
+
+
+cdef int _tabulate_rules() except -1:
+    cdef int opcode
+    for opcode in range(16):
+        _KNOWN_OPCODE[opcode] = _rules.is_known_opcode(opcode)
+        if _KNOWN_OPCODE[opcode] and _rules.is_control(opcode) != (opcode >= OP_CLOSE):
+            raise ImportError("_rules.is_control must mean opcode >= OP_CLOSE")
+    if MAX_CONTROL_PAYLOAD > CONTROL_BUFFER_BYTES:
+        raise ImportError("MAX_CONTROL_PAYLOAD exceeds the parser's control buffer")
+    return 0
+
+
 cdef enum:
-    OP_CONT = 0
-    OP_TEXT = 1
-    OP_BINARY = 2
-    OP_CLOSE = 8
+    # Storage for a control frame's payload: RFC 6455 §5.2 caps it at 125 by
+    # the 7-bit length field; _tabulate_rules() checks MAX_CONTROL_PAYLOAD fits.
+    CONTROL_BUFFER_BYTES = 125
     # Buffers above this are released once their message is delivered, so an
     # idle connection holds little memory after a burst of large messages.
     KEEP_BUFFER_BYTES = 65536
@@ -46,13 +68,11 @@ cdef enum:
     DIRECT_ALLOCATION_BYTES = 65536
 
 
+_tabulate_rules()
+
+
 cdef inline bint _known_opcode(int opcode):
-    return opcode <= 2 or 8 <= opcode <= 10
-
-
-cdef inline bint _valid_close_code(unsigned code):
-    # Mirrors frames.is_valid_close_code (RFC 6455 §7.4).
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    return 0 <= opcode <= 15 and _KNOWN_OPCODE[opcode]
 
 
 @cython.freelist(8)
@@ -200,7 +220,7 @@ cdef class FrameParser:
     cdef unsigned _mask_phase
     cdef uint64_t _remaining
     cdef uint64_t _frame_size
-    cdef uint8_t _control[125]
+    cdef uint8_t _control[CONTROL_BUFFER_BYTES]
 
     # The data message being assembled (valid while _message_opcode != 0).
     cdef int _message_opcode
@@ -238,7 +258,7 @@ cdef class FrameParser:
             held += self._frame_size
         if self.assemble and self._message_opcode:
             held += self._message_size
-            if self._in_frame and self._opcode < 8:
+            if self._in_frame and self._opcode < OP_CLOSE:
                 held -= self._frame_size + self._remaining
         return held
 
@@ -296,7 +316,7 @@ cdef class FrameParser:
                 if self._remaining == 0:
                     self._finish_frame(frames)
                     continue
-                if (<uint64_t>(end - pos) >= self._remaining and self._opcode < 8
+                if (<uint64_t>(end - pos) >= self._remaining and self._opcode < OP_CLOSE
                         and (not self.assemble or (self._fin and self._opcode != OP_CONT))):
                     # Fast path: a whole frame that is a whole message (or, in
                     # frame mode, any data frame) goes straight into its object.
@@ -358,12 +378,12 @@ cdef class FrameParser:
             raise ProtocolError("reserved bits RSV2/RSV3 set")
         if not _known_opcode(opcode):
             raise ProtocolError(f"reserved opcode {opcode}")
-        if opcode >= 8:
+        if opcode >= OP_CLOSE:
             # RFC 6455 §5.5: control frames are never fragmented, carry ≤ 125 bytes.
             if not first & 0x80:
                 raise ProtocolError("fragmented control frame")
-            if (second & 0x7F) > 125:
-                raise ProtocolError("control frame payload longer than 125 bytes")
+            if (second & 0x7F) > MAX_CONTROL_PAYLOAD:
+                raise ProtocolError(f"control frame payload longer than {MAX_CONTROL_PAYLOAD} bytes")
             if rsv1:
                 raise ProtocolError("RSV1 set on a control frame")
         elif opcode == OP_CONT:
@@ -387,7 +407,7 @@ cdef class FrameParser:
     cdef int _check_length(self, uint64_t length, int opcode) except -1:
         if length >> 63:
             raise ProtocolError("frame length with the most significant bit set")
-        if opcode >= 8:
+        if opcode >= OP_CLOSE:
             return 0
         if self._max_frame >= 0 and length > <uint64_t>self._max_frame:
             raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
@@ -413,7 +433,7 @@ cdef class FrameParser:
             # A compressed message is validated after decompression, not here.
             self._check_utf8 = opcode == OP_TEXT and not self._rsv1
             self._utf8_state = 0
-        if opcode < 8:
+        if opcode < OP_CLOSE:
             self._message_size += length
             if not self.assemble:
                 self._buf_len = 0
@@ -457,7 +477,7 @@ cdef class FrameParser:
     cdef int _maybe_allocate_direct(self, Py_ssize_t available) except -1:
         """Allocate the payload object of a partly arrived frame now, when it is
         delivered as one object (not assembled text) and small or mostly here."""
-        if self._opcode >= 8 or self._remaining == 0:
+        if self._opcode >= OP_CLOSE or self._remaining == 0:
             return 0
         if self.assemble and (not self._fin or self._opcode == OP_CONT or self._check_utf8):
             return 0
@@ -468,7 +488,7 @@ cdef class FrameParser:
     cdef int _take_payload(self, const uint8_t *src, Py_ssize_t size) except -1:
         """Unmask the next ``size`` payload bytes of the current frame into its buffer."""
         cdef uint8_t *dst
-        if self._opcode >= 8:
+        if self._opcode >= OP_CLOSE:
             dst = self._control + self._frame_size
         elif self._direct is not None:
             dst = <uint8_t *>PyBytes_AS_STRING(self._direct) + self._frame_size
@@ -481,7 +501,7 @@ cdef class FrameParser:
             memcpy(dst, src, size)
         self._remaining -= size
         self._frame_size += size
-        if self._opcode < 8:
+        if self._opcode < OP_CLOSE:
             if self._direct is None:
                 self._buf_len += size
             if self._check_utf8:
@@ -497,7 +517,7 @@ cdef class FrameParser:
         cdef int opcode = self._opcode
         cdef object payload
         self._in_frame = False
-        if opcode >= 8:
+        if opcode >= OP_CLOSE:
             payload = PyBytes_FromStringAndSize(<const char *>self._control, <Py_ssize_t>self._frame_size)
             self._frame_size = 0
             if opcode == OP_CLOSE:
@@ -571,7 +591,7 @@ cdef int _check_close_payload(const uint8_t *payload, Py_ssize_t size) except -1
     if size == 1:
         raise ProtocolError("close frame payload of 1 byte")
     code = (<unsigned>payload[0] << 8) | payload[1]
-    if not _valid_close_code(code):
+    if not _is_valid_close_code(code):  # RFC 6455 §7.4, the rule in _rules
         raise ProtocolError(f"invalid close code {code}")
     if not fastws_utf8_feed(&state, payload + 2, size - 2) or state != 0:
         raise InvalidUTF8("invalid UTF-8 in close reason")
@@ -596,15 +616,15 @@ cdef void _next_key(uint8_t *key) except *:
 
 
 cdef int _check_opcode(int opcode, bint fin, bint rsv1, Py_ssize_t length) except -1:
-    if not 0 <= opcode <= 15 or not _known_opcode(opcode):
+    if not _known_opcode(opcode):
         raise ValueError(f"invalid opcode {opcode}")
-    if opcode >= 8:
+    if opcode >= OP_CLOSE:
         if not fin:
             raise ValueError("control frames cannot be fragmented")
         if rsv1:
             raise ValueError("control frames cannot set RSV1")
-        if length > 125:
-            raise ValueError("control frame payload longer than 125 bytes")
+        if length > MAX_CONTROL_PAYLOAD:
+            raise ValueError(f"control frame payload longer than {MAX_CONTROL_PAYLOAD} bytes")
     return 0
 
 
@@ -689,7 +709,7 @@ def encode_message(int opcode, payload, *, bint mask=False, Py_ssize_t max_frame
     if max_frame_size < 1:
         raise ValueError("max_frame_size must be at least 1")
     cdef _Bytes data = _Bytes(payload)
-    if opcode >= 8:
+    if opcode >= OP_CLOSE:
         max_frame_size = data.size if data.size else 1
     _check_opcode(opcode, data.size <= max_frame_size, rsv1, data.size)
     return _encode(opcode, data, max_frame_size, True, rsv1, mask, mask_key)

@@ -12,13 +12,19 @@ import codecs
 import os
 import struct
 
+from ._rules import MAX_CONTROL_PAYLOAD as _MAX_CONTROL_PAYLOAD
+from ._rules import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
+from ._rules import OP_BINARY as _OP_BINARY
+from ._rules import OP_CLOSE as _OP_CLOSE
+from ._rules import OP_CONT as _OP_CONT
+from ._rules import OP_TEXT as _OP_TEXT
+from ._rules import OPCODES as _OPCODES
 from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
-from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, parse_close
+from .frames import parse_close
 
 __all__ = ["apply_mask", "apply_mask_inplace", "Frame", "FrameParser", "encode_frame", "encode_message"]
 
-_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE = 0, 1, 2, 8
-_KNOWN_OPCODES = frozenset((0, 1, 2, 8, 9, 10))
+_KNOWN_OPCODES = frozenset(_OPCODES)
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
@@ -131,7 +137,7 @@ class FrameParser:
             held += self._frame_size
         if self.assemble and self._message_opcode:
             held += self._message_size
-            if self._in_frame and self._opcode < 8:
+            if self._in_frame and self._opcode < _OP_CLOSE:
                 held -= self._frame_size + self._remaining
         return held
 
@@ -205,7 +211,7 @@ class FrameParser:
                 self._mask_phase = (self._mask_phase + take) & 3
             self._remaining -= take
             self._frame_size += take
-            if self._opcode < 8 and self._utf8 is not None:
+            if self._opcode < _OP_CLOSE and self._utf8 is not None:
                 self._validate_text(chunk, final=False)
             else:
                 self._frame_chunks.append(chunk)
@@ -220,12 +226,12 @@ class FrameParser:
         rsv1 = first & 0x40
         if opcode not in _KNOWN_OPCODES:
             raise ProtocolError(f"reserved opcode {opcode}")
-        if opcode >= 8:
+        if opcode >= _OP_CLOSE:
             # RFC 6455 §5.5: control frames are never fragmented, carry ≤ 125 bytes.
             if not first & 0x80:
                 raise ProtocolError("fragmented control frame")
-            if (second & 0x7F) > 125:
-                raise ProtocolError("control frame payload longer than 125 bytes")
+            if (second & 0x7F) > _MAX_CONTROL_PAYLOAD:
+                raise ProtocolError(f"control frame payload longer than {_MAX_CONTROL_PAYLOAD} bytes")
             if rsv1:
                 raise ProtocolError("RSV1 set on a control frame")
         elif opcode == _OP_CONT:
@@ -258,7 +264,7 @@ class FrameParser:
     def _check_length(self, length: int, opcode: int) -> None:
         if length >> 63:
             raise ProtocolError("frame length with the most significant bit set")
-        if opcode >= 8:
+        if opcode >= _OP_CLOSE:
             return
         if self.max_frame_size is not None and length > self.max_frame_size:
             raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
@@ -284,7 +290,7 @@ class FrameParser:
             # A compressed message is validated after decompression, not here.
             if opcode == _OP_TEXT and not self._rsv1:
                 self._utf8 = _Utf8Decoder()
-        if opcode < 8:
+        if opcode < _OP_CLOSE:
             self._message_size += length
 
     def _validate_text(self, chunk: bytes, final: bool) -> None:
@@ -308,7 +314,7 @@ class FrameParser:
     def _finish_frame(self, frames: list) -> None:
         self._in_frame = False
         opcode = self._opcode
-        if opcode >= 8:
+        if opcode >= _OP_CLOSE:
             payload = b"".join(self._frame_chunks)
             self._frame_chunks = []
             self._frame_size = 0
@@ -348,13 +354,13 @@ def _as_bytes(payload) -> bytes:
 def _check_opcode(opcode: int, fin: bool, rsv1: bool, length: int) -> None:
     if opcode not in _KNOWN_OPCODES:
         raise ValueError(f"invalid opcode {opcode}")
-    if opcode >= 8:
+    if opcode >= _OP_CLOSE:
         if not fin:
             raise ValueError("control frames cannot be fragmented")
         if rsv1:
             raise ValueError("control frames cannot set RSV1")
-        if length > 125:
-            raise ValueError("control frame payload longer than 125 bytes")
+        if length > _MAX_CONTROL_PAYLOAD:
+            raise ValueError(f"control frame payload longer than {_MAX_CONTROL_PAYLOAD} bytes")
 
 
 def _header(first: int, length: int, masked: int) -> bytes:
@@ -389,7 +395,7 @@ def encode_message(
     if max_frame_size < 1:
         raise ValueError("max_frame_size must be at least 1")
     data = _as_bytes(payload)
-    if len(data) <= max_frame_size or opcode >= 8:
+    if len(data) <= max_frame_size or opcode >= _OP_CLOSE:
         return encode_frame(opcode, data, rsv1=rsv1, mask=mask, mask_key=mask_key)
     _check_opcode(opcode, False, rsv1, len(data))
     parts = []

@@ -1,7 +1,9 @@
 """Opcodes, close codes, limits and close-frame payloads (RFC 6455 §5, §7.4).
 
-Pure constants and small helpers shared by both codec backends and by the
-connection layer.
+The public face of the codec's rules: the numbers and the close-code rule are
+defined once in ``_rules`` (shared with both codec backends) and re-exported
+here, with the enums and the close-payload helpers. ``OP_*`` are the opcodes as
+plain ints, for hot paths where an enum member would cost a lookup.
 """
 
 from __future__ import annotations
@@ -9,9 +11,27 @@ from __future__ import annotations
 import enum
 import struct
 
+from ._rules import (
+    MAX_CONTROL_PAYLOAD,
+    MAX_FRAME_SIZE,
+    MAX_MESSAGE_SIZE,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    is_valid_close_code,
+)
 from .exceptions import InvalidUTF8, ProtocolError
 
 __all__ = [
+    "OP_CONT",
+    "OP_TEXT",
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_PING",
+    "OP_PONG",
     "Opcode",
     "CloseCode",
     "MAX_FRAME_SIZE",
@@ -26,12 +46,12 @@ __all__ = [
 class Opcode(enum.IntEnum):
     """Frame opcodes (RFC 6455 §5.2). 3-7 and 11-15 are reserved."""
 
-    CONTINUATION = 0x0
-    TEXT = 0x1
-    BINARY = 0x2
-    CLOSE = 0x8
-    PING = 0x9
-    PONG = 0xA
+    CONTINUATION = OP_CONT
+    TEXT = OP_TEXT
+    BINARY = OP_BINARY
+    CLOSE = OP_CLOSE
+    PING = OP_PING
+    PONG = OP_PONG
 
 
 class CloseCode(enum.IntEnum):
@@ -54,30 +74,7 @@ class CloseCode(enum.IntEnum):
     TLS_HANDSHAKE = 1015  # never on the wire
 
 
-MAX_FRAME_SIZE = 1 << 20
-"""Outbound fragmentation threshold: payloads above it are split into frames
-of this size. 1 MiB keeps typical messages in one frame (one header, no copy)
-while bounding how long a control frame can wait behind a huge message."""
-
-MAX_MESSAGE_SIZE = 1 << 20
-"""Default limit on an incoming message (after reassembly): 1 MiB, as in the
-websockets library. Large enough for ordinary traffic, small enough that a
-hostile peer cannot make a server buffer gigabytes. ``None`` disables it."""
-
-MAX_CONTROL_PAYLOAD = 125
-"""RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented."""
-
 _CLOSE_CODE = struct.Struct("!H")
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Whether ``code`` may appear in a close frame on the wire (RFC 6455 §7.4).
-
-    1000-1003 and 1007-1014 are defined; 3000-3999 are registered for libraries
-    and frameworks, 4000-4999 are private. 1004-1006 and 1015 are reserved and
-    must never be sent; everything else below 5000 is unassigned.
-    """
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def build_close(code: int | None = 1000, reason: str = "") -> bytes:
