@@ -13,6 +13,7 @@ __all__ = [
     "MessageTooBig",
     "InvalidHandshake",
     "InvalidStatus",
+    "InvalidHeader",
     "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
@@ -80,6 +81,25 @@ class InvalidStatus(InvalidHandshake):
     def __init__(self, status: int, reason: str, body: bytes = b"") -> None:
         super().__init__(f"server rejected WebSocket connection: HTTP {status} {reason}", status)
         self.body = body
+
+
+class InvalidHeader(WebSocketError, ValueError):
+    """fastws was asked to write an HTTP head that breaks RFC 9110/9112, and refused.
+
+    A header name that is not a token, a value with CR, LF, NUL or another
+    control character (the makings of response splitting), a status code
+    outside 100-599, a reason phrase or request line with CR/LF. Raised by the
+    call that introduced the bad piece (``Headers(...)``, ``Headers.add``,
+    ``Request``/``Response`` construction, ``ClientHandshake(...)``), so nothing
+    partial is sent. ``name`` is the header's name, or "status code", "reason
+    phrase", "method", "request target" or "HTTP version"; the message names it
+    and where the value goes wrong without echoing the value. ServerHandshake.accept
+    turns one from its hooks into InvalidHandshake with status 500 (the cause).
+    """
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class ConnectionClosed(WebSocketError):
