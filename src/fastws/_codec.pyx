@@ -12,8 +12,9 @@ frames and fragmented messages go through one growable buffer per parser.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
@@ -29,6 +30,7 @@ cdef extern from "_codec_simd.h":
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
+    const Py_ssize_t PY_SSIZE_T_MAX
 
 # The protocol's numbers and rules come from ``_rules`` (shared with the Python
 # twin and ``frames``), copied once at import into C variables and tables.
@@ -75,42 +77,99 @@ cdef inline bint _known_opcode(int opcode):
     return 0 <= opcode <= 15 and _KNOWN_OPCODE[opcode]
 
 
+# -- arguments -----------------------------------------------------------------
+# The common exact types (bytes, str, small int) are handled here in C; anything
+# else goes through the same function of _rules as in the Python twin, so the
+# two backends accept, convert and reject every argument alike (see _rules).
+
+cdef enum:
+    AS_DATA = 0       # a bytes-like object
+    AS_PAYLOAD = 1    # str (as UTF-8) or a bytes-like object
+    AS_WRITABLE = 2   # a writable, C-contiguous buffer
+
+
 @cython.freelist(8)
 cdef class _Bytes:
-    """A read view of bytes, str (as UTF-8) or any buffer-protocol object."""
+    """A read (or write) view of an argument's bytes; see _bytes_of()."""
     cdef Py_buffer view
     cdef bint acquired
     cdef object owner
     cdef const uint8_t *ptr
     cdef Py_ssize_t size
 
-    def __cinit__(self, object obj, bint writable=False):
-        if not writable and type(obj) is bytes:
-            self.owner = obj
-            self.ptr = <const uint8_t *>PyBytes_AS_STRING(obj)
-            self.size = PyBytes_GET_SIZE(obj)
-        elif not writable and type(obj) is str:
-            self.owner = obj
-            self.ptr = <const uint8_t *>PyUnicode_AsUTF8AndSize(obj, &self.size)
-        else:
-            PyObject_GetBuffer(obj, &self.view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
-            self.acquired = True
-            self.ptr = <const uint8_t *>self.view.buf
-            self.size = self.view.len
-
     def __dealloc__(self):
         if self.acquired:
             PyBuffer_Release(&self.view)
 
 
-cdef inline void _read_mask(object mask, uint8_t *key) except *:
+cdef _Bytes _bytes_of(object obj, int kind, str name):
+    """View the bytes of argument ``name``: bytes and (for payloads) str directly,
+    any other buffer through the buffer protocol, the rest via _rules."""
+    cdef _Bytes result = _Bytes.__new__(_Bytes)
+    cdef bint failed = False
+    if type(obj) is bytes and kind != AS_WRITABLE:
+        result.owner = obj
+        result.ptr = <const uint8_t *>PyBytes_AS_STRING(obj)
+        result.size = PyBytes_GET_SIZE(obj)
+        return result
+    if type(obj) is str and kind == AS_PAYLOAD:
+        result.owner = obj
+        result.ptr = <const uint8_t *>PyUnicode_AsUTF8AndSize(obj, &result.size)
+        return result
+    try:
+        PyObject_GetBuffer(obj, &result.view, PyBUF_WRITABLE if kind == AS_WRITABLE else PyBUF_SIMPLE)
+    except Exception:
+        failed = True
+    if failed:  # outside the except block, so the error raised is not chained
+        if kind == AS_WRITABLE:
+            obj = _rules.writable_arg(obj)  # raises, or gives a writable byte view
+            PyObject_GetBuffer(obj, &result.view, PyBUF_WRITABLE)
+        else:
+            # A str where bytes are expected, an int, a non-contiguous view...
+            result.owner = _rules.payload_arg(obj) if kind == AS_PAYLOAD else _rules.bytes_arg(obj, name)
+            result.ptr = <const uint8_t *>PyBytes_AS_STRING(result.owner)
+            result.size = PyBytes_GET_SIZE(result.owner)
+            return result
+    result.acquired = True
+    result.ptr = <const uint8_t *>result.view.buf
+    result.size = result.view.len
+    return result
+
+
+cdef inline int _read_mask(object mask, uint8_t *key, str name) except -1:
+    """Copy a 4-byte masking key into ``key``."""
     if type(mask) is bytes and PyBytes_GET_SIZE(mask) == 4:
         memcpy(key, PyBytes_AS_STRING(mask), 4)
-        return
-    cdef _Bytes view = _Bytes(mask)
+        return 0
+    cdef _Bytes view = _bytes_of(mask, AS_DATA, name)
     if view.size != 4:
-        raise ValueError("mask must be 4 bytes")
+        _rules.mask_arg(mask, name)  # raises the shared error
     memcpy(key, view.ptr, 4)
+    return 0
+
+
+cdef int _opcode_of(object opcode) except -1:
+    cdef int overflow = 0
+    cdef long long value
+    if type(opcode) is int:
+        value = PyLong_AsLongLongAndOverflow(opcode, &overflow)
+        if not overflow and 0 <= value <= 15 and _KNOWN_OPCODE[value]:
+            return <int>value
+    return _rules.opcode_arg(opcode)
+
+
+cdef Py_ssize_t _frame_size_of(object max_frame_size) except -1:
+    """encode_message's max_frame_size; sizes beyond any payload are all one."""
+    cdef int overflow = 0
+    cdef long long value
+    if type(max_frame_size) is int:
+        value = PyLong_AsLongLongAndOverflow(max_frame_size, &overflow)
+        if overflow > 0:
+            return PY_SSIZE_T_MAX
+        if not overflow and 1 <= value <= PY_SSIZE_T_MAX:
+            return <Py_ssize_t>value
+    size = _rules.frame_size_arg(max_frame_size)
+    return PY_SSIZE_T_MAX if size > PY_SSIZE_T_MAX else size
 
 
 def apply_mask(data, mask):
@@ -118,13 +177,13 @@ def apply_mask(data, mask):
     cdef const uint8_t *src
     cdef Py_ssize_t size
     cdef _Bytes view = None
-    _read_mask(mask, key)
     if type(data) is bytes:  # the common case, without a view object
         src = <const uint8_t *>PyBytes_AS_STRING(data)
         size = PyBytes_GET_SIZE(data)
     else:
-        view = _Bytes(data)
+        view = _bytes_of(data, AS_DATA, "data")
         src, size = view.ptr, view.size
+    _read_mask(mask, key, "mask")
     cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
     cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(out)
     if size < RELEASE_GIL_BYTES:
@@ -137,12 +196,8 @@ def apply_mask(data, mask):
 
 def apply_mask_inplace(buffer, mask):
     cdef uint8_t key[4]
-    _read_mask(mask, key)
-    cdef _Bytes dst
-    try:
-        dst = _Bytes(buffer, True)
-    except BufferError:
-        raise TypeError("apply_mask_inplace needs a writable buffer") from None
+    cdef _Bytes dst = _bytes_of(buffer, AS_WRITABLE, "buffer")
+    _read_mask(mask, key, "mask")
     if dst.size < RELEASE_GIL_BYTES:
         fastws_mask(dst.ptr, <uint8_t *>dst.ptr, dst.size, key, 0)
     else:
@@ -155,16 +210,41 @@ def apply_mask_inplace(buffer, mask):
 @cython.no_gc
 @cython.freelist(1024)
 cdef class Frame:
-    cdef public int opcode
+    cdef int _opcode
     cdef public object payload
-    cdef public bint fin
-    cdef public bint rsv1
+    cdef bint _fin
+    cdef bint _rsv1
 
-    def __init__(self, int opcode, payload, bint fin=True, bint rsv1=False):
-        self.opcode = opcode
+    def __init__(self, opcode, payload, fin=True, rsv1=False):
+        self._opcode = _opcode_of(opcode)
         self.payload = payload
-        self.fin = fin
-        self.rsv1 = rsv1
+        self._fin = fin
+        self._rsv1 = rsv1
+
+    # Assignments follow the constructor's rules (as in the Python twin).
+    @property
+    def opcode(self):
+        return self._opcode
+
+    @opcode.setter
+    def opcode(self, value):
+        self._opcode = _opcode_of(value)
+
+    @property
+    def fin(self):
+        return self._fin
+
+    @fin.setter
+    def fin(self, value):
+        self._fin = value
+
+    @property
+    def rsv1(self):
+        return self._rsv1
+
+    @rsv1.setter
+    def rsv1(self, value):
+        self._rsv1 = value
 
     def __eq__(self, other):
         # Duck-typed so that frames of the two backends compare by their fields.
@@ -189,10 +269,10 @@ cdef class Frame:
 
 cdef inline Frame _new_frame(int opcode, object payload, bint fin, bint rsv1):
     cdef Frame frame = Frame.__new__(Frame)
-    frame.opcode = opcode
+    frame._opcode = opcode
     frame.payload = payload
-    frame.fin = fin
-    frame.rsv1 = rsv1
+    frame._fin = fin
+    frame._rsv1 = rsv1
     return frame
 
 
@@ -238,15 +318,18 @@ cdef class FrameParser:
     cdef size_t _buf_len
     cdef size_t _buf_cap
 
-    def __init__(self, *, bint is_client=False, max_message_size=MAX_MESSAGE_SIZE,
-                 max_frame_size=None, bint assemble=True, bint rsv1_allowed=False):
+    def __init__(self, *, is_client=False, max_message_size=MAX_MESSAGE_SIZE,
+                 max_frame_size=None, assemble=True, rsv1_allowed=False):
+        # In signature order, as the Python twin (see _rules for the rules).
         self.is_client = is_client
+        self.max_message_size = _rules.limit_arg(max_message_size, "max_message_size")
+        self.max_frame_size = _rules.limit_arg(max_frame_size, "max_frame_size")
         self.assemble = assemble
         self.rsv1_allowed = rsv1_allowed
-        self.max_message_size = max_message_size
-        self.max_frame_size = max_frame_size
-        self._max_message = -1 if max_message_size is None else max_message_size
-        self._max_frame = -1 if max_frame_size is None else max_frame_size
+        # -1: unlimited. No frame is 2**63 bytes or more (RFC 6455 §5.2), so a
+        # larger limit is no limit.
+        self._max_message = _c_limit(self.max_message_size)
+        self._max_frame = _c_limit(self.max_frame_size)
 
     def __dealloc__(self):
         free(self._buf)
@@ -271,12 +354,13 @@ cdef class FrameParser:
             self._error.frames = []
             raise self._error
         cdef list frames = []
-        cdef _Bytes view
+        cdef _Bytes view = None
+        if type(data) is not bytes:
+            view = _bytes_of(data, AS_DATA, "data")
         try:
-            if type(data) is bytes:
+            if view is None:
                 self._parse(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), frames)
             else:
-                view = _Bytes(data)
                 self._parse(view.ptr, view.size, frames)
         except ProtocolError as exc:
             exc.frames = frames
@@ -574,6 +658,10 @@ cdef class FrameParser:
             self._buf_cap = 0
 
 
+cdef long long _c_limit(object limit):
+    return -1 if limit is None or limit > INT64_MAX else limit
+
+
 cdef inline uint64_t _read_u64(const uint8_t *p):
     cdef uint64_t value = 0
     cdef int i
@@ -615,9 +703,8 @@ cdef void _next_key(uint8_t *key) except *:
     _key_pos += 4
 
 
-cdef int _check_opcode(int opcode, bint fin, bint rsv1, Py_ssize_t length) except -1:
-    if not _known_opcode(opcode):
-        raise ValueError(f"invalid opcode {opcode}")
+cdef int _check_control(int opcode, bint fin, bint rsv1, Py_ssize_t length) except -1:
+    """RFC 6455 §5.5: control frames are never fragmented, never compressed, short."""
     if opcode >= OP_CLOSE:
         if not fin:
             raise ValueError("control frames cannot be fragmented")
@@ -665,7 +752,7 @@ cdef inline int _get_key(object mask_key, uint8_t *key) except -1:
     if mask_key is None:
         _next_key(key)
     else:
-        _read_mask(mask_key, key)
+        _read_mask(mask_key, key, "mask_key")
     return 0
 
 
@@ -698,18 +785,24 @@ cdef bytes _encode(int opcode, _Bytes payload, Py_ssize_t max_frame_size, bint f
             return out
 
 
-def encode_frame(int opcode, payload, *, bint fin=True, bint rsv1=False, bint mask=False, mask_key=None):
-    cdef _Bytes data = _Bytes(payload)
-    _check_opcode(opcode, fin, rsv1, data.size)
-    return _encode(opcode, data, data.size if data.size else 1, fin, rsv1, mask, mask_key)
+def encode_frame(opcode, payload, *, fin=True, rsv1=False, mask=False, mask_key=None):
+    # Arguments in signature order, as the Python twin (see _rules).
+    cdef int op = _opcode_of(opcode)
+    cdef _Bytes data = _bytes_of(payload, AS_PAYLOAD, "payload")
+    cdef bint c_fin = fin
+    cdef bint c_rsv1 = rsv1
+    cdef bint c_mask = mask
+    _check_control(op, c_fin, c_rsv1, data.size)
+    return _encode(op, data, data.size if data.size else 1, c_fin, c_rsv1, c_mask, mask_key)
 
 
-def encode_message(int opcode, payload, *, bint mask=False, Py_ssize_t max_frame_size=MAX_FRAME_SIZE,
-                   bint rsv1=False, mask_key=None):
-    if max_frame_size < 1:
-        raise ValueError("max_frame_size must be at least 1")
-    cdef _Bytes data = _Bytes(payload)
-    if opcode >= OP_CLOSE:
-        max_frame_size = data.size if data.size else 1
-    _check_opcode(opcode, data.size <= max_frame_size, rsv1, data.size)
-    return _encode(opcode, data, max_frame_size, True, rsv1, mask, mask_key)
+def encode_message(opcode, payload, *, mask=False, max_frame_size=MAX_FRAME_SIZE, rsv1=False, mask_key=None):
+    cdef int op = _opcode_of(opcode)
+    cdef _Bytes data = _bytes_of(payload, AS_PAYLOAD, "payload")
+    cdef bint c_mask = mask
+    cdef Py_ssize_t frame_size = _frame_size_of(max_frame_size)
+    cdef bint c_rsv1 = rsv1
+    if op >= OP_CLOSE or data.size <= frame_size:
+        _check_control(op, True, c_rsv1, data.size)
+        frame_size = data.size if data.size else 1
+    return _encode(op, data, frame_size, True, c_rsv1, c_mask, mask_key)

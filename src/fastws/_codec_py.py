@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import os
 import struct
+from operator import attrgetter as _attrgetter
 
 from ._rules import MAX_CONTROL_PAYLOAD as _MAX_CONTROL_PAYLOAD
 from ._rules import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
@@ -19,6 +20,13 @@ from ._rules import OP_CLOSE as _OP_CLOSE
 from ._rules import OP_CONT as _OP_CONT
 from ._rules import OP_TEXT as _OP_TEXT
 from ._rules import OPCODES as _OPCODES
+from ._rules import bytes_arg as _bytes_arg
+from ._rules import frame_size_arg as _frame_size_arg
+from ._rules import limit_arg as _limit_arg
+from ._rules import mask_arg as _mask_arg
+from ._rules import opcode_arg as _opcode_arg
+from ._rules import payload_arg as _payload_arg
+from ._rules import writable_arg as _writable_arg
 from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
 from .frames import parse_close
 
@@ -32,9 +40,19 @@ _MASK_CHUNK = 4096
 
 
 def apply_mask(data, mask) -> bytes:
-    mask = bytes(mask)
-    if len(mask) != 4:
-        raise ValueError("mask must be 4 bytes")
+    if type(data) is not bytes:
+        data = _bytes_arg(data, "data")
+    return _mask(data, mask if type(mask) is bytes and len(mask) == 4 else _mask_arg(mask, "mask"))
+
+
+def apply_mask_inplace(buffer, mask) -> None:
+    view = _writable_arg(buffer)
+    key = mask if type(mask) is bytes and len(mask) == 4 else _mask_arg(mask, "mask")
+    view[:] = _mask(view, key)
+
+
+def _mask(data, mask: bytes) -> bytes:
+    """XOR the bytes of ``data`` (bytes or a byte view) with the 4-byte key ``mask``."""
     n = len(data)
     if n <= _MASK_CHUNK:
         if n == 0:
@@ -51,15 +69,8 @@ def apply_mask(data, mask) -> bytes:
     ]
     tail = n % _MASK_CHUNK
     if tail:
-        parts.append(apply_mask(view[n - tail :], mask))
+        parts.append(_mask(view[n - tail :], mask))
     return b"".join(parts)
-
-
-def apply_mask_inplace(buffer, mask) -> None:
-    view = memoryview(buffer).cast("B")
-    if view.readonly:
-        raise TypeError("apply_mask_inplace needs a writable buffer")
-    view[:] = apply_mask(view, mask)
 
 
 def _rotate(mask: bytes, phase: int) -> bytes:
@@ -67,13 +78,27 @@ def _rotate(mask: bytes, phase: int) -> bytes:
 
 
 class Frame:
-    __slots__ = ("opcode", "payload", "fin", "rsv1")
+    __slots__ = ("_opcode", "payload", "_fin", "_rsv1")
 
     def __init__(self, opcode: int, payload, fin: bool = True, rsv1: bool = False) -> None:
-        self.opcode = opcode
+        self._opcode = opcode if type(opcode) is int and opcode in _KNOWN_OPCODES else _opcode_arg(opcode)
         self.payload = payload
-        self.fin = fin
-        self.rsv1 = rsv1
+        self._fin = True if fin else False
+        self._rsv1 = True if rsv1 else False
+
+    # Assignments follow the constructor's rules (as in the compiled codec).
+    def _set_opcode(self, value) -> None:
+        self._opcode = _opcode_arg(value)
+
+    def _set_fin(self, value) -> None:
+        self._fin = True if value else False
+
+    def _set_rsv1(self, value) -> None:
+        self._rsv1 = True if value else False
+
+    opcode = property(_attrgetter("_opcode"), _set_opcode)
+    fin = property(_attrgetter("_fin"), _set_fin)
+    rsv1 = property(_attrgetter("_rsv1"), _set_rsv1)
 
     def __eq__(self, other: object) -> bool:
         # Duck-typed so that frames of the two backends compare by their fields.
@@ -106,11 +131,11 @@ class FrameParser:
         assemble: bool = True,
         rsv1_allowed: bool = False,
     ) -> None:
-        self.is_client = is_client
-        self.max_message_size = max_message_size
-        self.max_frame_size = max_frame_size
-        self.assemble = assemble
-        self.rsv1_allowed = rsv1_allowed
+        self._is_client = True if is_client else False
+        self._max_message_size = _limit_arg(max_message_size, "max_message_size")
+        self._max_frame_size = _limit_arg(max_frame_size, "max_frame_size")
+        self._assemble = True if assemble else False
+        self._rsv1_allowed = True if rsv1_allowed else False
         self._error: ProtocolError | None = None
         self._header = b""  # bytes of a header that has not fully arrived
         # The frame whose payload is arriving (valid while _in_frame).
@@ -130,12 +155,19 @@ class FrameParser:
         self._message_chunks: list = []  # bytes, or str pieces of a text message
         self._utf8: codecs.IncrementalDecoder | None = None  # while a text message is open
 
+    # Read-only, as in the compiled parser: the limits are fixed at construction.
+    is_client = property(_attrgetter("_is_client"))
+    max_message_size = property(_attrgetter("_max_message_size"))
+    max_frame_size = property(_attrgetter("_max_frame_size"))
+    assemble = property(_attrgetter("_assemble"))
+    rsv1_allowed = property(_attrgetter("_rsv1_allowed"))
+
     @property
     def buffered(self) -> int:
         held = len(self._header)
         if self._in_frame:
             held += self._frame_size
-        if self.assemble and self._message_opcode:
+        if self._assemble and self._message_opcode:
             held += self._message_size
             if self._in_frame and self._opcode < _OP_CLOSE:
                 held -= self._frame_size + self._remaining
@@ -151,7 +183,7 @@ class FrameParser:
             raise self._error
         frames: list = []
         try:
-            self._parse(bytes(data), frames)
+            self._parse(data if type(data) is bytes else _bytes_arg(data, "data"), frames)
         except ProtocolError as exc:
             exc.frames = frames
             self._error = exc
@@ -207,7 +239,7 @@ class FrameParser:
             chunk = data[pos : pos + take]
             pos += take
             if self._mask is not None:
-                chunk = apply_mask(chunk, _rotate(self._mask, self._mask_phase))
+                chunk = _mask(chunk, _rotate(self._mask, self._mask_phase))
                 self._mask_phase = (self._mask_phase + take) & 3
             self._remaining -= take
             self._frame_size += take
@@ -242,13 +274,13 @@ class FrameParser:
         else:
             if self._message_opcode:
                 raise ProtocolError("new data frame inside a fragmented message")
-            if rsv1 and not self.rsv1_allowed:
+            if rsv1 and not self._rsv1_allowed:
                 raise ProtocolError("RSV1 set without a negotiated extension")
         # RFC 6455 §5.1: clients mask every frame, servers never do.
         if second & 0x80:
-            if self.is_client:
+            if self._is_client:
                 raise ProtocolError("masked frame from a server")
-        elif not self.is_client:
+        elif not self._is_client:
             raise ProtocolError("unmasked frame from a client")
 
     def _check_length_if_known(self, data: bytes, pos: int, available: int, length: int) -> None:
@@ -266,11 +298,11 @@ class FrameParser:
             raise ProtocolError("frame length with the most significant bit set")
         if opcode >= _OP_CLOSE:
             return
-        if self.max_frame_size is not None and length > self.max_frame_size:
-            raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_frame_size}")
-        if self.max_message_size is not None and self._message_size + length > self.max_message_size:
+        if self._max_frame_size is not None and length > self._max_frame_size:
+            raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self._max_frame_size}")
+        if self._max_message_size is not None and self._message_size + length > self._max_message_size:
             raise MessageTooBig(
-                f"message of {self._message_size + length} bytes or more exceeds the limit of {self.max_message_size}"
+                f"message of {self._message_size + length} bytes or more exceeds the limit of {self._max_message_size}"
             )
 
     def _start_frame(self, first: int, length: int) -> None:
@@ -305,7 +337,7 @@ class FrameParser:
         pending = decoder.getstate()[0]
         if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
             raise InvalidUTF8("invalid UTF-8 in text message")
-        if self.assemble:
+        if self._assemble:
             if text:
                 self._message_chunks.append(text)
         else:
@@ -324,7 +356,7 @@ class FrameParser:
             return
         if self._fin and self._utf8 is not None:
             self._validate_text(b"", final=True)
-        if not self.assemble:
+        if not self._assemble:
             payload = b"".join(self._frame_chunks)
             frames.append(Frame(opcode, payload, self._fin, self._rsv1))
         elif self._utf8 is None:
@@ -333,7 +365,7 @@ class FrameParser:
         self._frame_size = 0
         if not self._fin:
             return
-        if self.assemble:
+        if self._assemble:
             joiner = "" if self._utf8 is not None else b""
             frames.append(Frame(self._message_opcode, joiner.join(self._message_chunks), True, self._message_rsv1))
         self._message_opcode = 0
@@ -345,15 +377,8 @@ class FrameParser:
 # -- encoding --------------------------------------------------------------
 
 
-def _as_bytes(payload) -> bytes:
-    if isinstance(payload, str):
-        return payload.encode("utf-8")
-    return bytes(payload)
-
-
-def _check_opcode(opcode: int, fin: bool, rsv1: bool, length: int) -> None:
-    if opcode not in _KNOWN_OPCODES:
-        raise ValueError(f"invalid opcode {opcode}")
+def _check_control(opcode: int, fin: bool, rsv1: bool, length: int) -> None:
+    """RFC 6455 §5.5: control frames are never fragmented, never compressed, short."""
     if opcode >= _OP_CLOSE:
         if not fin:
             raise ValueError("control frames cannot be fragmented")
@@ -371,39 +396,61 @@ def _header(first: int, length: int, masked: int) -> bytes:
     return bytes((first, masked | 127)) + _U64.pack(length)
 
 
-def _frame(first: int, data: bytes, mask: bool, mask_key) -> bytes:
-    if not mask:
+def _frame(first: int, data: bytes, key: bytes | None) -> bytes:
+    if key is None:
         return _header(first, len(data), 0) + data
-    key = os.urandom(4) if mask_key is None else bytes(mask_key)
-    if len(key) != 4:
-        raise ValueError("mask must be 4 bytes")
-    return _header(first, len(data), 0x80) + key + apply_mask(data, key)
+    return _header(first, len(data), 0x80) + key + _mask(data, key)
+
+
+def _key(mask_key) -> bytes:
+    """The masking key of a frame: a fresh random one unless ``mask_key`` is given."""
+    if mask_key is None:
+        return os.urandom(4)
+    return mask_key if type(mask_key) is bytes and len(mask_key) == 4 else _mask_arg(mask_key, "mask_key")
+
+
+def _as_payload(payload) -> bytes:
+    if type(payload) is bytes:
+        return payload
+    if type(payload) is str:
+        return payload.encode("utf-8")
+    return _payload_arg(payload)
 
 
 def encode_frame(
     opcode: int, payload, *, fin: bool = True, rsv1: bool = False, mask: bool = False, mask_key=None
 ) -> bytes:
-    data = _as_bytes(payload)
-    _check_opcode(opcode, fin, rsv1, len(data))
+    if type(opcode) is not int or opcode not in _KNOWN_OPCODES:
+        opcode = _opcode_arg(opcode)
+    data = _as_payload(payload)
+    fin = True if fin else False
+    rsv1 = True if rsv1 else False
+    mask = True if mask else False
+    _check_control(opcode, fin, rsv1, len(data))
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
-    return _frame(first, data, mask, mask_key)
+    return _frame(first, data, _key(mask_key) if mask else None)
 
 
 def encode_message(
     opcode: int, payload, *, mask: bool = False, max_frame_size: int = MAX_FRAME_SIZE, rsv1: bool = False, mask_key=None
 ) -> bytes:
-    if max_frame_size < 1:
-        raise ValueError("max_frame_size must be at least 1")
-    data = _as_bytes(payload)
-    if len(data) <= max_frame_size or opcode >= _OP_CLOSE:
-        return encode_frame(opcode, data, rsv1=rsv1, mask=mask, mask_key=mask_key)
-    _check_opcode(opcode, False, rsv1, len(data))
+    if type(opcode) is not int or opcode not in _KNOWN_OPCODES:
+        opcode = _opcode_arg(opcode)
+    data = _as_payload(payload)
+    mask = True if mask else False
+    if type(max_frame_size) is not int or max_frame_size < 1:
+        max_frame_size = _frame_size_arg(max_frame_size)
+    rsv1 = True if rsv1 else False
+    length = len(data)
+    if length <= max_frame_size or opcode >= _OP_CLOSE:
+        _check_control(opcode, True, rsv1, length)
+        return _frame(0x80 | (0x40 if rsv1 else 0) | opcode, data, _key(mask_key) if mask else None)
     parts = []
     first = opcode | (0x40 if rsv1 else 0)
-    for start in range(0, len(data), max_frame_size):
+    for start in range(0, length, max_frame_size):
         chunk = data[start : start + max_frame_size]
-        if start + max_frame_size >= len(data):
+        if start + max_frame_size >= length:
             first |= 0x80
-        parts.append(_frame(first, chunk, mask, mask_key))
+        parts.append(_frame(first, chunk, _key(mask_key) if mask else None))
         first = _OP_CONT
     return b"".join(parts)

@@ -9,6 +9,8 @@ imports nothing from fastws, so any layer can use it.
 
 from __future__ import annotations
 
+import operator
+
 __all__ = [
     "OP_CONT",
     "OP_TEXT",
@@ -23,6 +25,14 @@ __all__ = [
     "is_known_opcode",
     "is_control",
     "is_valid_close_code",
+    "bytes_arg",
+    "frame_size_arg",
+    "index_arg",
+    "limit_arg",
+    "mask_arg",
+    "opcode_arg",
+    "payload_arg",
+    "writable_arg",
 ]
 
 # RFC 6455 §5.2: the 4-bit opcode. 3-7 and 11-15 are reserved.
@@ -66,3 +76,98 @@ def is_valid_close_code(code: int) -> bool:
     must never be sent; everything else below 5000 is unassigned.
     """
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+# -- arguments ---------------------------------------------------------------
+#
+# How both codec backends coerce and reject arguments. The Python twin calls
+# these on every call; the compiled codec handles the common exact types
+# (bytes, str, small int) in C and calls these for everything else, so the
+# two raise the same exception with the same message. Each function checks
+# its arguments in signature order, each for its type and then its range;
+# flags are taken by truth value (like ``if flag:``) and become bools.
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def index_arg(value: object, name: str) -> int:
+    """An integer argument: an int or anything with ``__index__`` (not a float or str)."""
+    try:
+        return int(operator.index(value))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {_type_name(value)}") from None
+
+
+def opcode_arg(opcode: object) -> int:
+    """An opcode argument: one of the six defined opcodes (RFC 6455 §5.2)."""
+    value = index_arg(opcode, "opcode")
+    if not is_known_opcode(value):
+        raise ValueError(f"invalid opcode {value}")
+    return value
+
+
+def limit_arg(value: object, name: str) -> int | None:
+    """A size limit of the parser: ``None`` (no limit) or an integer >= 0."""
+    if value is None:
+        return None
+    size = index_arg(value, name)
+    if size < 0:
+        raise ValueError(f"{name} must be None or at least 0, not {size}")
+    return size
+
+
+def frame_size_arg(value: object) -> int:
+    """``encode_message``'s ``max_frame_size``: an integer >= 1."""
+    size = index_arg(value, "max_frame_size")
+    if size < 1:
+        raise ValueError("max_frame_size must be at least 1")
+    return size
+
+
+def bytes_arg(value: object, name: str) -> bytes:
+    """The bytes of a bytes-like argument (any buffer, in C order, copied when
+    not contiguous). ``str`` and ints are refused: they are not bytes."""
+    if type(value) is bytes:
+        return value
+    try:
+        view = memoryview(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be a bytes-like object, not {_type_name(value)}") from None
+    with view:
+        return view.tobytes()
+
+
+def payload_arg(payload: object) -> bytes:
+    """A payload to encode: ``str`` (encoded as UTF-8) or a bytes-like object."""
+    if isinstance(payload, str):
+        return str.encode(payload, "utf-8")
+    if type(payload) is bytes:
+        return payload
+    try:
+        view = memoryview(payload)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"payload must be str or a bytes-like object, not {_type_name(payload)}") from None
+    with view:
+        return view.tobytes()
+
+
+def mask_arg(mask: object, name: str) -> bytes:
+    """A masking key: a bytes-like object of exactly 4 bytes (RFC 6455 §5.3)."""
+    key = bytes_arg(mask, name)
+    if len(key) != 4:
+        raise ValueError(f"{name} must be 4 bytes")
+    return key
+
+
+def writable_arg(buffer: object) -> memoryview:
+    """``apply_mask_inplace``'s buffer: writable and C-contiguous, as a byte view."""
+    try:
+        view = memoryview(buffer)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"buffer must be a bytes-like object, not {_type_name(buffer)}") from None
+    if view.readonly or not view.c_contiguous:
+        view.release()
+        raise TypeError("apply_mask_inplace needs a writable, C-contiguous buffer")
+    return view.cast("B")
