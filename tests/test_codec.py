@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 import struct
 import tracemalloc
@@ -386,3 +387,123 @@ def test_selected_backend():
         assert selected_codec.BACKEND == "python"
     else:
         assert selected_codec.BACKEND == "cython"
+
+
+# -- arguments: one behaviour on both backends (fastws._rules) --------------
+
+
+class Index:
+    """An integer that is not an int (as numpy's are)."""
+
+    def __index__(self) -> int:
+        return 2
+
+
+def test_frame_normalizes_its_arguments(codec):
+    frame = codec.Frame(Index(), b"x", fin=2, rsv1=[])
+    assert (type(frame.opcode), frame.opcode, frame.fin, frame.rsv1) == (int, 2, True, False)
+    assert type(codec.Frame(True, b"").opcode) is int  # a bool is an int
+    frame.fin, frame.rsv1 = 0, "yes"  # assignments follow the same rules
+    assert frame.fin is False and frame.rsv1 is True
+    with pytest.raises(TypeError, match="^opcode must be an integer, not float$"):
+        codec.Frame(1.0, b"")
+    with pytest.raises(ValueError, match="^invalid opcode 3$"):
+        codec.Frame(3, b"")
+    with pytest.raises(ValueError, match=f"^invalid opcode {2**64}$"):
+        codec.Frame(2**64, b"")
+    with pytest.raises(ValueError, match="^invalid opcode 16$"):
+        frame.opcode = 16
+    assert frame.opcode == 2
+
+
+def test_parser_normalizes_its_arguments(codec):
+    parser = codec.FrameParser(
+        is_client=1, max_message_size=Index(), max_frame_size=2**70, assemble=0, rsv1_allowed="yes"
+    )
+    assert (parser.is_client, parser.assemble, parser.rsv1_allowed) == (True, False, True)
+    assert parser.is_client is True and type(parser.max_message_size) is int
+    assert parser.max_frame_size == 2**70  # beyond any frame (RFC 6455 §5.2): no limit
+    assert parser.feed(b"\x02\x02ab") == [codec.Frame(2, b"ab", fin=False)]
+    with pytest.raises(MessageTooBig):
+        parser.feed(b"\x80\x01c")  # the message would exceed 2 bytes
+    with pytest.raises(AttributeError):
+        parser.is_client = False  # read-only: fixed at construction
+    with pytest.raises(ValueError, match="^max_message_size must be None or at least 0, not -1$"):
+        codec.FrameParser(max_message_size=-1)
+    with pytest.raises(TypeError, match="^max_frame_size must be an integer, not str$"):
+        codec.FrameParser(max_frame_size="1")
+    assert codec.FrameParser(max_message_size=0).feed(b"\x82\x80abcd") == [codec.Frame(2, b"")]
+
+
+def test_bytes_like_arguments(codec):
+    """Any buffer counts by its bytes in C order; a str only as a payload; ints never
+    (``bytes(3)`` would be three zero bytes)."""
+    words = array.array("I", [0x01020304, 0x05060708])
+    assert codec.apply_mask(words, KEY) == naive_mask(words.tobytes(), KEY)
+    strided = memoryview(b"aXbXcXdX")[::2]
+    assert codec.apply_mask(strided, KEY) == naive_mask(b"abcd", KEY)
+    assert codec.apply_mask(b"abcd", memoryview(KEY + KEY)[::2]) == naive_mask(b"abcd", KEY[::2] + KEY[::2])
+    assert codec.encode_frame(2, strided) == b"\x82\x04abcd"
+    assert codec.FrameParser(is_client=True).feed(memoryview(b"\x82X\x01Xa")[::2]) == [codec.Frame(2, b"a")]
+    masked = codec.encode_frame(2, b"x", mask=True, mask_key=KEY)
+    assert codec.encode_frame(2, b"x", mask=True, mask_key=bytearray(KEY)) == masked
+    for bad in (3, [1], None):
+        name = type(bad).__name__
+        with pytest.raises(TypeError, match=f"^payload must be str or a bytes-like object, not {name}$"):
+            codec.encode_frame(2, bad)
+        with pytest.raises(TypeError, match=f"^payload must be str or a bytes-like object, not {name}$"):
+            codec.encode_message(2, bad)
+        with pytest.raises(TypeError, match=f"^data must be a bytes-like object, not {name}$"):
+            codec.apply_mask(bad, KEY)
+        with pytest.raises(TypeError, match=f"^data must be a bytes-like object, not {name}$"):
+            codec.FrameParser().feed(bad)
+    with pytest.raises(TypeError, match="^data must be a bytes-like object, not str$"):
+        codec.FrameParser().feed("\x81")
+    with pytest.raises(TypeError, match="^mask must be a bytes-like object, not str$"):
+        codec.apply_mask(b"", "abcd")
+    with pytest.raises(TypeError, match="^mask_key must be a bytes-like object, not int$"):
+        codec.encode_frame(2, b"", mask=True, mask_key=1234)
+    with pytest.raises(ValueError, match="^mask_key must be 4 bytes$"):
+        codec.encode_message(2, b"", mask=True, mask_key=b"abc")
+    assert codec.encode_frame(2, b"", mask_key="unused") == b"\x82\x00"  # only read with mask=True
+
+
+def test_apply_mask_inplace_needs_a_writable_contiguous_buffer(codec):
+    for buffer in (b"abcd", memoryview(bytearray(8))[::2]):
+        with pytest.raises(TypeError, match="^apply_mask_inplace needs a writable, C-contiguous buffer$"):
+            codec.apply_mask_inplace(buffer, KEY)
+    with pytest.raises(TypeError, match="^buffer must be a bytes-like object, not str$"):
+        codec.apply_mask_inplace("abcd", KEY)
+    words = array.array("H", [1, 2, 3])
+    codec.apply_mask_inplace(words, KEY)
+    assert words.tobytes() == naive_mask(array.array("H", [1, 2, 3]).tobytes(), KEY)
+
+
+def test_encode_message_max_frame_size(codec):
+    assert codec.encode_message(2, b"abc", max_frame_size=2**80) == b"\x82\x03abc"
+    assert codec.encode_message(2, b"abc", max_frame_size=Index()) == b"\x02\x02ab\x80\x01c"
+    with pytest.raises(TypeError, match="^max_frame_size must be an integer, not float$"):
+        codec.encode_message(2, b"abc", max_frame_size=1.5)
+    with pytest.raises(ValueError, match="^max_frame_size must be at least 1$"):
+        codec.encode_message(2, b"abc", max_frame_size=-(2**70))
+
+
+def test_arguments_are_checked_in_signature_order(codec):
+    """Several bad arguments: the first in the signature is reported, then the
+    rules that combine arguments (RFC 6455 §5.5), then the masking key."""
+    with pytest.raises(TypeError, match="^opcode"):
+        codec.encode_frame(None, None, mask=True, mask_key=1)
+    with pytest.raises(TypeError, match="^payload"):
+        codec.encode_frame(1, None, mask=True, mask_key=1)
+    with pytest.raises(ValueError, match="cannot be fragmented"):
+        codec.encode_frame(9, b"", fin=False, mask=True, mask_key=1)
+    with pytest.raises(TypeError, match="^max_frame_size"):
+        codec.encode_message(1, b"", max_frame_size=None, mask=True, mask_key=1)
+    with pytest.raises(ValueError, match="cannot set RSV1"):
+        codec.encode_message(9, b"", rsv1=True, mask=True, mask_key=1)
+    with pytest.raises(TypeError, match="^data"):
+        codec.apply_mask(None, None)
+    with pytest.raises(TypeError, match="^buffer"):
+        codec.apply_mask_inplace(None, None)
+    with pytest.raises(TypeError, match="^max_message_size"):
+        codec.FrameParser(max_message_size="x", max_frame_size="y")
