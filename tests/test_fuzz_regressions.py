@@ -2,7 +2,7 @@
 no crash; their seeds and the reproducers kept below run through the same
 checks without atheris.
 
-FASTWS_FUZZ_SECONDS sets the time per harness (default 25 s; four runs). To fuzz
+FASTWS_FUZZ_SECONDS sets the time per harness (default 25 s; five runs). To fuzz
 for longer by hand, see fuzz/README.md.
 """
 
@@ -27,6 +27,7 @@ HARNESSES = [
     ("fuzz_frames.py", "cython", True),
     ("fuzz_differential.py", None, True),
     ("fuzz_handshake.py", None, False),
+    ("fuzz_serialize.py", None, False),
 ]
 
 
@@ -147,4 +148,37 @@ def test_seeds_and_reproducers_pass_the_differential_harness():
 def test_seeds_and_reproducers_pass_the_handshake_harness():
     module = harness("fuzz_handshake")
     for data in list(module.seeds()) + HANDSHAKE_REPRODUCERS:
+        module.test_one_input(data)
+
+
+def serialize_input(route: int, status: int, pieces, **options) -> bytes:
+    return harness("fuzz_serialize").encode(route, status, pieces, **options)
+
+
+# Inputs for fuzz_serialize (route, status, pieces): injections that must be refused
+# with the header named, and legal oddities that must survive the round trip.
+SERIALIZE_REPRODUCERS = [
+    # Response splitting through a header value, a reason phrase, a status.
+    serialize_input(0, 200, ["OK", "X-Test", "a\r\nSet-Cookie: evil=1"]),
+    serialize_input(0, 200, ["OK\r\nSet-Cookie: evil=1"]),
+    serialize_input(5, 2000, ["OK"], options=2),
+    # A client's extra header, path and subprotocol list.
+    serialize_input(3, 0, ["h", "/", "", "", "X", "a\r\nEvil: 1"]),
+    serialize_input(3, 0, ["h", "/x HTTP/1.1\r\nEvil: 1\r\n\r\nGET /", "", ""]),
+    serialize_input(3, 0, ["h", "/", "", "", "chat, admin"], options=1),
+    # Offers the server parsed, offered back: a non-token subprotocol, an
+    # extension list ending in an empty element (its ", " is dropped).
+    serialize_input(3, 0, ["h", "/", "", "x, ", "cha\xd6"], options=1),
+    # An extension hook answering with an injection: 500, nothing of the 101 sent.
+    serialize_input(4, 0, ["permessage-deflate\r\nSet-Cookie: a=1", "chat", "", "chat"]),
+    # Whitespace around values, obs-text, a value of SP and HTAB only.
+    serialize_input(7, 0, ["X-A", " \tcaf\xe9\t ", "X-B", " \t ", "X-C", "\x80\xff"]),
+    # Characters above U+00FF in a name, a value, a target.
+    serialize_input(1, 0, ["GET", "/\u20ac", "HTTP/1.1", "X-\u20ac", "v"], utf8=True),
+]
+
+
+def test_seeds_and_reproducers_pass_the_serialize_harness():
+    module = harness("fuzz_serialize")
+    for data in list(module.seeds()) + SERIALIZE_REPRODUCERS:
         module.test_one_input(data)
