@@ -399,6 +399,16 @@ def test_whitespace_around_a_value_is_dropped_as_the_recipient_would():
     assert parse_response(Response(101, headers).serialize()).headers.raw_items() == headers.raw_items()
 
 
+def test_client_can_offer_back_what_the_server_parsed():
+    # fuzz/fuzz_handshake.py mirrors each request with a ClientHandshake: a
+    # non-token subprotocol the server parsed, or offers joined into "x, " (an
+    # empty element), must not make the client refuse.
+    client = ClientHandshake("h", subprotocols=["cha\xd6", "a b"], extensions="x, ")
+    request = parse_request(client.request_bytes())
+    assert request.headers["Sec-WebSocket-Extensions"] == "x,"
+    assert ServerHandshake(subprotocols=["a b"]).accept(request)[1] == "a b"
+
+
 @pytest.mark.parametrize(
     "head",
     [
