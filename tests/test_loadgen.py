@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import random
+import subprocess
 import sys
 import time
 
@@ -257,6 +258,25 @@ async def test_wrong_echoes_are_errors():
 
 
 @async_test
+async def test_rate_mode_backlogs_when_the_server_stops_reading():
+    """The write buffer (ws.buffered_amount) stays near the high-water mark:
+    messages due while the server reads nothing wait in the backlog, unsent."""
+
+    async def deaf(ws):
+        await asyncio.sleep(1.0)  # reads nothing: its reading pauses, TCP pushes back
+
+    async with fastws_echo(deaf) as uri:
+        result = await bench(
+            uri, duration=0.5, mode="rate", rate=2000, sizes=(65536,), progress=False, close_timeout=0.3
+        )
+    # ~1000 messages (64 MiB) were due; what was written is what the kernel
+    # buffers took plus 256 KiB, far less.
+    assert result.messages_sent < 400, result.messages_sent
+    assert result.in_flight_at_end >= 500
+    assert result.oldest_in_flight_us >= 400_000
+
+
+@async_test
 async def test_bad_arguments_and_unreachable_server():
     with pytest.raises(ValueError):
         await bench("ws://127.0.0.1:1/", mode="rate")
@@ -335,3 +355,17 @@ async def test_deflate_only_on_request():
     assert not plain.deflate
     check_sane(deflated)
     assert deflated.deflate and deflated.messages == 50
+
+
+# -- packaging ----------------------------------------------------------------------------------
+
+
+def test_import_fastws_does_not_import_the_load_generator():
+    # fastws.serve loads fastws.asyncio (lazily, on first use): still no load generator.
+    code = (
+        "import json, sys, fastws; fastws.serve; print(json.dumps([m for m in sys.modules if m.startswith('fastws')]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    modules = json.loads(out)
+    assert "fastws.asyncio" in modules
+    assert not [m for m in modules if m == "fastws.loadgen" or m.startswith("fastws.loadgen.")], modules

@@ -1,0 +1,10 @@
+"""``python -m fastws.loadgen URI ...``: the same as ``fastws bench URI ...``."""
+
+import argparse
+import sys
+
+from .cli import add_arguments, run
+
+parser = argparse.ArgumentParser(prog="fastws bench")
+add_arguments(parser)
+sys.exit(run(parser.parse_args()))
