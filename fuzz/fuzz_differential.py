@@ -6,8 +6,13 @@ each feed, and the same error (class, close code, reason); a mismatch is a crash
 
 Inputs whose option byte 5 has bit 7 set test the encoders instead: both must
 produce the same bytes for ``encode_frame`` / ``encode_message`` /
-``apply_mask`` (or raise the same exception type), and what they encode must
-parse back to what was encoded. Only the Python twin is instrumented; it steers
+``apply_mask`` (or raise the same exception type and message), and what they
+encode must parse back to what was encoded. With bit 2 of byte 0 set as well,
+the input picks arguments of every kind (``fuzzlib.Arguments``: ints in and out
+of range, int-likes, floats, str, buffers of every shape...) for one of
+``Frame`` (and its setters), ``FrameParser`` + ``feed``, the encoders and the
+masking functions: both backends must give equal results or the same exception
+type and message. Only the Python twin is instrumented; it steers
 the corpus, and the compiled module is checked against it on every input.
 """
 
@@ -22,7 +27,7 @@ with instrumented():
     import fastws.exceptions
     import fastws.frames
 
-from fuzzlib import Options, error_key, main, plain, replay
+from fuzzlib import Arguments, Options, error_key, main, plain, replay, unmask_frames
 from fuzzseeds import frame_seeds
 
 from fastws import _codec
@@ -53,11 +58,75 @@ def run(codec, options: Options, pieces) -> list:
     return events
 
 
+def observed(value):
+    """A result as comparable values: frames and parsers by their fields' types and values."""
+    if isinstance(value, list):
+        return [observed(item) for item in value]
+    if hasattr(value, "opcode"):
+        return tuple((type(field).__name__, field) for field in (value.opcode, value.payload, value.fin, value.rsv1))
+    if hasattr(value, "is_client"):
+        names = ("is_client", "max_message_size", "max_frame_size", "assemble", "rsv1_allowed")
+        return tuple((type(getattr(value, name)).__name__, getattr(value, name)) for name in names)
+    return value
+
+
 def outcome(function, *args, **kwargs):
     try:
-        return ("ok", function(*args, **kwargs))
-    except (ValueError, TypeError, OverflowError) as exc:
-        return ("raised", type(exc).__name__)
+        return ("ok", observed(function(*args, **kwargs)))
+    except Exception as exc:  # compared across backends: same type, same message
+        return ("raised", type(exc).__name__, str(exc))
+
+
+STREAMS = (b"\x82\x03abc", b"\x82\x83abcd\x00\x00\x00", b"\x01\x02ab\x89\x00\x80\x01c", b"\xc1\x01x")
+
+
+def check_arguments(data: bytes) -> None:
+    """One API call with arguments of any kind: both backends must agree."""
+    picks = Arguments(data)
+    target = picks.byte() % 6
+    if target == 0:
+        opcode, payload, fin, rsv1 = picks.pick(1), picks.pick(b"x"), picks.pick(True), picks.pick(False)
+        attribute, value = ("opcode", "fin", "rsv1")[picks.byte() % 3], picks.pick(2)
+
+        def call(codec):
+            frame = codec.Frame(opcode(), payload(), fin(), rsv1())
+            return [frame, outcome(setattr, frame, attribute, value()), frame]
+
+    elif target == 1:
+        names = ("is_client", "max_message_size", "max_frame_size", "assemble", "rsv1_allowed")
+        options = {name: picks.pick(None if "size" in name else False) for name in names if picks.byte() & 1}
+        stream, feed_data = STREAMS[picks.byte() % len(STREAMS)], picks.pick(None)
+
+        def call(codec):
+            parser = codec.FrameParser(**{name: make() for name, make in options.items()})
+            chunk = feed_data()
+            return [parser, outcome(parser.feed, stream if chunk is None else chunk)]
+
+    elif target in (2, 3):
+        opcode, payload = picks.pick(2), picks.pick(b"payload")
+        flags = {name: picks.pick(False) for name in (("fin", "rsv1", "mask") if target == 2 else ("mask", "rsv1"))}
+        mask_key, size = picks.pick(b"\x01\x02\x03\x04"), picks.pick(3)
+        encode = "encode_frame" if target == 2 else "encode_message"
+
+        def call(codec):
+            kwargs = {name: make() for name, make in flags.items()}
+            if target == 3:
+                kwargs["max_frame_size"] = size()
+            result = getattr(codec, encode)(opcode(), payload(), mask_key=mask_key(), **kwargs)
+            return unmask_frames(result)  # random keys differ, what they mask must not
+
+    else:
+        buffer, mask = picks.pick(bytearray(b"buffer")), picks.pick(b"\x01\x02\x03\x04")
+
+        def call(codec):
+            if target == 4:
+                return codec.apply_mask(buffer(), mask())
+            target_buffer = buffer()
+            codec.apply_mask_inplace(target_buffer, mask())
+            return memoryview(target_buffer).tobytes()
+
+    results = [outcome(call, codec) for codec in (PYTHON, CYTHON)]
+    assert results[0] == results[1], f"backends differ:\npython {results[0]!r}\ncython {results[1]!r}"
 
 
 def check_encoders(options: Options, data: bytes) -> None:
@@ -114,7 +183,10 @@ def check_encoders(options: Options, data: bytes) -> None:
 def test_one_input(data: bytes) -> None:
     options, stream = Options.decode(data)
     if options.extra_bit:
-        check_encoders(options, stream)
+        if options.rsv1_allowed:
+            check_arguments(stream)
+        else:
+            check_encoders(options, stream)
         return
     pieces = options.chunks(stream)
     python_events = run(PYTHON, options, pieces)
@@ -128,6 +200,10 @@ def seeds():
     encode = Options.encode(extra_bit=True, max_message=(1, 7), max_frame=(1, 4))
     for control in (0x11, 0x12, 0x52, 0x91, 0xD1, 0x19, 0x18, 0x08, 0x01, 0x33, 0x13):
         yield encode + bytes([control]) + b"\x01\x02\x03\x04" + "héllo wörld".encode()
+    arguments = Options.encode(extra_bit=True, rsv1_allowed=True)
+    for target in range(6):
+        for kinds in (b"\x00\x00" * 6, b"\x01\x10\x02\x03\x04\x01\x06\x05", b"\x0c\x00\x06abcdef\x0f\x00\x04abcd"):
+            yield arguments + bytes([target]) + kinds
 
 
 if __name__ == "__main__":

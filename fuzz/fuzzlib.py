@@ -11,6 +11,7 @@ two options of its own besides libFuzzer's ``-flags``:
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import sys
@@ -179,3 +180,107 @@ def replay(test_one_input: Callable[[bytes], None], paths: Iterable[str]) -> Non
     for path in paths:
         test_one_input(Path(path).read_bytes())
         print(f"{path}: ok", file=sys.stderr)
+
+
+# -- argument values of every kind, for differential fuzzing of the codec API --
+
+
+class IntLike:
+    """An integer that is not an int (as numpy's are)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"IntLike({self.value})"
+
+    def __eq__(self, other: object) -> bool:  # each backend gets its own instance
+        return isinstance(other, IntLike) and other.value == self.value
+
+
+class NoTruth:
+    """An object whose truth value cannot be taken."""
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth value")
+
+    def __repr__(self) -> str:
+        return "NoTruth()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NoTruth)
+
+
+BIG_INTS = (2**31, 2**63 - 1, 2**63, 2**64, -(2**63), 10**30, 125, 126, 65536)
+
+
+class Arguments:
+    """Picks argument values from fuzz input bytes: the valid value offered, or an
+    int in or out of range, an int-like, a bool, None, a float, a str, bytes, a
+    bytearray, a (strided, 2-D, read-only) memoryview, an array, a list, an object
+    without a truth value. ``pick`` returns a function making a fresh value, so
+    that each backend gets its own copy of a mutable buffer."""
+
+    KINDS = 17
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        value = self.data[self.pos] if self.pos < len(self.data) else 0
+        self.pos += 1
+        return value
+
+    def blob(self) -> bytes:
+        size = self.byte() % 16
+        blob = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return blob
+
+    def pick(self, valid: object) -> Callable[[], object]:
+        kind, n = self.byte() % self.KINDS, self.byte()
+        blob = self.blob() if kind >= 8 else b""
+        even = blob[: len(blob) // 2 * 2]
+        makers: list = [
+            lambda: bytearray(valid) if isinstance(valid, bytearray) else valid,
+            lambda: n - 3,
+            lambda: BIG_INTS[n % len(BIG_INTS)],
+            lambda: bool(n & 1),
+            lambda: IntLike(n - 2),
+            lambda: None,
+            lambda: n / 7,
+            lambda: NoTruth(),
+            lambda: blob.decode("utf-8", "replace"),
+            lambda: blob,
+            lambda: bytearray(blob),
+            lambda: memoryview(bytearray(blob)),
+            lambda: memoryview(bytearray(blob))[::2],
+            lambda: memoryview(blob)[::2],
+            lambda: memoryview(bytearray(even)).cast("B", shape=[2, len(even) // 2]),
+            lambda: array.array("H", even),
+            lambda: list(blob[:4]),
+        ]
+        return makers[kind]
+
+
+def unmask_frames(wire: bytes) -> list:
+    """Encoded frames as (first byte, mask bit, unmasked payload): random masking
+    keys differ between backends, what they mask must not."""
+    frames, pos = [], 0
+    while pos < len(wire):
+        first, second = wire[pos], wire[pos + 1]
+        length, pos = second & 0x7F, pos + 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            length, pos = int.from_bytes(wire[pos : pos + size], "big"), pos + size
+        key = b"\0\0\0\0"
+        if second & 0x80:
+            key, pos = wire[pos : pos + 4], pos + 4
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(wire[pos : pos + length]))
+        frames.append((first, second & 0x80, payload))
+        pos += length
+    return frames
