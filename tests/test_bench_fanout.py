@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "bench_fanout.py")
 
 
@@ -21,6 +23,7 @@ def rows(report: str) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_fanout_bench_quick_run():
     cmd = [sys.executable, BENCH, "--quick", "--subscribers", "10", "--loops", "asyncio"]
     cmd += ["--duration", "1", "--warmup", "0.2", "--timeout", "10", "--no-save"]

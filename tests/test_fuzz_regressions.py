@@ -39,6 +39,7 @@ def harness(name: str):
     return importlib.import_module(name)
 
 
+@pytest.mark.slow  # 25 s per harness
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
 @pytest.mark.skipif(
     bool(os.environ.get("FASTWS_CODEC")),

@@ -9,7 +9,6 @@ a fixed sleep; servers listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import resource
 import socket
@@ -24,7 +23,7 @@ from fastws import connect, serve
 from fastws.asyncio.server import ServerConnection
 from fastws.exceptions import ConnectionClosed
 
-from .support.asyncio import RawPeer, upgrade_request
+from .support.asyncio import RawPeer, async_test, leftover_tasks, upgrade_request
 from .support.frames import client_frame
 
 WAIT = 10.0  # bound on any single wait
@@ -39,11 +38,7 @@ def backend(codec, monkeypatch):
 
 
 def hostile_test(function):
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(function(*args, **kwargs), DEADLINE))
-
-    return wrapper
+    return async_test(function, deadline=DEADLINE)
 
 
 def uri(server) -> str:
@@ -577,8 +572,8 @@ async def test_peers_vanishing_200_times_leave_nothing_behind():
         await echo_round_trip(server)
         await until(lambda: not server.connections)
     gc.collect()
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert [t.get_coro().__name__ for t in tasks] == ["wait_for"]
+    tasks = leftover_tasks()
+    assert tasks == [], tasks
     leftover = [obj for obj in gc.get_objects() if isinstance(obj, ServerConnection)]
     assert leftover == [], f"{len(leftover)} ServerConnection objects still alive"
 

@@ -52,6 +52,7 @@ def per_connection_kib(before: dict, after: dict, count: int) -> Optional[float]
     return (after["rss_kib"] - before["rss_kib"]) / count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", ["handler", "listener"])
 @async_test
 async def test_many_idle_connections_stay_open_and_echo(api):

@@ -146,6 +146,7 @@ async def run_clients(server: ServerProcess, seconds: float, seed: int, totals: 
     await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(CLIENTS))), seconds + 5 * STEP_TIMEOUT)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(SOAK_SECONDS <= 0, reason="FASTWS_SOAK_SECONDS=0")
 @async_test
 async def test_soak_random_traffic_and_disconnects():
