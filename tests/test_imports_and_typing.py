@@ -78,7 +78,7 @@ def test_rules_are_defined_once_and_shared():
         assert value in _rules.OPCODES
     assert frames.is_valid_close_code is _rules.is_valid_close_code
     assert frames.MAX_FRAME_SIZE is _rules.MAX_FRAME_SIZE
-    assert _codec_py.MAX_MESSAGE_SIZE is _rules.MAX_MESSAGE_SIZE
+    assert _codec_py._MAX_MESSAGE_SIZE is _rules.MAX_MESSAGE_SIZE
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")

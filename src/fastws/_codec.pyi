@@ -1,25 +1,37 @@
 """The codec interface, implemented twice: by ``_codec`` (Cython) and ``_codec_py``
 (pure Python). Both must behave identically, byte for byte and error for error;
-``python -m mypy.stubtest`` holds both to this file.
+``.ci/stubtest.sh`` holds both to this file with ``mypy.stubtest``.
+
+Arguments (the rules are in ``_rules``, shared by both backends): integers may be
+anything with ``__index__``; flags are taken by truth value and stored as bools;
+bytes-like arguments are any buffer, read as its bytes in C order (a str only
+where a payload may be text; ints and lists never). A bad argument raises
+TypeError (wrong kind) or ValueError (out of range) with the same message on both
+backends, checking arguments in signature order, then the rules that combine them.
 """
 
 from typing import Union
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
-Payload = Union[Buffer, str]
+__all__ = ["apply_mask", "apply_mask_inplace", "Frame", "FrameParser", "encode_frame", "encode_message"]
+
+_Payload = Union[Buffer, str]
 
 def apply_mask(data: Buffer, mask: Buffer) -> bytes:
     """Return ``data`` XOR-ed with the repeating 4-byte ``mask`` (RFC 6455 §5.3)."""
 
 def apply_mask_inplace(buffer: Buffer, mask: Buffer) -> None:
-    """XOR a writable buffer (bytearray, writable memoryview) with ``mask`` in place."""
+    """XOR a writable, C-contiguous buffer (bytearray, writable memoryview) with
+    ``mask`` in place; TypeError for any other buffer."""
 
+@disjoint_base
 class Frame:
     """A frame, or in message mode a whole message.
 
     ``payload`` is ``bytes``, except for a complete text message in message mode,
-    which is already decoded to ``str``.
+    which is already decoded to ``str``. ``opcode`` must be one of the six opcodes
+    (ValueError otherwise), also when assigned; ``fin`` and ``rsv1`` become bools.
     """
 
     opcode: int
@@ -28,6 +40,7 @@ class Frame:
     rsv1: bool
     def __init__(self, opcode: int, payload: Union[bytes, str], fin: bool = True, rsv1: bool = False) -> None: ...
 
+@disjoint_base
 class FrameParser:
     """Incremental parser of a stream of WebSocket frames.
 
@@ -36,13 +49,21 @@ class FrameParser:
     returned as soon as they arrive, also in the middle of a fragmented message.
     On bad input it raises ProtocolError (or InvalidUTF8, MessageTooBig) whose
     ``frames`` lists what was decoded before the error; the parser then stays failed.
+
+    The limits are ``None`` or integers >= 0; a limit above 2**63 - 1 is no limit,
+    as no frame is that long (RFC 6455 §5.2). The options are read-only.
     """
 
-    is_client: bool
-    max_message_size: int | None
-    max_frame_size: int | None
-    assemble: bool
-    rsv1_allowed: bool
+    @property
+    def is_client(self) -> bool: ...
+    @property
+    def max_message_size(self) -> int | None: ...
+    @property
+    def max_frame_size(self) -> int | None: ...
+    @property
+    def assemble(self) -> bool: ...
+    @property
+    def rsv1_allowed(self) -> bool: ...
     def __init__(
         self,
         *,
@@ -63,7 +84,7 @@ class FrameParser:
 
 def encode_frame(
     opcode: int,
-    payload: Payload,
+    payload: _Payload,
     *,
     fin: bool = True,
     rsv1: bool = False,
@@ -71,11 +92,12 @@ def encode_frame(
     mask_key: Buffer | None = None,
 ) -> bytes:
     """Encode one frame. A client masks (``mask=True``) with a fresh random key
-    unless ``mask_key`` is given; a ``str`` payload is encoded as UTF-8."""
+    unless ``mask_key`` (4 bytes, read only when masking) is given; a ``str``
+    payload is encoded as UTF-8."""
 
 def encode_message(
     opcode: int,
-    payload: Payload,
+    payload: _Payload,
     *,
     mask: bool = False,
     max_frame_size: int = ...,
@@ -83,5 +105,6 @@ def encode_message(
     mask_key: Buffer | None = None,
 ) -> bytes:
     """Encode a whole message, fragmented into frames of at most ``max_frame_size``
-    payload bytes: the first carries ``opcode`` (and ``rsv1``), the rest are
-    continuations, the last has FIN set."""
+    (an integer >= 1) payload bytes: the first carries ``opcode`` (and ``rsv1``),
+    the rest are continuations, the last has FIN set. A control message is one
+    frame whatever ``max_frame_size`` says (RFC 6455 §5.5)."""

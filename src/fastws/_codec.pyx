@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: autotestdict=False
 """The compiled codec: frame parsing, unmasking, UTF-8 validation, reassembly and
 encoding in C. Its twin ``_codec_py.py`` implements the same interface
 (``_codec.pyi``) in pure Python; the test suite holds the two to one behaviour.
@@ -21,8 +22,11 @@ from libc.string cimport memcpy
 import os
 
 from . import _rules
-from ._rules import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
+from ._rules import MAX_FRAME_SIZE as _MAX_FRAME_SIZE
+from ._rules import MAX_MESSAGE_SIZE as _MAX_MESSAGE_SIZE
 from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
+
+__all__ = ["apply_mask", "apply_mask_inplace", "Frame", "FrameParser", "encode_frame", "encode_message"]
 
 cdef extern from "_codec_simd.h":
     void fastws_mask(const uint8_t *src, uint8_t *dst, size_t n, const uint8_t *key4, unsigned phase) nogil
@@ -318,7 +322,7 @@ cdef class FrameParser:
     cdef size_t _buf_len
     cdef size_t _buf_cap
 
-    def __init__(self, *, is_client=False, max_message_size=MAX_MESSAGE_SIZE,
+    def __init__(self, *, is_client=False, max_message_size=_MAX_MESSAGE_SIZE,
                  max_frame_size=None, assemble=True, rsv1_allowed=False):
         # In signature order, as the Python twin (see _rules for the rules).
         self.is_client = is_client
@@ -796,7 +800,7 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, mask=False, mask_key=
     return _encode(op, data, data.size if data.size else 1, c_fin, c_rsv1, c_mask, mask_key)
 
 
-def encode_message(opcode, payload, *, mask=False, max_frame_size=MAX_FRAME_SIZE, rsv1=False, mask_key=None):
+def encode_message(opcode, payload, *, mask=False, max_frame_size=_MAX_FRAME_SIZE, rsv1=False, mask_key=None):
     cdef int op = _opcode_of(opcode)
     cdef _Bytes data = _bytes_of(payload, AS_PAYLOAD, "payload")
     cdef bint c_mask = mask

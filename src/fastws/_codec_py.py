@@ -14,7 +14,8 @@ import struct
 from operator import attrgetter as _attrgetter
 
 from ._rules import MAX_CONTROL_PAYLOAD as _MAX_CONTROL_PAYLOAD
-from ._rules import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
+from ._rules import MAX_FRAME_SIZE as _MAX_FRAME_SIZE
+from ._rules import MAX_MESSAGE_SIZE as _MAX_MESSAGE_SIZE
 from ._rules import OP_BINARY as _OP_BINARY
 from ._rules import OP_CLOSE as _OP_CLOSE
 from ._rules import OP_CONT as _OP_CONT
@@ -122,11 +123,35 @@ class Frame:
 
 
 class FrameParser:
+    __slots__ = (
+        "_assemble",
+        "_error",
+        "_fin",
+        "_frame_chunks",
+        "_frame_size",
+        "_header",
+        "_in_frame",
+        "_is_client",
+        "_mask",
+        "_mask_phase",
+        "_max_frame_size",
+        "_max_message_size",
+        "_message_chunks",
+        "_message_opcode",
+        "_message_rsv1",
+        "_message_size",
+        "_opcode",
+        "_remaining",
+        "_rsv1",
+        "_rsv1_allowed",
+        "_utf8",
+    )
+
     def __init__(
         self,
         *,
         is_client: bool = False,
-        max_message_size: int | None = MAX_MESSAGE_SIZE,
+        max_message_size: int | None = _MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
         assemble: bool = True,
         rsv1_allowed: bool = False,
@@ -432,7 +457,13 @@ def encode_frame(
 
 
 def encode_message(
-    opcode: int, payload, *, mask: bool = False, max_frame_size: int = MAX_FRAME_SIZE, rsv1: bool = False, mask_key=None
+    opcode: int,
+    payload,
+    *,
+    mask: bool = False,
+    max_frame_size: int = _MAX_FRAME_SIZE,
+    rsv1: bool = False,
+    mask_key=None,
 ) -> bytes:
     if type(opcode) is not int or opcode not in _KNOWN_OPCODES:
         opcode = _opcode_arg(opcode)
