@@ -8,10 +8,11 @@ reads or writes a socket: callers feed bytes in and write the bytes they get.
 Everything written is checked where it comes in (``Headers(...)``,
 ``Headers.add``, ``Request``/``Response`` construction, the handshake classes)
 and once more in ``serialize()``: a header name must be a token and a value
-must not hold CR, LF, NUL or any other control character (RFC 9110 §5.1,
-§5.5), or InvalidHeader (a ValueError) is raised and nothing is sent. The
-parser applies the same rules to what it reads, so what fastws parses it can
-write back unchanged, and the other way round.
+must not hold CR, LF, NUL or any other control character but HTAB (RFC 9110
+§5.1, §5.5), or InvalidHeader (a ValueError) is raised and nothing is sent;
+SP/HTAB around a value is dropped, as the recipient drops it. The parser
+applies the same rules to what it reads, so what fastws parses it can write
+back unchanged, and the other way round.
 """
 
 from __future__ import annotations
