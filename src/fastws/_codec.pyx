@@ -13,7 +13,8 @@ frames and fragmented messages go through one growable buffer per parser.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject
+from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport INT64_MAX, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
@@ -43,6 +44,7 @@ cdef int OP_TEXT = _rules.OP_TEXT
 cdef int OP_BINARY = _rules.OP_BINARY
 cdef int OP_CLOSE = _rules.OP_CLOSE   # opcodes from here up are control frames
 cdef Py_ssize_t MAX_CONTROL_PAYLOAD = _rules.MAX_CONTROL_PAYLOAD
+cdef Py_ssize_t _C_MAX_FRAME_SIZE = _rules.MAX_FRAME_SIZE
 cdef bint _KNOWN_OPCODE[16]           # indexed by the 4-bit opcode field
 _is_valid_close_code = _rules.is_valid_close_code
 
@@ -152,20 +154,42 @@ cdef inline int _read_mask(object mask, uint8_t *key, str name) except -1:
     return 0
 
 
-cdef int _opcode_of(object opcode) except -1:
-    cdef int overflow = 0
-    cdef long long value
+# The six opcode int objects (CPython caches small ints, so callers pass these
+# very objects): recognising one by identity converts it without a call.
+cdef PyObject *_OPCODE_OBJECTS[6]
+cdef int _OPCODE_VALUES[6]
+
+
+cdef int _remember_opcodes() except -1:
+    cdef int i
+    for i, opcode in enumerate(_rules.OPCODES):
+        _OPCODE_OBJECTS[i] = <PyObject *>opcode  # kept alive by _rules.OPCODES
+        _OPCODE_VALUES[i] = opcode
+    return 0
+
+
+_remember_opcodes()
+
+
+cdef inline int _opcode_of(object opcode) except -1:
+    cdef int i, overflow = 0
+    cdef long value
+    for i in range(6):
+        if <PyObject *>opcode == _OPCODE_OBJECTS[i]:
+            return _OPCODE_VALUES[i]
     if type(opcode) is int:
-        value = PyLong_AsLongLongAndOverflow(opcode, &overflow)
+        value = PyLong_AsLongAndOverflow(opcode, &overflow)
         if not overflow and 0 <= value <= 15 and _KNOWN_OPCODE[value]:
             return <int>value
     return _rules.opcode_arg(opcode)
 
 
-cdef Py_ssize_t _frame_size_of(object max_frame_size) except -1:
+cdef inline Py_ssize_t _frame_size_of(object max_frame_size) except -1:
     """encode_message's max_frame_size; sizes beyond any payload are all one."""
     cdef int overflow = 0
     cdef long long value
+    if max_frame_size is _MAX_FRAME_SIZE:  # the default, also Connection's
+        return _C_MAX_FRAME_SIZE
     if type(max_frame_size) is int:
         value = PyLong_AsLongLongAndOverflow(max_frame_size, &overflow)
         if overflow > 0:
