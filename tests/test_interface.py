@@ -88,6 +88,35 @@ def test_backends_define_nothing_public_beyond_the_stub():
             for n, v in vars(codec).items()
             if not n.startswith("_") and (callable(v) and not isinstance(v, type(ast)))
         }
-        public -= {"InvalidUTF8", "MessageTooBig", "ProtocolError", "is_valid_close_code"}
+        public -= {"InvalidUTF8", "MessageTooBig", "ProtocolError"}
         public = {n for n in public if getattr(vars(codec)[n], "__module__", codec.__name__) == codec.__name__}
         assert public == declared, codec.__name__
+
+
+def stub_all() -> list[str]:
+    for node in STUB.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "__all__":
+            return ast.literal_eval(node.value)
+    raise AssertionError("the stub declares no __all__")
+
+
+def test_backends_export_what_the_stub_exports():
+    for codec in all_codecs():
+        assert sorted(codec.__all__) == sorted(stub_all()), codec.__name__
+
+
+def test_read_only_properties_are_read_only():
+    """Properties without a setter in the stub refuse assignment on both backends;
+    declared attributes accept it (and keep the constructor's rules)."""
+    for name, stub in CLASSES.items():
+        for codec in all_codecs():
+            instance = getattr(codec, name)(1, b"") if name == "Frame" else getattr(codec, name)()
+            for member in stub.body:
+                if isinstance(member, ast.FunctionDef) and any(
+                    getattr(d, "id", None) == "property" for d in member.decorator_list
+                ):
+                    with pytest.raises(AttributeError):
+                        setattr(instance, member.name, getattr(instance, member.name))
+                elif isinstance(member, ast.AnnAssign):
+                    attribute = member.target.id  # type: ignore[union-attr]
+                    setattr(instance, attribute, getattr(instance, attribute))
