@@ -9,8 +9,13 @@ handshake and ``Connection``, so the frames go through the compiled codec.
 
 It mirrors uvicorn's own classes (``wsproto_impl.WSProtocol``,
 ``websockets_sansio_impl.WebSocketsSansIOProtocol``): same constructor and
-attributes, same ASGI events and error paths, same log lines
-(tests/interop/test_uvicorn.py runs them side by side). Differences, on purpose:
+attributes, same ASGI events, error paths and close codes, same log lines
+(tests/interop/test_uvicorn.py runs them side by side, every ASGI event
+sequence included). Where those two disagree, this class does what
+websockets-sansio does: a denial response is written whole at its last body
+part (nothing if the app fails first), and TCP lost before the handshake
+completed, a started denial included, is ``websocket.disconnect`` 1006.
+Differences, on purpose:
 
 - reading pauses once ``ws_max_queue`` messages wait for the app (uvicorn's
   classes pause after every message and ignore ``ws_max_queue``);
@@ -19,7 +24,24 @@ attributes, same ASGI events and error paths, same log lines
 - an unsupported ``Sec-WebSocket-Version`` is answered 426 with the supported
   version (RFC 6455 §4.4), as wsproto does;
 - keepalive counts any data received since the ping as a sign of life, so a
-  busy client whose pong waits behind its messages is not dropped.
+  busy client whose pong waits behind its messages is not dropped;
+- a header name that is not a token (RFC 9110 §5.1) is refused like a value
+  with CR, LF or NUL: ``websocket.accept`` or the last
+  ``websocket.http.response.body`` raises (a ValueError) and nothing of that
+  head is written (a 500 follows for accept); websockets-sansio writes such a
+  name as given. The exceptions for unwritable headers, close codes and
+  reasons are fastws's ValueErrors, not websockets' own;
+- a complete denial response is complete: websockets-sansio also logs "ASGI
+  callable returned without completing handshake." when the app returns
+  before TCP is closed; wsproto and this class do not;
+- a body part after the last one raises RuntimeError (websockets-sansio: an
+  AssertionError from inside websockets);
+- the websockets library's own lines ("connection open", "connection
+  rejected (...)", "connection closed"), which websockets-sansio logs through
+  uvicorn's logger, are not logged; uvicorn's own lines are the same.
+
+Keepalive, read pausing and how TCP is closed are decided by fastws.policy,
+as in fastws.asyncio; the ASGI conversation is one ``Phase``.
 
 Only this module imports uvicorn; ``import fastws`` never does.
 """
@@ -29,8 +51,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import enum
 import logging
-import os
 from typing import Any, Literal, Optional
 from urllib.parse import unquote
 
@@ -51,8 +73,9 @@ from .exceptions import ConnectionClosed, InvalidHandshake
 from .extensions.permessage_deflate import Deflate, PerMessageDeflate
 from .frames import CloseCode
 from .handshake import Headers, HeadParser, Response, ServerHandshake, error_response, parse_request
+from .policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 
-__all__ = ["WebSocketProtocol", "DEFLATE"]
+__all__ = ["WebSocketProtocol", "Phase", "DEFLATE"]
 
 DEFLATE = PerMessageDeflate(server_max_window_bits=12, client_max_window_bits=12, mem_level=5)
 """permessage-deflate with ``ws_per_message_deflate``: the windows and memLevel
@@ -60,6 +83,54 @@ uvicorn's websockets-sansio class negotiates, so memory per connection matches."
 
 CLOSE_TIMEOUT = 10.0
 """Seconds to wait for the client's close frame (uvicorn's classes use 10 too)."""
+
+INTERNAL_ERROR_BODY = b"Internal Server Error"
+
+
+class Phase(enum.Enum):
+    """Where the ASGI conversation is: one state instead of uvicorn's flags
+    (handshake_complete, close_sent, disconnected, initial_response).
+
+    REQUEST -> CONNECTING (the app runs) -> OPEN (websocket.accept: 101)
+    -> CLOSED (we sent a close frame). From CONNECTING, websocket.close answers
+    403 (-> CLOSED) and websocket.http.response.start begins a denial
+    (-> RESPONDING -> RESPONDED once the last body part is sent). Any phase
+    -> LOST when TCP is gone. A 500 leaves the phase as it was, as in uvicorn.
+    """
+
+    REQUEST = "request"  # reading the upgrade request; the app has not started
+    CONNECTING = "connecting"  # the app runs and has not answered yet
+    RESPONDING = "responding"  # denial response started, body pending (nothing written yet)
+    RESPONDED = "responded"  # denial response written
+    OPEN = "open"  # 101 written; the client may still have closed (then sends raise ClientDisconnected)
+    CLOSED = "closed"  # we sent a close frame (or a 403): sends are an app error
+    LOST = "lost"  # TCP is gone: sends raise ClientDisconnected
+
+    @property
+    def lost_code(self) -> int:
+        """The ``websocket.disconnect`` code when TCP drops in this phase: 1005
+        once the handshake completed (uvicorn counts the 403 as completed), else 1006."""
+        return 1005 if self in (Phase.OPEN, Phase.CLOSED) else 1006
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _refuse_unwritable(headers: list[tuple[str, str]]) -> None:
+    """A header name is a token (RFC 9110 §5.1) and a value holds no CR, LF or
+    NUL (§5.5: they would end the line, header injection). fastws's Headers
+    checks this (and more) itself; this keeps the guarantee in this module
+    whatever that class checks, so nothing of such a head is ever written."""
+    for name, value in headers:
+        if not name or not _TOKEN.issuperset(name):
+            raise ValueError(f"invalid header name {name!r}: not a token (RFC 9110 §5.1)")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"invalid value for header {name!r}: CR, LF and NUL are not allowed (RFC 9110 §5.5)")
+
+
+def _decode_headers(raw: Any) -> list[tuple[str, str]]:
+    """ASGI headers (pairs of bytes) as str pairs; wrong types raise in the app."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in list(raw)]
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -93,6 +164,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.client: Optional[tuple[str, int]] = None
         self.scheme: Literal["wss", "ws"] = "ws"
         self.scope: dict[str, Any] = {}
+        self.phase = Phase.REQUEST
 
         # WebSocket state.
         self.handshake = ServerHandshake(
@@ -103,31 +175,28 @@ class WebSocketProtocol(asyncio.Protocol):
         self.deflate: Optional[Deflate] = None
         self.conn: Optional[Connection] = None  # the sans-I/O connection, once accepted
         self.early_data = b""  # bytes the client sent before the app accepted
-        self.handshake_complete = False
-        self.close_sent = False
-        self.disconnected = False
         self.close_timer: Optional[asyncio.TimerHandle] = None
         self.close_timeout = CLOSE_TIMEOUT
-        self.initial_response: Optional[tuple[int, list[tuple[bytes, bytes]], bytes]] = None  # denial response
+        self.denial: Optional[tuple[int, list[tuple[str, str]], bytes]] = None  # status, headers, body so far
 
         # Events for the app: a deque and a wake-up future are cheaper per
         # message than an asyncio.Queue.
         self.queue: collections.deque[dict[str, Any]] = collections.deque()
         self.waiter: Optional[asyncio.Future] = None
-        self.max_queue = max(config.ws_max_queue, 1)
-        self.read_paused = False
+        self.flow = ReadFlow(config.ws_max_queue)
+        self.reading_paused = False  # the transport's state, as last set
         self.writable = asyncio.Event()
         self.writable.set()
 
-        # Keepalive state.
+        # Keepalive: fastws.policy decides, this class runs one timer.
         self.ping_interval = config.ws_ping_interval
         self.ping_timeout = config.ws_ping_timeout
-        self.ping_timer: Optional[asyncio.TimerHandle] = None
-        self.pong_timer: Optional[asyncio.TimerHandle] = None
-        self.pending_ping_payload: Optional[bytes] = None
-        self.ping_sent_at = 0.0
-        self.last_ping_rtt = 0.0
-        self.data_seen = False  # any bytes since the last keepalive ping
+        self.keepalive: Optional[Keepalive] = None
+        self.keepalive_timer: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def read_paused(self) -> bool:
+        return self.reading_paused
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -142,11 +211,10 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.stop_keepalive()
         # ASGI: 1005 when no close code was received, as uvicorn's classes send.
-        self.put({"type": "websocket.disconnect", "code": 1005 if self.handshake_complete else 1006})
+        self.put({"type": "websocket.disconnect", "code": self.phase.lost_code})
         self.connections.discard(self)
         self._trace("WebSocket connection lost")
-        self.handshake_complete = True
-        self.disconnected = True
+        self.phase = Phase.LOST
         self.writable.set()  # a paused transport that is lost never resumes
         if self.close_timer is not None:
             self.close_timer.cancel()
@@ -162,15 +230,30 @@ class WebSocketProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.writable.clear()
         if self.conn is not None:
-            self.conn.writable = False
+            self.conn.writable = False  # pongs now wait in the connection (the newest only)
 
     def resume_writing(self) -> None:
         self.writable.set()
         if self.conn is not None:
             self.conn.writable = True
-            out = self.conn.data_to_send()  # the newest pong, held back while paused
-            if out and not self.transport.is_closing():
-                self.transport.write(out)
+            self.write(self.conn.data_to_send())  # the pong held back while paused
+
+    def write(self, data: bytes) -> None:
+        """Write what the connection produced; ``Connection.data_to_send()``
+        already holds pongs back while writing is paused, so anything it
+        returns leaves now (a close reply must not wait)."""
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def update_reading(self) -> None:
+        """Read unless ReadFlow says the app's queue is full, or bytes wait for websocket.accept."""
+        paused = self.flow.paused or (self.conn is None and bool(self.early_data))
+        if paused != self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -179,56 +262,54 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         if conn.state is State.CLOSED:
             return  # lingering after a protocol error: read and drop until EOF
-        self.data_seen = True
+        if self.keepalive is not None:
+            self.keepalive.data_received()
         events = conn.receive_data(data)
-        # Pongs and the reply to a close frame. While the client reads nothing
-        # (writing paused), pongs wait for resume_writing: only the newest is kept.
-        if conn.state is not State.OPEN or self.writable.is_set():
-            out = conn.data_to_send()
-            if out and not self.transport.is_closing():
-                self.transport.write(out)
+        self.write(conn.data_to_send())  # pongs and the reply to a close frame
+        discard = self.phase is not Phase.OPEN  # past websocket.close, messages are dropped
         for frame in events:
             opcode = frame.opcode
             if opcode < OP_CLOSE:
-                if not self.close_sent:  # past websocket.close, messages are discarded
+                if not discard:
                     if opcode == OP_TEXT:
                         self.put({"type": "websocket.receive", "text": frame.payload})
                     else:
                         self.put({"type": "websocket.receive", "bytes": frame.payload})
             elif opcode == OP_PONG:
-                self.handle_pong(frame.payload)
+                keepalive = self.keepalive
+                if keepalive is not None and keepalive.pong_received(frame.payload, self.loop.time()):
+                    self.arm_keepalive()
         if conn.state is State.CLOSED:
-            self.handle_closed(conn)
-        elif len(self.queue) >= self.max_queue and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
+            self.connection_closed(conn)
+        elif self.flow.after_put(len(self.queue)):
+            self.update_reading()
 
-    def handle_closed(self, conn: Connection) -> None:
-        """The close handshake finished, or the client broke the protocol."""
-        if conn.error is not None:
-            if not self.close_sent:
-                self.close_sent = True
+    def connection_closed(self, conn: Connection) -> None:
+        """The close handshake finished, or the client broke the protocol: tell
+        the app (unless it closed first) and close TCP as fastws.policy says."""
+        self.stop_keepalive()
+        if self.phase is Phase.OPEN:
+            if conn.error is not None:
+                self.phase = Phase.CLOSED  # our close frame went out
                 self.put({"type": "websocket.disconnect", "code": conn.error.code, "reason": conn.error.reason})
+            else:
+                # The client closed first; the echo of its close frame is written.
+                assert conn.close_received is not None
+                code, reason = conn.close_received
+                self.put({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if transport_action(conn) is TransportAction.LINGER:
             self.linger()
             return
-        if not self.close_sent:
-            # The client closed first; the echo of its close frame is written.
-            assert conn.close_received is not None
-            code, reason = conn.close_received
-            self.put({"type": "websocket.disconnect", "code": code, "reason": reason})
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None
-        # RFC 6455 §7.1.1: the server closes the TCP connection first.
-        self.transport.close()
+        self.transport.close()  # RFC 6455 §7.1.1: the server closes TCP first
 
     def linger(self) -> None:
-        """Close after a protocol error: shut down our side and read until the
-        client hangs up (bounded by close_timeout). Closing a socket with unread
-        data sends a reset, which can destroy the close frame before it is read."""
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
+        """After a protocol error: shut down our side and read until the client
+        hangs up (bounded by close_timeout), so our close frame is not lost to a reset."""
+        self.flow.closing()
+        self.update_reading()
         if self.transport.can_write_eof() and not self.transport.is_closing():
             self.transport.write_eof()
             if self.close_timer is None:
@@ -243,9 +324,7 @@ class WebSocketProtocol(asyncio.Protocol):
             # Frames sent before websocket.accept wait for it; reading pauses so
             # an impatient client cannot make us buffer without bound.
             self.early_data += data
-            if not self.read_paused:
-                self.read_paused = True
-                self.transport.pause_reading()
+            self.update_reading()
             return
         try:
             result = self.head.feed(data)
@@ -279,6 +358,9 @@ class WebSocketProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {"websocket.http.response": {}},
         }
+        self.phase = Phase.CONNECTING
+        if self.early_data:
+            self.update_reading()
         self.put({"type": "websocket.connect"})
         task = self.loop.create_task(self.run_asgi())
         task.add_done_callback(self.tasks.discard)
@@ -287,8 +369,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def reject_handshake(self, exc: InvalidHandshake) -> None:
         """A malformed upgrade request never reaches the app."""
         self.logger.info("%sWebSocket handshake rejected: %d %s", self._prefix(), exc.status, exc.reason)
-        self.handshake_complete = True
-        self.close_sent = True
+        self.phase = Phase.CLOSED
         response = error_response(exc.status, exc.reason, exc.headers)
         self.transport.write(self._with_default_headers(response).serialize())
         self.transport.close()
@@ -311,7 +392,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.logger.exception("Exception in ASGI application\n")
             self.send_500_response()
         else:
-            if not self.handshake_complete:
+            if self.phase in (Phase.CONNECTING, Phase.RESPONDING):
                 self.logger.error("ASGI callable returned without completing handshake.")
                 self.send_500_response()
             elif result is not None:
@@ -320,10 +401,18 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.close()
 
     def send_500_response(self) -> None:
-        if self.initial_response is not None or self.handshake_complete:
-            return  # too late for an HTTP answer
-        self.handshake_complete = True
-        response = error_response(500, "Internal Server Error")
+        """500 if nothing was answered yet (a started denial gets nothing: its
+        head was not written). The phase stays: uvicorn's classes do the same."""
+        if self.phase not in (Phase.REQUEST, Phase.CONNECTING):
+            return
+        headers = Headers(
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Connection", "close"),
+                ("Content-Length", str(len(INTERNAL_ERROR_BODY))),
+            ]
+        )
+        response = Response(500, headers, INTERNAL_ERROR_BODY)
         self.transport.write(self._with_default_headers(response).serialize())
 
     def put(self, event: dict[str, Any]) -> None:
@@ -341,19 +430,20 @@ class WebSocketProtocol(asyncio.Protocol):
             finally:
                 self.waiter = None
         event = queue.popleft()
-        if self.read_paused and len(queue) <= self.max_queue // 2 and self.conn is not None:
-            self.read_paused = False
-            self.transport.resume_reading()
+        if self.flow.after_get(len(queue)):
+            self.update_reading()
         return event
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.writable.is_set():
             await self.writable.wait()
-        if self.disconnected:
+        phase = self.phase
+        if phase is Phase.LOST:
             raise ClientDisconnected()
         message_type = message["type"]
-        conn = self.conn
-        if conn is not None and not self.close_sent:
+        if phase is Phase.OPEN:
+            conn = self.conn
+            assert conn is not None
             try:
                 if message_type == "websocket.send":
                     data = message.get("bytes")
@@ -369,35 +459,27 @@ class WebSocketProtocol(asyncio.Protocol):
                     )
             except ConnectionClosed:
                 raise ClientDisconnected() from None
-        elif not self.handshake_complete:
+        elif phase is Phase.CONNECTING:
             if message_type == "websocket.accept":
                 self.accept(message)
             elif message_type == "websocket.close":
-                self.put({"type": "websocket.disconnect", "code": 1006})
-                self.logger.info('%s - "WebSocket %s" 403', self._client(), self._path())
-                self.handshake_complete = True
-                self.close_sent = True
-                response = Response(403, Headers([("Content-Length", "0"), ("Connection", "close")]))
-                self.transport.write(self._with_default_headers(response).serialize())
-                self.transport.close()
+                self.send_403()
             elif message_type == "websocket.http.response.start":
-                status = message["status"]
-                if not 100 <= status < 600:
-                    raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
-                self.logger.info('%s - "WebSocket %s" %d', self._client(), self._path(), status)
-                self.handshake_complete = True
-                self.initial_response = (status, list(message.get("headers", [])), b"")
+                self.start_denial(message)
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.accept', 'websocket.close' "
                     f"or 'websocket.http.response.start' but got '{message_type}'."
                 )
-        elif self.initial_response is not None and not self.close_sent:
+        elif phase is Phase.RESPONDING or phase is Phase.RESPONDED:
             if message_type != "websocket.http.response.body":
                 raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{message_type}'.")
-            status, headers, body = self.initial_response
-            body += message.get("body", b"")
-            self.initial_response = (status, headers, body)
+            if phase is Phase.RESPONDED:
+                raise RuntimeError("Unexpected ASGI message 'websocket.http.response.body', after the last body part.")
+            assert self.denial is not None
+            status, headers, body = self.denial
+            body = body + message["body"]
+            self.denial = (status, headers, body)
             if not message.get("more_body", False):
                 self.send_denial_response(status, headers, body)
         else:
@@ -407,24 +489,50 @@ class WebSocketProtocol(asyncio.Protocol):
         """websocket.accept: send the 101 answer and start the WebSocket connection."""
         self.logger.info('%s - "WebSocket %s" [accepted]', self._client(), self._path())
         assert self.response is not None
-        headers = self.response.headers
-        for name, value in self.default_headers + list(message.get("headers", [])):
-            headers.add(name.decode("latin-1").lower(), value.decode("latin-1"))
+        extra = [
+            (name.lower(), value)
+            for name, value in _decode_headers(self.default_headers + list(message.get("headers", [])))
+        ]
         subprotocol = message.get("subprotocol")
         if subprotocol:
-            headers.add("Sec-WebSocket-Protocol", subprotocol)
+            extra.append(("Sec-WebSocket-Protocol", subprotocol))
+        # Checked before anything is written: a header that cannot be written
+        # raises in the app, which then gets a 500, as websockets-sansio does.
+        headers = Headers(list(self.response.headers))
+        for name, value in extra:
+            headers.add(name, value)
+        _refuse_unwritable(extra)
         if self.transport.is_closing():
             return
-        self.handshake_complete = True
+        self.response.headers = headers
+        self.phase = Phase.OPEN
         self.transport.write(self.response.serialize())
         self.conn = Connection(is_client=False, max_message_size=self.config.ws_max_size, deflate=self.deflate)
         self.start_keepalive()
         early, self.early_data = self.early_data, b""
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
+        self.update_reading()
         if early:
             self.data_received(early)
+
+    def send_403(self) -> None:
+        """websocket.close before accept: 403, as uvicorn's classes answer."""
+        self.put({"type": "websocket.disconnect", "code": 1006})
+        self.logger.info('%s - "WebSocket %s" 403', self._client(), self._path())
+        self.phase = Phase.CLOSED
+        headers = Headers(
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0"), ("Connection", "close")]
+        )
+        self.transport.write(self._with_default_headers(Response(403, headers)).serialize())
+        self.transport.close()
+
+    def start_denial(self, message: dict[str, Any]) -> None:
+        """websocket.http.response.start: nothing is written until the last body part."""
+        status = message["status"]
+        if not 100 <= status < 600:
+            raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+        self.logger.info('%s - "WebSocket %s" %d', self._client(), self._path(), status)
+        self.denial = (status, _decode_headers(message.get("headers", [])), b"")
+        self.phase = Phase.RESPONDING
 
     def send_close(self, conn: Connection, code: int, reason: str) -> None:
         """websocket.close after accept: start the close handshake."""
@@ -432,15 +540,16 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self.put({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.transport.write(conn.send_close(code, reason))
-        self.close_sent = True
-        if self.read_paused:  # keep reading until the client's close frame arrives
-            self.read_paused = False
-            self.transport.resume_reading()
+        self.phase = Phase.CLOSED
+        self.stop_keepalive()
+        if self.flow.closing():  # keep reading until the client's close frame arrives
+            self.update_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
-    def send_denial_response(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def send_denial_response(self, status: int, raw_headers: list[tuple[str, str]], body: bytes) -> None:
         """The websocket.http.response extension: answer the upgrade with plain HTTP."""
-        headers = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw_headers])
+        headers = Headers(raw_headers)
+        _refuse_unwritable(raw_headers)
         for name, value in (
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
@@ -449,9 +558,10 @@ class WebSocketProtocol(asyncio.Protocol):
         ):
             if name not in headers:
                 headers.add(name, value)
+        response = Response(status, headers, body)
         self.put({"type": "websocket.disconnect", "code": 1006})
-        self.close_sent = True
-        self.transport.write(Response(status, headers, body).serialize())
+        self.phase = Phase.RESPONDED
+        self.transport.write(response.serialize())
         self.transport.close()
 
     # -- graceful shutdown -----------------------------------------------------
@@ -459,79 +569,54 @@ class WebSocketProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """uvicorn is stopping: close with 1012 (service restart), or 500 before accept."""
         self.stop_keepalive()
-        if self.close_sent:
+        if self.phase is Phase.CLOSED or self.phase is Phase.RESPONDED:
             if self.close_timer is not None:
                 self.close_timer.cancel()
                 self.close_timer = None
-            self.transport.close()
-            return
-        if self.conn is not None:
+        elif self.conn is not None:
             self.put({"type": "websocket.disconnect", "code": 1012})
-            if not self.transport.is_closing():
-                self.transport.write(self.conn.send_close(1012))
+            self.write(self.conn.send_close(1012))
         else:
             self.send_500_response()
-        self.close_sent = True
         self.transport.close()
 
-    # -- keepalive ---------------------------------------------------------------
+    # -- keepalive (the schedule and the verdicts are fastws.policy.Keepalive's) --
 
     def start_keepalive(self) -> None:
-        if self.ping_interval is not None and self.ping_interval > 0:
-            self.schedule_ping()
+        interval = self.ping_interval if self.ping_interval is not None and self.ping_interval > 0 else None
+        self.keepalive = Keepalive(interval, self.ping_timeout, self.loop.time())
+        self.arm_keepalive()
 
     def stop_keepalive(self) -> None:
-        for timer in (self.ping_timer, self.pong_timer):
-            if timer is not None:
-                timer.cancel()
-        self.ping_timer = self.pong_timer = None
-        self.pending_ping_payload = None
+        if self.keepalive_timer is not None:
+            self.keepalive_timer.cancel()
+            self.keepalive_timer = None
+        self.keepalive = None
 
-    def schedule_ping(self) -> None:
-        assert self.ping_interval is not None
-        self.ping_timer = self.loop.call_later(max(0.0, self.ping_interval - self.last_ping_rtt), self.send_ping)
+    def arm_keepalive(self) -> None:
+        if self.keepalive_timer is not None:
+            self.keepalive_timer.cancel()
+            self.keepalive_timer = None
+        keepalive = self.keepalive
+        if keepalive is not None and keepalive.deadline is not None:
+            self.keepalive_timer = self.loop.call_at(keepalive.deadline, self.keepalive_due)
 
-    def send_ping(self) -> None:
-        self.ping_timer = None
-        conn = self.conn
-        if conn is None or conn.state is not State.OPEN or self.close_sent or self.transport.is_closing():
+    def keepalive_due(self) -> None:
+        self.keepalive_timer = None
+        conn, keepalive = self.conn, self.keepalive
+        if keepalive is None or conn is None or conn.state is not State.OPEN or self.transport.is_closing():
             return
-        self.pending_ping_payload = os.urandom(4)
-        self.ping_sent_at = self.loop.time()
-        self.data_seen = False
-        self.transport.write(conn.send_ping(self.pending_ping_payload))
-        if self.ping_timeout is not None:
-            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
-        else:
-            self.schedule_ping()
-
-    def handle_pong(self, payload: bytes) -> None:
-        if self.pending_ping_payload is None or payload != self.pending_ping_payload:
-            return  # RFC 6455 §5.5.3: unsolicited (or stale) pongs are ignored
-        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
-        self.pending_ping_payload = None
-        if self.pong_timer is not None:
-            self.pong_timer.cancel()
-            self.pong_timer = None
-            self.schedule_ping()
-
-    def keepalive_timeout(self) -> None:
-        self.pong_timer = None
-        conn = self.conn
-        if conn is None or self.close_sent or self.transport.is_closing():
+        action = keepalive.on_timer(self.loop.time())
+        if isinstance(action, SendPing):
+            self.transport.write(conn.send_ping(action.payload))
+        elif isinstance(action, PeerDead):
+            self._trace("WebSocket keepalive ping timeout")
+            self.transport.write(conn.send_close(CloseCode.INTERNAL_ERROR, action.reason))
+            self.phase = Phase.CLOSED
+            self.keepalive = None
+            self.transport.close()
             return
-        if self.data_seen:
-            # Data arrived since the ping: the client is alive, its pong is only
-            # queued behind it (or the loop was too busy to read it). Wait again.
-            self.data_seen = False
-            assert self.ping_timeout is not None
-            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
-            return
-        self.pending_ping_payload = None
-        self._trace("WebSocket keepalive ping timeout")
-        self.transport.write(conn.send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout"))
-        self.close_sent = True
-        self.transport.close()
+        self.arm_keepalive()
 
     # -- logging -----------------------------------------------------------------
 

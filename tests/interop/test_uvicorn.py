@@ -172,6 +172,8 @@ def make_app(events: list):
                 await send({"type": "websocket.send", "text": "too late"})
             except OSError as exc:  # uvicorn's ClientDisconnected
                 events.append(type(exc).__name__)
+        elif path.startswith("/script/"):
+            return await run_script(SCRIPTS[path.removeprefix("/script/")], events, receive, send)
         elif path.startswith("/misuse/"):
             misuse = {
                 "send-before-accept": {"type": "websocket.send", "text": "x"},
@@ -610,6 +612,330 @@ async def test_asgi_misuse_raises_in_the_app_and_answers_500(misuse):
     results = await each_implementation(scenario)
     assert_same(results)
     assert results["fastws"][0] == 500
+
+
+# -- ASGI event sequences, side by side ----------------------------------------------
+#
+# A script is what the app does, step by step; a client kind is what the client
+# does. Every (script, client) pair runs on each implementation, and the app's
+# record (what receive() returned, what each send() raised, how the app ended),
+# what the client saw and the uvicorn.error log lines must match websockets-sansio's.
+
+START_418 = {"type": "websocket.http.response.start", "status": 418, "headers": [(b"x-reason", b"teapot")]}
+BODY = {"type": "websocket.http.response.body", "body": b"short and stout"}
+PARTIAL_BODY = {"type": "websocket.http.response.body", "body": b"short and ", "more_body": True}
+ACCEPT = {"type": "websocket.accept"}
+CLOSE = {"type": "websocket.close"}
+SEND = {"type": "websocket.send", "text": "hi"}
+RECEIVE, RAISE = ("receive",), ("raise",)
+
+
+def send_(message):
+    return ("send", message)
+
+
+SCRIPTS = {
+    # The denial-response extension, used wrongly.
+    "start-then-return": [send_(START_418)],
+    "start-then-raise": [send_(START_418), RAISE],
+    "partial-body-then-return": [send_(START_418), send_(PARTIAL_BODY)],
+    "partial-body-then-raise": [send_(START_418), send_(PARTIAL_BODY), RAISE],
+    "body-of-str": [send_(START_418), send_({**BODY, "body": "text"})],
+    "body-of-none": [send_(START_418), send_({**BODY, "body": None})],
+    "body-missing": [send_(START_418), send_({"type": "websocket.http.response.body"})],
+    "accept-after-start": [send_(START_418), send_(ACCEPT)],
+    "send-after-start": [send_(START_418), send_(SEND)],
+    "close-after-start": [send_(START_418), send_(CLOSE)],
+    "second-start": [send_(START_418), send_(START_418)],
+    "status-99": [send_({**START_418, "status": 99})],
+    "status-600": [send_({**START_418, "status": 600})],
+    "status-of-str": [send_({**START_418, "status": "418"})],
+    "status-missing": [send_({"type": "websocket.http.response.start", "headers": []})],
+    "headers-missing": [send_({"type": "websocket.http.response.start", "status": 418}), send_(BODY)],
+    "headers-of-str": [send_({**START_418, "headers": [("x-reason", "teapot")]}), send_(BODY)],
+    "headers-of-none": [send_({**START_418, "headers": None}), send_(BODY)],
+    "headers-of-triples": [send_({**START_418, "headers": [(b"x-a", b"b", b"c")]}), send_(BODY)],
+    "body-after-the-last": [send_(START_418), send_(BODY), send_(BODY)],
+    "send-after-the-last-body": [send_(START_418), send_(BODY), send_(SEND)],
+    "receive-after-denial": [send_(START_418), send_(BODY), RECEIVE, RECEIVE],
+    "receive-after-403": [send_(CLOSE), RECEIVE, RECEIVE],
+    "send-after-403": [send_(CLOSE), send_(SEND)],
+    # Errors at each step of an accepted connection.
+    "raise-after-close": [send_(ACCEPT), send_(CLOSE), RAISE],
+    "close-after-close": [send_(ACCEPT), send_(CLOSE), send_(CLOSE)],
+    "accept-twice": [send_(ACCEPT), send_(ACCEPT)],
+    "return-a-value": [send_(ACCEPT), send_(CLOSE), ("return", 42)],
+    "accept-headers-of-str": [send_({**ACCEPT, "headers": [("x-a", "b")]})],
+    "send-without-data": [send_(ACCEPT), send_({"type": "websocket.send"}), send_(CLOSE)],
+    # The client leaves before the handshake completes ("lost": wait until the
+    # client is gone, then receive the disconnect before going on).
+    "lost-before-answer": [("wait", "client gone"), RECEIVE, send_(ACCEPT)],
+    "lost-then-close": [("wait", "client gone"), RECEIVE, send_(CLOSE)],
+    "lost-then-start": [("wait", "client gone"), RECEIVE, send_(START_418)],
+    "lost-after-accept": [send_(ACCEPT), ("wait", "client gone"), RECEIVE, send_(SEND)],
+    "lost-after-start": [send_(START_418), ("wait", "client gone"), RECEIVE, send_(BODY)],
+    "lost-after-partial-body": [send_(START_418), send_(PARTIAL_BODY), ("wait", "client gone"), RECEIVE],
+    # Headers that cannot be written (RFC 9110 §5.5: no CR, LF or NUL in a value; §5.1: a name is a token).
+    "accept-header-crlf": [send_({**ACCEPT, "headers": [(b"x-bad", b"a\r\nx-injected: yes")]})],
+    "accept-header-nul": [send_({**ACCEPT, "headers": [(b"x-bad", b"a\0b")]})],
+    "accept-header-name": [send_({**ACCEPT, "headers": [(b"x bad", b"a")]})],
+    "accept-subprotocol-crlf": [send_({**ACCEPT, "subprotocol": "v1\r\nx-injected: yes"})],
+    "deny-header-crlf": [send_({**START_418, "headers": [(b"x-bad", b"a\r\nx-injected: yes")]}), send_(BODY)],
+    "deny-header-name": [send_({**START_418, "headers": [(b"x bad", b"a")]}), send_(BODY)],
+    # The app fails or returns before answering.
+    "raise-before-answer": [RAISE],
+    "return-before-answer": [],
+    # Close codes and reasons that cannot be sent (RFC 6455 §7.4, §5.5).
+    "close-with-code-1006": [send_(ACCEPT), send_({**CLOSE, "code": 1006})],
+    "close-with-long-reason": [send_(ACCEPT), send_({**CLOSE, "reason": "x" * 124})],
+}
+# How the client of each script behaves: "read" reads the answer until the
+# server closes (answering a close frame); "drop" sends the request, then
+# resets TCP once the app reaches its "wait" step.
+CLIENTS = {name: "drop" if name.startswith("lost-") else "read" for name in SCRIPTS}
+
+
+async def run_script(script, events: list, receive, send):
+    """Run the app's side of a script, recording what happens in ``events``."""
+    events.append("connected")  # websocket.connect was received
+    try:
+        for step in script:
+            if step[0] == "receive":
+                events.append(await receive())
+            elif step[0] == "send":
+                try:
+                    await send(step[1])
+                    events.append(f"sent {step[1]['type']}")
+                except Exception as exc:
+                    events.append(f"{step[1]['type']}: {type(exc).__name__}: {exc}")
+                    raise
+            elif step[0] == "wait":
+                events.append("waiting")
+                await wait_until(lambda marker=step[1]: marker in events)
+                events.remove(step[1])
+            elif step[0] == "raise":
+                raise RuntimeError("app failed")
+            elif step[0] == "return":
+                events.append("end: returned")
+                return step[1]
+    except BaseException as exc:
+        events.append(f"end: {type(exc).__name__}")
+        raise
+    events.append("end: returned")
+
+
+def describe_answer(data: bytes):
+    """What a client sees: nothing, a 101 and its frames, or an HTTP answer."""
+    if not data:
+        return "nothing"
+    if data.startswith(b"HTTP/1.1 101"):
+        head, _, rest = data.partition(b"\r\n\r\n")
+        frames = []
+        while len(rest) >= 2:
+            length = rest[1] & 0x7F
+            frames.append((rest[0] & 0x0F, rest[2 : 2 + length]))
+            rest = rest[2 + length :]
+        return 101, frames
+    try:
+        status, headers, body = parse_http_response(data)
+    except h11.RemoteProtocolError as exc:
+        return f"unparseable HTTP: {exc}"
+    headers.pop("date", None)
+    headers.pop("server", None)
+    return status, sorted(headers.items()), body
+
+
+async def read_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    """Read until the server closes, answering its close frame if it sends one."""
+    data, answered = b"", False
+    while chunk := await reader.read(65536):
+        data += chunk
+        seen = describe_answer(data) if b"\r\n\r\n" in data else None
+        if not answered and isinstance(seen, tuple) and seen[0] == 101:
+            for opcode, payload in seen[1]:
+                if opcode == 8:
+                    writer.write(client_frame(8, payload))
+                    answered = True
+    return describe_answer(data)
+
+
+# Lines the websockets library itself logs through uvicorn's logger when
+# websockets-sansio runs it; neither wsproto nor fastws logs them (see the
+# module docstring of fastws.uvicorn). uvicorn's own lines are compared.
+WEBSOCKETS_LIBRARY_LINES = ("connection open", "connection rejected (", "HTTP response sent (", "connection closed")
+
+
+@contextlib.contextmanager
+def log_lines():
+    """The uvicorn.error records at INFO and above, as comparable strings."""
+    lines: list = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith(WEBSOCKETS_LIBRARY_LINES):
+                return
+            if message.startswith("127.0.0.1:"):
+                message = message.split(" - ", 1)[1]
+            if record.exc_info and record.exc_info[1] is not None:
+                message += f" [{type(record.exc_info[1]).__name__}]"
+            lines.append(f"{record.levelname} {message}")
+
+    logger = logging.getLogger("uvicorn.error")
+    handler, level = Handler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def run_scripted_client(port: int, name: str, events: list):
+    """One script, one client: (app record, client's view, log lines)."""
+    with log_lines() as logged:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(upgrade_request(f"/script/{name}"))
+        kind = CLIENTS[name]
+        try:
+            if kind == "read":
+                seen = await read_answer(reader, writer)
+            else:
+                await wait_until(lambda: "waiting" in events)
+                writer.transport.abort()
+                events.append("client gone")
+                seen = "dropped"
+            await wait_until(lambda: any(isinstance(e, str) and e.startswith("end: ") for e in events))
+        finally:
+            writer.close()
+        return events, seen, logged
+
+
+# Where wsproto disagrees with websockets-sansio, fastws follows websockets-sansio
+# (uvicorn's default from now on). The scripts where wsproto differs, and why:
+WSPROTO_DIFFERS = {
+    # wsproto writes the denial's head at websocket.http.response.start and
+    # streams the body chunked; websockets-sansio (and fastws) write the whole
+    # response at the last body part, with Content-Length, or nothing at all if
+    # the app fails first. wsproto also counts a started denial as a completed
+    # handshake: no "returned without completing handshake" line, and TCP lost
+    # afterwards is 1005, not 1006.
+    "denial": [
+        "start-then-return",
+        "start-then-raise",
+        "partial-body-then-return",
+        "partial-body-then-raise",
+        "body-of-str",
+        "body-of-none",
+        "body-missing",
+        "accept-after-start",
+        "send-after-start",
+        "close-after-start",
+        "second-start",
+        "headers-of-str",
+        "headers-of-none",
+        "headers-of-triples",
+        "body-after-the-last",
+        "send-after-the-last-body",
+        "receive-after-denial",
+        "lost-after-start",
+        "lost-after-partial-body",
+        "deny-header-crlf",
+    ],
+    # wsproto reads message["headers"] where the others default to no headers.
+    "headers key": ["headers-missing"],
+    # wsproto's 403 has neither Content-Type nor Connection: close.
+    "403 headers": ["receive-after-403", "send-after-403"],
+    # wsproto marks the handshake complete before writing the 101, so a header
+    # it refuses leaves the app with an exception and the client with nothing
+    # (websockets-sansio and fastws check first and answer 500); str headers go
+    # through wsproto unchecked.
+    "accept headers": ["accept-headers-of-str", "accept-header-crlf", "accept-header-nul", "accept-subprotocol-crlf"],
+    # A header name that is not a token: websockets-sansio writes it; wsproto
+    # refuses it at websocket.accept or websocket.http.response.start, answering nothing.
+    "header names": ["accept-header-name", "deny-header-name"],
+    # wsproto refuses websocket.send without bytes or text; the others send nothing.
+    "empty send": ["send-without-data"],
+    # A close code or reason that cannot be sent: wsproto writes it anyway.
+    "close frame": ["close-with-code-1006", "close-with-long-reason"],
+}
+# Each library raises its own exception type (websockets' InvalidHeaderValue or
+# ProtocolError, wsproto's LocalProtocolError, fastws's ValueError subclasses,
+# an AssertionError inside websockets for a second response): compared as "raised".
+OWN_EXCEPTIONS = {
+    "body-after-the-last",
+    "accept-header-crlf",
+    "accept-header-nul",
+    "accept-subprotocol-crlf",
+    "deny-header-crlf",
+    "close-with-code-1006",
+    "close-with-long-reason",
+}
+# Where fastws differs from websockets-sansio on purpose (see the docstring of
+# fastws.uvicorn): what fastws does instead.
+FASTWS_DIFFERS = {
+    # websockets-sansio logs "ASGI callable returned without completing
+    # handshake." after a complete denial response when the app returns before
+    # TCP is closed (it never marks a denial as done); wsproto and fastws do not.
+    "headers-missing": (
+        [{"type": "websocket.connect"}, "connected", "sent websocket.http.response.start"]
+        + ["sent websocket.http.response.body", "end: returned"],
+        (
+            418,
+            [("connection", "close"), ("content-length", "15"), ("content-type", "text/plain; charset=utf-8")],
+            b"short and stout",
+        ),
+        ['INFO "WebSocket /script/headers-missing" 418'],
+    ),
+    # A header name that is not a token (RFC 9110 §5.1): websockets writes it
+    # as given; fastws refuses it before writing, like a bad value: an
+    # exception in the app, then a 500 (accept) or nothing (denial).
+    "accept-header-name": (
+        [{"type": "websocket.connect"}, "connected", "websocket.accept: raised", "end: raised"],
+        (
+            500,
+            [("connection", "close"), ("content-length", "21"), ("content-type", "text/plain; charset=utf-8")],
+            b"Internal Server Error",
+        ),
+        ['INFO "WebSocket /script/accept-header-name" [accepted]', "ERROR Exception in ASGI application\n [raised]"],
+    ),
+    "deny-header-name": (
+        [{"type": "websocket.connect"}, "connected", "sent websocket.http.response.start"]
+        + ["websocket.http.response.body: raised", "end: raised"],
+        "nothing",
+        ['INFO "WebSocket /script/deny-header-name" 418', "ERROR Exception in ASGI application\n [raised]"],
+    ),
+}
+
+
+def as_raised(result):
+    """A script's result with each exception's type and text replaced by "raised"."""
+    events, seen, logged = result
+    events = [
+        (event.split(": ", 1)[0] + ": raised" if event != "end: returned" else event)
+        if isinstance(event, str) and ": " in event
+        else event
+        for event in events
+    ]
+    logged = [line.split(" [", 1)[0] + " [raised]" if "\n [" in line else line for line in logged]
+    return events, seen, logged
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+@async_test
+async def test_asgi_sequence(name):
+    """What the app receives and raises, what the client sees and what uvicorn logs."""
+    results = await each_implementation(lambda port, events: run_scripted_client(port, name, events))
+    if name in OWN_EXCEPTIONS or name in FASTWS_DIFFERS:
+        results = {impl: as_raised(result) for impl, result in results.items()}
+    if name in FASTWS_DIFFERS:
+        assert results["fastws"] == FASTWS_DIFFERS[name]
+        assert results["websockets-sansio"] != FASTWS_DIFFERS[name]  # still a difference
+    else:
+        assert results["fastws"] == results["websockets-sansio"]
+    differs = any(name in names for names in WSPROTO_DIFFERS.values())
+    assert (results["wsproto"] == results["websockets-sansio"]) != differs
 
 
 # -- fastws only -------------------------------------------------------------------
