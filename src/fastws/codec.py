@@ -3,7 +3,8 @@
 The compiled ``_codec`` extension is used unless it was not built or the
 environment sets ``FASTWS_CODEC=python``; then the pure-Python twin
 ``_codec_py`` provides the same names with the same behaviour. ``BACKEND``
-says which one is in use ("cython" or "python").
+says which one is in use ("cython" or "python"). Type checkers see the names
+as declared in ``_codec.pyi``, the interface both backends implement.
 """
 
 from __future__ import annotations
