@@ -9,6 +9,7 @@ import tracemalloc
 
 import pytest
 
+from fastws import _rules
 from fastws import codec as selected_codec
 from fastws.exceptions import InvalidUTF8, MessageTooBig, ProtocolError
 from fastws.frames import MAX_FRAME_SIZE, build_close, parse_close
@@ -507,3 +508,25 @@ def test_arguments_are_checked_in_signature_order(codec):
         codec.apply_mask_inplace(None, None)
     with pytest.raises(TypeError, match="^max_message_size"):
         codec.FrameParser(max_message_size="x", max_frame_size="y")
+
+
+def test_codes_and_opcodes_follow_the_shared_rules(codec):
+    """Both backends apply fastws._rules: every close code on the wire, every opcode."""
+    accepted = []
+    for code in range(1 << 16):
+        try:
+            codec.FrameParser(is_client=True).feed(b"\x88\x02" + code.to_bytes(2, "big"))
+            accepted.append(code)
+        except ProtocolError:
+            pass
+    assert accepted == [code for code in range(1 << 16) if _rules.is_valid_close_code(code)]
+    for opcode in range(16):
+        known = _rules.is_known_opcode(opcode)
+        try:
+            opening = b"\x01\x00" if opcode == 0 else b""  # a continuation needs a message
+            codec.FrameParser(is_client=True).feed(opening + bytes([0x80 | opcode, 0]))
+        except ProtocolError as exc:
+            assert not known and str(exc) == f"reserved opcode {opcode}"
+        else:
+            assert known
+        assert (codec.encode_frame(opcode, b"")[0] == 0x80 | opcode) if known else True
