@@ -19,6 +19,7 @@ import sys
 import h11
 import pytest
 import uvicorn
+import uvicorn.server
 import websockets
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect, WebSocketException
 from websockets.asyncio.client import connect as ws_connect
@@ -1115,6 +1116,70 @@ async def test_ws_max_queue_pauses_reading_until_the_app_catches_up():
             assert await asyncio.wait_for(client.recv(), TIMEOUT) == "done"
             await sending
     assert received == [bytes([i % 256]) * 1024 for i in range(2000)]
+
+
+class FakeTransport(asyncio.Transport):
+    """Records writes and reading/closing calls; never blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list = []
+        self.closing = False
+        self.reading = True
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+@async_test
+async def test_connection_output_leaves_whenever_there_is_some():
+    """Connection.data_to_send() holds the newest pong while writing is paused
+    and always returns close frames: the protocol writes whatever it returns."""
+    received: list = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        received.append(await receive())
+
+    config = uvicorn.Config(app, ws=WebSocketProtocol, log_config=None, lifespan="off")
+    server_state = uvicorn.server.ServerState()
+    transport = FakeTransport()
+    protocol = WebSocketProtocol(config, server_state, {})
+    protocol.connection_made(transport)
+    protocol.data_received(upgrade_request("/"))
+    await wait_until(lambda: transport.written)
+    assert transport.written.pop().startswith(b"HTTP/1.1 101")
+
+    protocol.pause_writing()
+    protocol.data_received(client_frame(9, b"one") + client_frame(9, b"two"))
+    assert transport.written == []  # the pongs wait for resume_writing
+    protocol.resume_writing()
+    assert transport.written == [b"\x8a\x03two"]  # only the newest (RFC 6455 §5.5.3)
+
+    transport.written.clear()
+    protocol.pause_writing()
+    protocol.data_received(client_frame(9, b"three") + client_frame(8, b"\x03\xe8"))
+    assert transport.written == [b"\x88\x02\x03\xe8"]  # the close reply does not wait
+    assert transport.closing
+    await wait_until(lambda: received)
+    assert received == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+    protocol.connection_lost(None)
 
 
 def test_on_uvloop():
