@@ -683,7 +683,10 @@ SCRIPTS = {
     "accept-subprotocol-crlf": [send_({**ACCEPT, "subprotocol": "v1\r\nx-injected: yes"})],
     "deny-header-crlf": [send_({**START_418, "headers": [(b"x-bad", b"a\r\nx-injected: yes")]}), send_(BODY)],
     "deny-header-name": [send_({**START_418, "headers": [(b"x bad", b"a")]}), send_(BODY)],
-    # The app fails or returns before answering.
+    # The app fails at each step (before an answer, after accept, a 403, a denial).
+    "raise-after-accept": [send_(ACCEPT), send_(SEND), RAISE],
+    "raise-after-403": [send_(CLOSE), RAISE],
+    "raise-after-denial": [send_(START_418), send_(BODY), RAISE],
     "raise-before-answer": [RAISE],
     "return-before-answer": [],
     # The client closes TCP right after its request (before the app can answer).
@@ -855,6 +858,7 @@ WSPROTO_DIFFERS = {
         "body-after-the-last",
         "send-after-the-last-body",
         "receive-after-denial",
+        "raise-after-denial",
         "lost-after-start",
         "lost-after-partial-body",
         "deny-header-crlf",
@@ -862,7 +866,7 @@ WSPROTO_DIFFERS = {
     # wsproto reads message["headers"] where the others default to no headers.
     "headers key": ["headers-missing"],
     # wsproto's 403 has neither Content-Type nor Connection: close.
-    "403 headers": ["receive-after-403", "send-after-403"],
+    "403 headers": ["receive-after-403", "send-after-403", "raise-after-403"],
     # wsproto marks the handshake complete before writing the 101, so a header
     # it refuses leaves the app with an exception and the client with nothing
     # (websockets-sansio and fastws check first and answer 500); str headers go
