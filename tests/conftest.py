@@ -6,7 +6,8 @@ expected and missing, its tests error instead of being skipped.
 Markers (registered in pyproject.toml): everything under tests/interop/ is
 marked ``interop`` here; long-running tests carry ``slow`` themselves. The
 inner loop is ``python -m pytest -m "not interop and not slow"``; plain
-``python -m pytest`` runs everything.
+``python -m pytest`` runs everything. ``--no-skips`` turns every skip into a
+failure (CI's runs on other Python versions: nothing is skipped silently).
 """
 
 from __future__ import annotations
@@ -23,10 +24,27 @@ from .support.codecs import BACKENDS, MODULES
 INTEROP_DIR = Path(__file__).parent / "interop"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--no-skips",
+        action="store_true",
+        help="a test that skips (say, for a missing optional dependency) fails: deselect it with a reason instead",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if INTEROP_DIR in Path(item.path).parents:
             item.add_marker(pytest.mark.interop)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and item.config.getoption("--no-skips"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --no-skips: {report.longrepr}"
 
 
 @pytest.fixture(params=BACKENDS)
