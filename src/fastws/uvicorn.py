@@ -169,7 +169,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.queue: collections.deque[dict[str, Any]] = collections.deque()
         self.waiter: Optional[asyncio.Future] = None
         self.flow = ReadFlow(config.ws_max_queue)
-        self.reading_paused = False  # the transport's state, as last set
+        self.read_paused = False  # the transport's reading state, as last set
         self.writable = asyncio.Event()
         self.writable.set()
 
@@ -178,10 +178,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.ping_timeout = config.ws_ping_timeout
         self.keepalive: Optional[Keepalive] = None
         self.keepalive_timer: Optional[asyncio.TimerHandle] = None
-
-    @property
-    def read_paused(self) -> bool:
-        return self.reading_paused
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -233,8 +229,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def update_reading(self) -> None:
         """Read unless ReadFlow says the app's queue is full, or bytes wait for websocket.accept."""
         paused = self.flow.paused or (self.conn is None and bool(self.early_data))
-        if paused != self.reading_paused and not self.transport.is_closing():
-            self.reading_paused = paused
+        if paused != self.read_paused and not self.transport.is_closing():
+            self.read_paused = paused
             if paused:
                 self.transport.pause_reading()
             else:
