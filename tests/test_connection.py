@@ -121,3 +121,49 @@ def test_no_pong_after_close_sent(server):
     server.send_close()
     server.receive_data(client_frame(9, b"p"))
     assert server.data_to_send() == b""
+
+
+# -- the gate for pre-encoded messages (broadcast, relay) ---------------------
+
+
+def test_prepared_message_is_shared_by_servers_and_masked_by_clients(server, client, codec):
+    from fastws.connection import PreparedMessage
+
+    prepared = PreparedMessage("héllo", codec)
+    assert server.send_prepared(prepared) is prepared.frames  # encoded once, the same bytes for every server
+    masked = client.send_prepared(prepared)
+    assert masked[1] & 0x80  # RFC 6455 §5.3: a client masks every frame
+    assert masked != client.send_prepared(prepared)  # with a fresh key each time
+    assert server.receive_data(masked) == [codec.Frame(1, "héllo")]
+    assert client.receive_data(server.send_prepared(prepared)) == [codec.Frame(1, "héllo")]
+
+
+def test_prepared_message_never_interrupts_a_fragmented_message(server, codec):
+    from fastws.connection import PreparedMessage
+
+    prepared = PreparedMessage(b"other", codec)
+    server.send_fragment("first ")
+    assert server.sending_fragments
+    with pytest.raises(RuntimeError, match="fragmented message"):
+        server.send_prepared(prepared)  # RFC 6455 §5.4: no data frame inside a fragmented message
+    server.send_fragment("last", fin=True)
+    assert not server.sending_fragments
+    assert server.send_prepared(prepared) == prepared.frames
+
+
+def test_prepared_message_is_refused_once_closing(server, codec):
+    from fastws.connection import PreparedMessage
+
+    server.send_close(1000)
+    with pytest.raises(ConnectionClosedOK):
+        server.send_prepared(PreparedMessage("late", codec))
+
+
+def test_held_pong_waits_but_a_close_reply_leaves_while_not_writable(server):
+    server.writable = False
+    server.receive_data(client_frame(9, b"a") + client_frame(9, b"b"))
+    assert server.data_to_send() == b""  # only the newest pong is kept, for later
+    server.receive_data(client_frame(8, b"\x03\xe8"))
+    assert server.data_to_send() == b"\x88\x02\x03\xe8"  # the close reply does not wait
+    server.writable = True
+    assert server.data_to_send() == b""  # closed: the held pong is obsolete

@@ -316,3 +316,4 @@ class Connection:
         self._outgoing.append(self._encode_frame(OP_CLOSE, build_close(code, reason), mask=self.is_client))
         self.close_sent = (CloseCode.NO_STATUS if code is None else code, reason)
         self.state = State.CLOSING
+        self._pong = None  # a pong held back is obsolete: nothing follows our close frame
