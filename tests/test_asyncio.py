@@ -196,6 +196,37 @@ async def test_async_process_request():
             await connect(uri(server, "/nope"))
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+@async_test
+async def test_failing_or_unwritable_process_request_answers_500_and_nothing_else(is_async, caplog):
+    def answer(request):
+        if request.path == "/ws":
+            return None
+        if request.path == "/raise":
+            raise KeyError("bug in the hook")
+        response = Response(200, Headers([("X-Echo", "fine")]), b"ok")
+        response.headers._items.append(("X-Echo", "a\r\nSet-Cookie: evil=1"))  # changed after it was checked
+        return response
+
+    async def async_hook(ws, request):
+        await asyncio.sleep(0)
+        return answer(request)
+
+    hook = async_hook if is_async else (lambda ws, request: answer(request))
+    async with serve(echo, process_request=hook) as server:
+        for path in ("/raise", "/split"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            reply = await asyncio.wait_for(reader.read(), 10)
+            assert reply.startswith(b"HTTP/1.1 500 "), reply
+            assert b"Set-Cookie" not in reply and b"bug in the hook" not in reply
+            writer.close()
+        async with connect(uri(server, "/ws")) as ws:  # the server keeps serving
+            await ws.send("x")
+            assert await ws.recv() == "x"
+    assert "process_request" in caplog.text
+
+
 @async_test
 async def test_origin_allow_list_rejects_with_403():
     async with serve(echo, origins=["https://ok.example"]) as server:

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 import fastws.connection
-from fastws import connect, serve
-from fastws.asyncio import broadcast
+from fastws import broadcast, connect, serve
 from fastws.connection import PreparedMessage
 
 from .support.asyncio import async_test

@@ -159,6 +159,14 @@ def test_prepared_message_is_refused_once_closing(server, codec):
         server.send_prepared(PreparedMessage("late", codec))
 
 
+def test_close_codes_print_as_numbers_on_every_python():
+    from fastws.frames import CloseCode
+
+    assert (
+        str(CloseCode.ABNORMAL) == "1006" and "%s" % CloseCode.NORMAL == "1000" and f"{CloseCode.GOING_AWAY}" == "1001"
+    )
+
+
 def test_held_pong_waits_but_a_close_reply_leaves_while_not_writable(server):
     server.writable = False
     server.receive_data(client_frame(9, b"a") + client_frame(9, b"b"))

@@ -12,8 +12,7 @@ import urllib.request
 import pytest
 
 import fastws.connection
-from fastws import connect, serve
-from fastws.asyncio import broadcast
+from fastws import broadcast, connect, serve
 from fastws.exceptions import ConnectionClosed
 from fastws.relay import Relay, SlowConsumerPolicy, serve_relay
 

@@ -7,12 +7,13 @@ sans-I/O ``fastws.connection`` never import asyncio.
 
 from typing import TYPE_CHECKING, Any
 
-from .connection import Connection, State
+from .connection import Connection, PreparedMessage, State
 from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidHandshake,
+    InvalidHeader,
     InvalidStatus,
     InvalidUTF8,
     MessageTooBig,
@@ -33,11 +34,11 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
         connect,
         serve,
     )
-    from .asyncio.broadcast import broadcast
+    from .asyncio.broadcast import BroadcastResult, broadcast
 
 _ASYNCIO_NAMES = frozenset(
     ["ClientConnection", "Limits", "Listener", "Server", "ServerConnection", "WebSocket"]
-    + ["broadcast", "connect", "serve"]
+    + ["BroadcastResult", "broadcast", "connect", "serve"]
 )
 
 
@@ -59,12 +60,14 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BroadcastResult",
     "ClientConnection",
     "CloseCode",
     "Connection",
     "Headers",
     "Limits",
     "Listener",
+    "PreparedMessage",
     "Request",
     "Response",
     "Server",
@@ -78,6 +81,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "InvalidHandshake",
+    "InvalidHeader",
     "InvalidStatus",
     "InvalidUTF8",
     "MessageTooBig",

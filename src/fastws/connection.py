@@ -23,11 +23,21 @@ from typing import Optional, Union
 from . import codec as default_codec
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidUTF8, ProtocolError
 from .extensions.permessage_deflate import Deflate
-from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, CloseCode, build_close, parse_close
+from .frames import (
+    MAX_FRAME_SIZE,
+    MAX_MESSAGE_SIZE,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    CloseCode,
+    build_close,
+    parse_close,
+)
 
 __all__ = ["State", "Connection", "PreparedMessage"]
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
 class State(enum.IntEnum):

@@ -57,6 +57,9 @@ class Opcode(enum.IntEnum):
 class CloseCode(enum.IntEnum):
     """Close status codes (RFC 6455 §7.4.1 and the IANA registry)."""
 
+    def __str__(self) -> str:
+        return str(int(self))  # "1006" on every Python (before 3.11, str() of an IntEnum was its name)
+
     NORMAL = 1000
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002

@@ -17,10 +17,10 @@ import time
 import weakref
 from typing import Any, Optional, Union
 
-from ..connection import OP_CLOSE, OP_PONG, Connection, PreparedMessage, State
+from ..connection import Connection, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..extensions.permessage_deflate import Deflate
-from ..frames import CloseCode
+from ..frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, OP_CLOSE, OP_PONG, CloseCode
 from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 
 __all__ = ["WebSocket", "Listener", "Limits"]
@@ -101,8 +101,8 @@ class Limits:
     def __init__(
         self,
         *,
-        max_message_size: Optional[int] = 1 << 20,
-        max_frame_size: int = 1 << 20,
+        max_message_size: Optional[int] = MAX_MESSAGE_SIZE,
+        max_frame_size: int = MAX_FRAME_SIZE,
         max_queue: int = 16,
         write_limit: int = 1 << 16,
         write_timeout: Optional[float] = 60.0,

@@ -19,6 +19,9 @@ __all__ = ["serve", "Server", "ServerConnection"]
 
 logger = logging.getLogger("fastws.server")
 
+INTERNAL_ERROR = error_response(500, "Internal Server Error")
+"""What a client gets when a hook of ours fails: no traceback or reason on the wire."""
+
 Handler = Callable[["ServerConnection"], Awaitable[Any]]
 ProcessRequest = Callable[["ServerConnection", Request], Union[Optional[Response], Awaitable[Optional[Response]]]]
 
@@ -55,7 +58,11 @@ class ServerConnection(WebSocket):
             self._reject(exc)
             return
         hook = self.server.process_request
-        response = hook(self, self.request) if hook is not None else None
+        try:
+            response = hook(self, self.request) if hook is not None else None
+        except Exception:
+            logger.exception("%s process_request failed; answering 500", self.peer)
+            response = INTERNAL_ERROR
         if inspect.isawaitable(response):
             self.transport.pause_reading()  # type: ignore[union-attr]
             task = self.loop.create_task(self._finish_async_handshake(response, leftover))
@@ -67,8 +74,8 @@ class ServerConnection(WebSocket):
         try:
             response = await pending
         except Exception:
-            logger.exception("process_request failed")
-            response = error_response(500, "Internal Server Error")
+            logger.exception("%s process_request failed; answering 500", self.peer)
+            response = INTERNAL_ERROR
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.resume_reading()
@@ -78,7 +85,12 @@ class ServerConnection(WebSocket):
     def _finish_handshake(self, response: Optional[Response], leftover: bytes) -> None:
         assert self.request is not None and self.transport is not None
         if response is not None:  # process_request answered plain HTTP
-            self.transport.write(response.serialize())
+            try:
+                head = response.serialize()
+            except ValueError:  # InvalidHeader: a field changed after construction
+                logger.exception("%s process_request returned an unwritable response; answering 500", self.peer)
+                response, head = INTERNAL_ERROR, INTERNAL_ERROR.serialize()
+            self.transport.write(head)
             self.transport.close()
             logger.debug("%s %s %s -> %d", self.peer, self.request.method, self.request.path, response.status)
             return
@@ -94,9 +106,14 @@ class ServerConnection(WebSocket):
             self._handler_task = self.loop.create_task(self._run_handler())
 
     def _reject(self, exc: InvalidHandshake) -> None:
-        logger.info("%s rejected handshake: %d %s", self.peer, exc.status, exc.reason)
+        if exc.status >= 500:  # our fault (a hook's answer), not the client's: no details on the wire
+            logger.error("%s handshake failed: %d %s", self.peer, exc.status, exc.reason, exc_info=exc.__cause__)
+            response = INTERNAL_ERROR
+        else:
+            logger.info("%s rejected handshake: %d %s", self.peer, exc.status, exc.reason)
+            response = error_response(exc.status, exc.reason, exc.headers)
         if self.transport is not None:
-            self.transport.write(error_response(exc.status, exc.reason, exc.headers).serialize())
+            self.transport.write(response.serialize())
             self.transport.close()
 
     async def _run_handler(self) -> None:
