@@ -280,6 +280,46 @@ async def test_protocol_error_closes_with_1002():
         assert await peer.read_until_eof() == b""
 
 
+class EchoListener(Listener):
+    def on_message(self, ws, message):
+        ws.send_nowait(message)
+
+
+@pytest.mark.parametrize("api", ["async for", "listener"])
+@async_test
+async def test_messages_before_a_protocol_error_are_answered_before_the_close_frame(api):
+    """RFC 6455 §7.1.7 fails the connection, but what arrived before the bad
+    frame is still a valid message: the application gets it and its reply
+    leaves before the close frame (Autobahn's strict behaviour, cases 3.2, 5.15)."""
+    app = dict(listener=EchoListener) if api == "listener" else dict(handler=echo)
+    async with serve(**app) as server:
+        peer = await RawPeer.open(server.port)
+        peer.writer.write(client_frame(1, b"one") + client_frame(1, b"two") + client_frame(3, b""))
+        assert [await peer.read_frame() for _ in range(3)] == [
+            (1, b"one"),
+            (1, b"two"),
+            (8, b"\x03\xeareserved opcode 3"),
+        ]
+        assert await peer.read_until_eof() == b""
+
+
+@async_test
+async def test_a_handler_that_stops_reading_is_failed_after_close_timeout():
+    got = asyncio.get_running_loop().create_future()
+
+    async def first_only(ws):
+        got.set_result(await ws.recv())
+        await ws.wait_closed()  # never asks for the message the bad frame followed
+
+    async with serve(first_only, close_timeout=0.2) as server:
+        peer = await RawPeer.open(server.port)
+        peer.writer.write(client_frame(1, b"one") + client_frame(1, b"two") + client_frame(3, b""))
+        assert await asyncio.wait_for(got, 10) == "one"
+        opcode, payload = await peer.read_frame()
+        assert opcode == 8 and payload[:2] == (1002).to_bytes(2, "big")
+        assert await peer.read_until_eof() == b""
+
+
 @async_test
 async def test_peer_vanishing_mid_frame_is_1006_for_the_handler():
     seen = asyncio.get_running_loop().create_future()

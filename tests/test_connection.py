@@ -100,10 +100,29 @@ def test_normal_close_raises_closed_ok_on_send(server):
 def test_protocol_error_fails_with_its_code_and_keeps_earlier_messages(server, codec):
     events = server.receive_data(client_frame(1, b"good") + client_frame(1, b"\xff"))
     assert events == [codec.Frame(1, "good")]
-    assert server.state is State.CLOSED and server.close_code == 1007
-    assert codec.FrameParser(is_client=True).feed(server.data_to_send())[0].payload[:2] == b"\x03\xef"
+    assert server.failing and server.state is State.OPEN  # the reply to "good" may still go first
+    reply = server.send("echo: good")
+    assert server.receive_data(client_frame(1, b"more")) == []  # nothing is parsed past the error
+    close = server.data_to_send()  # the failure's close frame, after the reply
+    assert server.state is State.CLOSED and server.close_code == 1007 and not server.failing
+    parsed = codec.FrameParser(is_client=True).feed(reply + close)
+    assert [frame.opcode for frame in parsed] == [1, 8] and parsed[1].payload[:2] == b"\x03\xef"
     assert server.should_close_transport
-    assert server.receive_data(client_frame(1, b"more")) == []
+    with pytest.raises(ConnectionClosedError):
+        server.send("too late")
+
+
+def test_failing_connection_sends_its_own_close_code_whatever_close_is_asked(server, codec):
+    server.receive_data(client_frame(3, b""))  # reserved opcode
+    assert server.failing
+    close = server.send_close(1000, "bye")
+    assert codec.FrameParser(is_client=True).feed(close)[0].payload[:2] == b"\x03\xea"  # 1002, not 1000
+    assert server.close_code == 1002
+
+
+def test_bad_bytes_after_a_close_frame_are_not_an_error(server, codec):
+    server.receive_data(client_frame(8, build_close(1000)) + client_frame(3, b""))
+    assert server.close_code == 1000 and server.error is None
 
 
 def test_data_after_close_frame_is_ignored(server, codec):
@@ -114,6 +133,7 @@ def test_data_after_close_frame_is_ignored(server, codec):
 def test_oversize_message_is_1009(codec):
     server = Connection(max_message_size=10, codec=codec)
     server.receive_data(client_frame(2, bytes(11)))
+    server.data_to_send()
     assert server.close_code == 1009
 
 

@@ -75,6 +75,7 @@ def test_read_flow_closing_resumes_and_bounds_the_queue():
 
 def closed(connection: Connection, data: bytes) -> Connection:
     connection.receive_data(data)
+    connection.data_to_send()  # sends the close reply, or the failure's close frame
     assert connection.state is State.CLOSED
     return connection
 

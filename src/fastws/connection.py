@@ -124,7 +124,7 @@ class Connection:
         try:
             frames = self.parser.feed(data)
         except ProtocolError as exc:
-            frames = exc.frames
+            frames = exc.frames  # the whole frames before the bad one are still delivered
             self._fail(exc)
         for index, frame in enumerate(frames):
             opcode = frame.opcode
@@ -159,6 +159,8 @@ class Connection:
         return self.codec.Frame(OP_BINARY, data)
 
     def _on_close(self, frames: list, frame) -> list:
+        if self.error is not None and self.state is State.OPEN:
+            self.error = None  # the bad bytes came after the close frame: never processed (§5.5.1)
         self.close_received = parse_close(frame.payload)
         if self.state is State.OPEN:
             # RFC 6455 §5.5.1: answer with a close frame; echoing the code and
@@ -170,10 +172,24 @@ class Connection:
         return frames[: frames.index(frame) + 1]
 
     def _fail(self, exc: ProtocolError) -> None:
-        """RFC 6455 §7.1.7: fail the connection: send a close frame, then close TCP."""
+        """RFC 6455 §7.1.7: fail the connection: send a close frame, then close TCP.
+
+        The close frame is not queued yet: the events before the error are
+        returned as usual, and what the application sends in reply to them
+        leaves first. The next ``data_to_send()`` (or ``send_close()``) adds
+        the close frame; until then ``failing`` is True and the state OPEN."""
         self.error = exc
-        if self.state is State.OPEN:
-            self._send_close(exc.code, exc.reason[:100])
+        if self.state is not State.OPEN:
+            self.state = State.CLOSED  # our close frame is already out
+
+    @property
+    def failing(self) -> bool:
+        """A protocol error was received; the failure's close frame is not sent yet."""
+        return self.error is not None and self.state is State.OPEN
+
+    def _send_failure(self) -> None:
+        assert self.error is not None
+        self._send_close(self.error.code, self.error.reason[:100])
         self.state = State.CLOSED
 
     def receive_eof(self) -> None:
@@ -186,11 +202,12 @@ class Connection:
     @property
     def close_code(self) -> Optional[int]:
         """The code the peer closed with: 1005 for none, 1006 if the transport just
-        dropped; ``None`` while open. After a protocol error, the code we sent."""
-        if self.state is not State.CLOSED:
-            return None
+        dropped; ``None`` while open. After a protocol error, the code we send
+        (as soon as the error is found, while ``failing`` too)."""
         if self.error is not None:
             return self.error.code
+        if self.state is not State.CLOSED:
+            return None
         if self.close_received is not None:
             return self.close_received[0]
         return CloseCode.ABNORMAL
@@ -235,7 +252,10 @@ class Connection:
 
         I/O layers write this whenever it is not empty, even while their
         transport is above its write limit: a close reply must not wait, and
-        the pongs are held back here (``writable``), not by the caller."""
+        the pongs are held back here (``writable``), not by the caller. After a
+        protocol error, this is where the failure's close frame is sent."""
+        if self.error is not None and self.state is State.OPEN:
+            self._send_failure()
         pong = None
         if self.writable:  # else the newest pong waits; close frames always leave
             pong, self._pong = self._pong, None
@@ -316,9 +336,12 @@ class Connection:
         return self._encode_frame(OP_PONG, payload, mask=self.is_client)
 
     def send_close(self, code: Optional[int] = CloseCode.NORMAL, reason: str = "") -> bytes:
-        """Start the close handshake; the state becomes CLOSING until the peer answers."""
+        """Start the close handshake; the state becomes CLOSING until the peer answers.
+        After a protocol error, the failure's close code is sent instead."""
         if self.state is not State.OPEN:
             return b""
+        if self.error is not None:
+            return self.data_to_send()
         self._send_close(code, reason)
         return self.data_to_send()
 

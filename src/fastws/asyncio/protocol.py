@@ -182,6 +182,7 @@ class WebSocket(asyncio.Protocol):
         self._abort_reason: Optional[str] = None
         self._drain_waiter: Optional[asyncio.Future] = None
         self._fragments_done: Optional[asyncio.Future] = None  # set while send_fragments() runs
+        self._failure_deferred = False  # a protocol error waits for recv() to return earlier messages
         self._closed: asyncio.Future = self.loop.create_future()
         self._pings: dict[bytes, tuple[asyncio.Future, float]] = {}
         self._timer: Optional[asyncio.TimerHandle] = None  # handshake/close deadline
@@ -247,9 +248,11 @@ class WebSocket(asyncio.Protocol):
         # Replies written while these events are handled leave in one write.
         self._corked = True
         try:
-            out = connection.data_to_send()  # pongs wait in the connection while writing is paused
-            if out:
-                self._pending_writes.append(out)
+            failing = connection.error is not None
+            if not failing:
+                out = connection.data_to_send()  # pongs (held while writing is paused), a close reply
+                if out:
+                    self._pending_writes.append(out)
             if self.listener is not None:
                 self._dispatch_to_listener(events)
             else:
@@ -259,12 +262,48 @@ class WebSocket(asyncio.Protocol):
                         self._deliver(frame.payload)
                     elif opcode == OP_PONG:
                         self._pong_received(frame.payload)
+            if failing and not self._defer_failure(events):
+                out = connection.data_to_send()  # the failure's close frame, after the replies
+                if out:
+                    self._pending_writes.append(out)
         finally:
             self._corked = False
             if self._pending_writes:
                 self._flush()
         if connection.state is State.CLOSED:
             self._protocol_closed()
+
+    def _defer_failure(self, events: list) -> bool:
+        """The peer broke the protocol after messages that recv() has not
+        returned yet: let the handler take them and send its replies before
+        the failure's close frame (bounded by close_timeout). True if deferred.
+        A Listener has already seen every message by now."""
+        connection = self.connection
+        assert connection is not None
+        if self.listener is not None or not connection.failing:
+            return False
+        if not self._failure_deferred:
+            if not self._queue and not any(frame.opcode < OP_CLOSE for frame in events):
+                return False
+            self._failure_deferred = True
+            if self._timer is not None:
+                self._timer.cancel()
+            timeout = self.limits.close_timeout
+            self._timer = None if timeout is None else self.loop.call_later(timeout, self._complete_failure)
+        return True
+
+    def _complete_failure(self) -> None:
+        """Send the close frame of a deferred failure and close TCP (RFC 6455 §7.1.7)."""
+        connection = self.connection
+        if connection is None or not connection.failing:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        out = connection.data_to_send()
+        if out:
+            self._write(out)
+        self._protocol_closed()
 
     def _dispatch_to_listener(self, events: list) -> None:
         """Call the Listener for each event; its errors close the connection, never the loop."""
@@ -473,7 +512,10 @@ class WebSocket(asyncio.Protocol):
             if self._flow.after_get(len(queue)):
                 self._update_reading()
             return message
-        if self._closed.done() or (self.connection is not None and self.connection.state is State.CLOSED):
+        connection = self.connection
+        if connection is not None and connection.error is not None:
+            self._complete_failure()  # every message before the protocol error was returned
+        if self._closed.done() or (connection is not None and connection.state is State.CLOSED):
             raise self._close_exception()
         if self._pending_writes:
             self._flush()  # nothing more queued: send replies before waiting
@@ -684,6 +726,7 @@ class WebSocket(asyncio.Protocol):
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start (or join) the close handshake and wait until the connection is closed."""
+        self._complete_failure()
         if self.connection is not None and self.connection.state is State.OPEN:
             self._write(self.connection.send_close(code, reason))
             self._arm_close_timer()
@@ -703,6 +746,7 @@ class WebSocket(asyncio.Protocol):
 
     def _fail(self, code: int, reason: str) -> None:
         """Send a close frame and close the transport without waiting."""
+        self._complete_failure()
         if self.connection is not None and self.connection.state is State.OPEN:
             self._write(self.connection.send_close(code, reason))
         self._arm_close_timer()
