@@ -194,3 +194,15 @@ def test_held_pong_waits_but_a_close_reply_leaves_while_not_writable(server):
     assert server.data_to_send() == b"\x88\x02\x03\xe8"  # the close reply does not wait
     server.writable = True
     assert server.data_to_send() == b""  # closed: the held pong is obsolete
+
+
+def test_a_fragment_that_cannot_be_encoded_leaves_the_message_state_unchanged(server):
+    with pytest.raises(TypeError):
+        server.send_fragment(5)  # first piece: nothing was started
+    assert not server.sending_fragments
+    server.send_fragment("a")
+    with pytest.raises(TypeError):
+        server.send_fragment(5, fin=True)  # last piece: the message is still open
+    assert server.sending_fragments
+    with pytest.raises(RuntimeError, match="fragmented message"):
+        server.send("inside")

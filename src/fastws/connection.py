@@ -318,14 +318,11 @@ class Connection:
         """Stream a message frame by frame: the first call sets the type, ``fin``
         ends the message. Control frames may be sent between fragments."""
         self._check_open()
-        if self._sending_fragments:
-            opcode = OP_CONT
-        else:
-            opcode = OP_TEXT if isinstance(data, str) else OP_BINARY
-            self._sending_fragments = opcode
-        if fin:
-            self._sending_fragments = 0
-        return self._encode_frame(opcode, data, fin=fin, mask=self.is_client)
+        first = not self._sending_fragments
+        opcode = (OP_TEXT if isinstance(data, str) else OP_BINARY) if first else OP_CONT
+        frame = self._encode_frame(opcode, data, fin=fin, mask=self.is_client)  # may raise: state unchanged
+        self._sending_fragments = 0 if fin else (opcode if first else self._sending_fragments)
+        return frame
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         self._check_open()

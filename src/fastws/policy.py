@@ -149,7 +149,9 @@ def transport_action(connection: Connection) -> TransportAction:
     """RFC 6455 §7.1.1: after the close handshake the server closes TCP first and
     the client waits for it. After failing the connection (§7.1.7) we linger:
     closing a socket with unread data sends a reset, which can destroy our
-    close frame before the peer reads it."""
+    close frame before the peer reads it. Whatever the action, a transport
+    still there ``close_timeout`` later is aborted: closing waits for the write
+    buffer to drain, and a peer that reads nothing would keep it pending."""
     if connection.error is not None and not connection.eof_received:
         return TransportAction.LINGER
     if connection.should_close_transport:

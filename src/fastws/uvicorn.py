@@ -284,7 +284,20 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None
-        self.transport.close()  # RFC 6455 §7.1.1: the server closes TCP first
+        self.close_transport()  # RFC 6455 §7.1.1: the server closes TCP first
+
+    def close_transport(self) -> None:
+        """Close TCP, and abort it if it is not gone within close_timeout: a
+        client that reads nothing keeps the write buffer, and so the close,
+        pending forever (fastws.policy.transport_action)."""
+        self.transport.close()
+        if self.close_timer is None:
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def close_timer_expired(self) -> None:
+        """No close frame from the client within close_timeout of ours."""
+        self.close_timer = None
+        self.close_transport()
 
     def linger(self) -> None:
         """After a protocol error: shut down our side and read until the client
@@ -296,7 +309,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if self.close_timer is None:
                 self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
         else:
-            self.transport.close()
+            self.close_transport()
 
     # -- handshake -----------------------------------------------------------
 
@@ -525,7 +538,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.stop_keepalive()
         if self.flow.closing():  # keep reading until the client's close frame arrives
             self.update_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        self.close_timer = self.loop.call_later(self.close_timeout, self.close_timer_expired)
 
     def send_denial_response(self, status: int, raw_headers: list[tuple[str, str]], body: bytes) -> None:
         """The websocket.http.response extension: answer the upgrade with plain HTTP."""
@@ -558,7 +571,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.write(self.conn.send_close(1012))
         else:
             self.send_500_response()
-        self.transport.close()
+        self.close_transport()
 
     # -- keepalive (the schedule and the verdicts are fastws.policy.Keepalive's) --
 
@@ -594,7 +607,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(conn.send_close(CloseCode.INTERNAL_ERROR, action.reason))
             self.phase = Phase.CLOSED
             self.keepalive = None
-            self.transport.close()
+            self.close_transport()
             return
         self.arm_keepalive()
 

@@ -36,13 +36,14 @@ COALESCE_BYTES = 65536
 class _WriteBatch:
     """The connections of one event loop with writes held until the end of the
     current loop iteration: one callback writes them all, each connection's
-    frames in one ``transport.write`` (fan-out and pipelining cost one
-    syscall per connection per iteration, not one per message)."""
+    frames joined into one ``transport.write`` (up to COALESCE_BYTES; larger
+    frames are written as they are), so fan-out and pipelining cost one
+    syscall per connection per iteration, not one per message. It holds no
+    reference to its loop, so a finished loop is freed with it."""
 
-    __slots__ = ("loop", "dirty", "scheduled", "__weakref__")
+    __slots__ = ("dirty", "scheduled", "__weakref__")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         self.dirty: list[WebSocket] = []
         self.scheduled = False
 
@@ -50,13 +51,18 @@ class _WriteBatch:
         self.dirty.append(ws)
         if not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self.flush)
+            ws.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self.scheduled = False
         dirty, self.dirty = self.dirty, []
         for ws in dirty:
-            ws._flush()
+            try:
+                ws._flush()
+            except Exception:  # one broken transport must not stall the others
+                logger.exception("%s write failed; aborting", ws.peer)
+                ws._pending_writes.clear()
+                ws.abort("write failed")
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
@@ -65,7 +71,7 @@ _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = we
 def _write_batch(loop: asyncio.AbstractEventLoop) -> _WriteBatch:
     batch = _batches.get(loop)
     if batch is None:
-        batch = _batches[loop] = _WriteBatch(loop)
+        batch = _batches[loop] = _WriteBatch()
     return batch
 
 
@@ -146,7 +152,7 @@ class Listener:
         """A whole text (``str``) or binary (``bytes``) message arrived."""
 
     def on_ping(self, ws: WebSocket, payload: bytes) -> None:
-        """A ping arrived (the pong is already sent)."""
+        """A ping arrived (its pong is already queued)."""
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
         """The connection is closed; ``code`` is 1006 if it was lost abruptly."""
@@ -385,6 +391,7 @@ class WebSocket(asyncio.Protocol):
             self._arm_close_timer()
         else:
             self.transport.close()
+            self._arm_close_timer()  # a peer that reads nothing would keep the close pending
 
     @property
     def lingering(self) -> bool:
@@ -412,6 +419,7 @@ class WebSocket(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._timer = self._keepalive_timer = self._write_stall = None
+        self._writing_paused = False  # a lost transport never resumes writing
         if self.connection is not None:
             self.connection.receive_eof()
             error = self._close_exception()
@@ -451,9 +459,10 @@ class WebSocket(asyncio.Protocol):
             self._write_stall = None
         if self.connection is not None:
             self.connection.writable = True
-            out = self.connection.data_to_send()  # the pong held back while paused
-            if out:
-                self._write(out)
+            if not self._failure_deferred:  # else the failure's close frame would jump the replies
+                out = self.connection.data_to_send()  # the pong held back while paused
+                if out:
+                    self._write(out)
         self._update_reading()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -535,6 +544,8 @@ class WebSocket(asyncio.Protocol):
                 if queue is None:
                     queue = self._queue = collections.deque()
                 queue.appendleft(waiter.result())
+                if self._flow.after_put(len(queue)):
+                    self._update_reading()
             raise
         finally:
             self._waiter = None
@@ -587,9 +598,12 @@ class WebSocket(asyncio.Protocol):
             self._batch.add(self)
 
     async def send(self, message: Message) -> None:
-        """Send a message; wait while the write buffer is above ``write_limit``."""
+        """Send a message; wait while the write buffer is above ``write_limit``
+        (and, first, until a fragmented message being sent is complete)."""
         if self.connection is None:
             raise RuntimeError("the handshake is not finished")
+        if self._fragments_done is not None:
+            await self._fragments_finished()
         self._write(self.connection.send(message))
         if self._writing_paused:
             await self.drain()
@@ -597,13 +611,17 @@ class WebSocket(asyncio.Protocol):
     async def send_fragments(self, fragments) -> None:
         """Send one message from an iterable (sync or async) of str or bytes pieces.
 
-        Other messages wait until it is complete (``broadcast()`` skips this
-        connection meanwhile). If this is cancelled or the iterable raises
-        mid-message, the message cannot be completed: the connection is
+        ``send()`` and other ``send_fragments()`` calls wait until it is
+        complete; ``send_nowait()``/``send_soon()`` raise RuntimeError meanwhile
+        and ``broadcast()`` skips this connection (RFC 6455 §5.4: no data frame
+        inside a fragmented message). If this is cancelled or the iterable
+        raises mid-message, the message cannot be completed: the connection is
         closed with 1011 rather than deliver a truncated message."""
         connection = self.connection
         if connection is None:
             raise RuntimeError("the handshake is not finished")
+        while self._fragments_done is not None:
+            await self._fragments_finished()
         previous = None
         self._fragments_done = self.loop.create_future()
         try:
@@ -632,14 +650,19 @@ class WebSocket(asyncio.Protocol):
             done.set_result(None)
         await self.drain()
 
+    async def _fragments_finished(self) -> None:
+        """Wait until the fragmented message being sent is complete (or the connection closed)."""
+        assert self._fragments_done is not None
+        await asyncio.wait((self._fragments_done, self._closed), return_when=asyncio.FIRST_COMPLETED)
+        if self._closed.done():
+            raise self._close_exception()
+
     async def wait_sendable(self) -> None:
         """Wait until a message sent now would neither exceed ``write_limit``
         nor interrupt a fragmented message (relay backlogs wait on this)."""
         while True:
             if self._fragments_done is not None:
-                await asyncio.wait((self._fragments_done, self._closed), return_when=asyncio.FIRST_COMPLETED)
-                if self._closed.done():
-                    raise self._close_exception()
+                await self._fragments_finished()
             elif self._writing_paused:
                 await self.drain()
             else:
@@ -652,9 +675,9 @@ class WebSocket(asyncio.Protocol):
 
         A peer that reads nothing for ``write_timeout`` seconds is disconnected
         (its buffer would otherwise grow without bound)."""
+        if self._closed.done():
+            raise self._close_exception()
         if not self._writing_paused:
-            if self._closed.done():
-                raise self._close_exception()
             return
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = self.loop.create_future()
@@ -737,8 +760,9 @@ class WebSocket(asyncio.Protocol):
         await self.wait_closed()
 
     def close_nowait(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Start the close handshake without waiting (for callbacks); a peer that
-        does not finish it within ``close_timeout`` is dropped."""
+        """Send a close frame without waiting (for callbacks). A server then
+        closes TCP at once (its writes are flushed first); a client waits for
+        the server to close it, at most ``close_timeout``."""
         self._fail(code, reason)
 
     async def wait_closed(self) -> None:
@@ -746,7 +770,9 @@ class WebSocket(asyncio.Protocol):
 
     def _fail(self, code: int, reason: str) -> None:
         """Send a close frame and close the transport without waiting."""
-        self._complete_failure()
+        if self.connection is not None and self.connection.failing:
+            self._complete_failure()  # the peer's error code wins; lingering has started
+            return
         if self.connection is not None and self.connection.state is State.OPEN:
             self._write(self.connection.send_close(code, reason))
         self._arm_close_timer()

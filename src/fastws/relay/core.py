@@ -119,6 +119,9 @@ class Relay:
         if not subscriber.topics:
             del self._subscribers[ws]
             subscriber.backlog.clear()
+            draining = subscriber.draining
+            if draining is not None and draining is not asyncio.current_task():
+                draining.cancel()
 
     @property
     def subscriber_count(self) -> int:
@@ -173,8 +176,8 @@ class Relay:
         applying the slow-consumer policy when it is full. True if held.
         Never unsubscribes (the caller is iterating over a topic)."""
         ws = subscriber.ws
-        if not ws.open:
-            return False  # closing: it is unsubscribed when its drain task ends
+        if not ws.open or ws.closed:
+            return False  # closing or lost: it is unsubscribed when its drain task ends
         backlog = subscriber.backlog
         if len(backlog) >= self.max_backlog:
             self.stats.dropped += 1

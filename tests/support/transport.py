@@ -1,0 +1,73 @@
+"""A fake asyncio transport, for driving a fastws ``WebSocket`` through states a
+real socket reaches only by timing: writing paused, lost while paused."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastws.asyncio.protocol import Limits, WebSocket
+
+
+class FakeTransport:
+    """Records writes; close() and abort() report the loss on the next loop iteration, as asyncio does."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
+        self.protocol = protocol
+        self.written: list[bytes] = []
+        self.closing = False
+        self.eof = False
+        self.reading = True
+
+    def get_extra_info(self, name: str, default=None):
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data) -> None:
+        assert not self.eof and not self.closing, "write after close"
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    abort = close
+
+    def frames(self) -> list[tuple[int, bytes, bool]]:
+        """What was written, as unmasked server frames: (opcode, payload, fin)."""
+        data, frames = b"".join(self.written), []
+        while data:
+            length = data[1] & 0x7F
+            frames.append((data[0] & 0x0F, data[2 : 2 + length], bool(data[0] & 0x80)))
+            data = data[2 + length :]
+        return frames
+
+
+def open_server_websocket(**limits) -> tuple[WebSocket, FakeTransport]:
+    """A server-side WebSocket past its handshake, on a FakeTransport (keepalive off)."""
+    limits.setdefault("ping_interval", None)
+    ws = WebSocket(Limits(**limits), is_client=False)
+    transport = FakeTransport(ws)
+    ws.connection_made(transport)  # type: ignore[arg-type]
+    ws.open_connection(b"")
+    return ws, transport

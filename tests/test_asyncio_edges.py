@@ -1,0 +1,140 @@
+"""The asyncio layer in states that depend on timing, driven through a fake
+transport: writing paused, the transport lost while paused, failures deferred,
+fragmented messages interrupted or concurrent."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+import fastws.connection
+from fastws.asyncio import protocol
+from fastws.exceptions import ConnectionClosed, ConnectionClosedError
+from fastws.relay import Relay
+
+from .support.asyncio import async_test
+from .support.frames import client_frame
+from .support.transport import open_server_websocket
+
+TIMEOUT = 10
+
+
+@pytest.fixture(autouse=True)
+def backend(codec, monkeypatch):
+    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    return codec
+
+
+@async_test
+async def test_resuming_writes_does_not_send_a_deferred_failure_before_the_replies():
+    ws, transport = open_server_websocket(close_timeout=0.2)  # the fake peer never hangs up: lingering ends by timeout
+    ws.pause_writing()
+    ws.data_received(client_frame(1, b"a") + client_frame(3, b""))  # a message, then a reserved opcode
+    ws.resume_writing()
+    assert await ws.recv() == "a"
+    await ws.send("reply to a")
+    with pytest.raises(ConnectionClosedError) as failure:
+        await ws.recv()
+    assert failure.value.code == 1002
+    assert [frame[0] for frame in transport.frames()] == [1, 8]  # the reply, then the close frame
+    assert transport.eof  # lingering: our side shut down, waiting for the peer to hang up
+    await asyncio.wait_for(ws.close(), TIMEOUT)
+
+
+@pytest.mark.parametrize("wait", ["drain", "wait_sendable"])
+@async_test
+async def test_waiting_to_send_ends_when_the_transport_is_lost_while_paused(wait):
+    ws, transport = open_server_websocket()
+    ws.pause_writing()
+    transport.abort()
+    await asyncio.sleep(0)  # connection_lost runs
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(getattr(ws, wait)(), TIMEOUT)
+
+
+@async_test
+async def test_relay_backlog_of_a_subscriber_lost_while_paused_is_released():
+    relay = Relay(max_backlog=4)
+    ws, transport = open_server_websocket()
+    relay.subscribe(ws, "topic")
+    ws.pause_writing()
+    transport.abort()  # e.g. the write timeout; connection_lost comes on the next iteration
+    relay.publish("topic", "x")  # still open in this iteration: held in the backlog
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert relay.subscriber_count == 0
+    assert [task for task in asyncio.all_tasks() if "_drain" in repr(task)] == []
+
+
+@async_test
+async def test_a_fragment_that_cannot_be_encoded_closes_1011_and_no_frame_follows_inside_it():
+    ws, transport = open_server_websocket()
+    with pytest.raises(TypeError):
+        await ws.send_fragments(["a", 5])  # the last piece is not str or bytes
+    with pytest.raises(ConnectionClosed):
+        await ws.send("next")
+    frames = transport.frames()
+    assert [frame[0] for frame in frames] == [1, 8]  # the first fragment, then the close: nothing inside it
+    assert frames[1][1][:2] == (1011).to_bytes(2, "big")
+
+
+@async_test
+async def test_concurrent_send_fragments_and_send_wait_their_turn():
+    ws, transport = open_server_websocket()
+
+    async def pieces(tag):
+        for index in range(3):
+            yield f"{tag}{index}"
+            await asyncio.sleep(0)
+
+    first = asyncio.ensure_future(ws.send_fragments(pieces("A")))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(ws.send("plain"), ws.send_fragments(pieces("B")), first), TIMEOUT)
+    messages, current = [], ""
+    for _opcode, payload, fin in transport.frames():
+        current += payload.decode()
+        if fin:
+            messages.append(current)
+            current = ""
+    assert messages[0] == "A0A1A2" and sorted(messages[1:]) == ["B0B1B2", "plain"]
+
+
+@async_test
+async def test_send_nowait_during_a_fragmented_message_is_refused():
+    ws, transport = open_server_websocket()
+    gate = asyncio.Event()
+
+    async def pieces():
+        yield "a"
+        yield "b"
+        await gate.wait()
+        yield "c"
+
+    sending = asyncio.ensure_future(ws.send_fragments(pieces()))
+    while not ws.connection.sending_fragments:
+        await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="fragmented message"):
+        ws.send_nowait("x")
+    with pytest.raises(RuntimeError, match="fragmented message"):
+        ws.send_soon("x")
+    gate.set()
+    await asyncio.wait_for(sending, TIMEOUT)
+    ws.send_soon("after")
+    await asyncio.sleep(0)
+    assert [frame[1] for frame in transport.frames()] == [b"a", b"b", b"c", b"after"]
+
+
+def test_the_write_batch_keeps_no_finished_loop_alive():
+    async def use_send_soon():
+        ws, transport = open_server_websocket()
+        ws.send_soon("x")
+        await asyncio.sleep(0)
+        assert transport.frames() == [(1, b"x", True)]
+
+    for _ in range(3):
+        asyncio.run(use_send_soon())
+    gc.collect()
+    assert len(protocol._batches) == 0
