@@ -70,10 +70,11 @@ from uvicorn.server import ServerState
 
 from .connection import OP_CLOSE, OP_PONG, OP_TEXT, Connection, State
 from .exceptions import ConnectionClosed, InvalidHandshake
-from .extensions.permessage_deflate import Deflate, PerMessageDeflate
+from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import CloseCode
-from .handshake import Headers, HeadParser, Response, ServerHandshake, error_response, parse_request
+from .handshake import Headers, Response, ServerHandshake, error_response
 from .policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
+from .upgrade import ServerUpgrade
 
 __all__ = ["WebSocketProtocol", "Phase", "DEFLATE"]
 
@@ -155,11 +156,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.handshake = ServerHandshake(
             extensions=DEFLATE.accept_offer if config.ws_per_message_deflate else None, server_header=None
         )
-        self.head: Optional[HeadParser] = HeadParser()
-        self.response: Optional[Response] = None  # the 101 answer, sent on websocket.accept
-        self.deflate: Optional[Deflate] = None
+        # The request head, the 101 (sent on websocket.accept) and the bytes the
+        # client sent before the app accepted, which wait there.
+        self.upgrade = ServerUpgrade(self.handshake)
         self.conn: Optional[Connection] = None  # the sans-I/O connection, once accepted
-        self.early_data = b""  # bytes the client sent before the app accepted
         self.close_timer: Optional[asyncio.TimerHandle] = None
         self.close_timeout = CLOSE_TIMEOUT
         self.denial: Optional[tuple[int, list[tuple[str, str]], bytes]] = None  # status, headers, body so far
@@ -228,7 +228,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def update_reading(self) -> None:
         """Read unless ReadFlow says the app's queue is full, or bytes wait for websocket.accept."""
-        paused = self.flow.paused or (self.conn is None and bool(self.early_data))
+        paused = self.flow.paused or (self.conn is None and bool(self.upgrade.early_data))
         if paused != self.read_paused and not self.transport.is_closing():
             self.read_paused = paused
             if paused:
@@ -314,20 +314,16 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- handshake -----------------------------------------------------------
 
     def handshake_data_received(self, data: bytes) -> None:
-        if self.head is None:
-            # Frames sent before websocket.accept wait for it; reading pauses so
-            # an impatient client cannot make us buffer without bound.
-            self.early_data += data
-            self.update_reading()
-            return
         try:
-            result = self.head.feed(data)
-            if result is None:
+            request = self.upgrade.receive_data(data)
+            if request is None:
+                # Incomplete head, or frames sent before websocket.accept: those
+                # wait in the upgrade, and reading pauses so an impatient client
+                # cannot make us buffer without bound.
+                if self.upgrade.early_data:
+                    self.update_reading()
                 return
-            self.head = None
-            head, self.early_data = result
-            request = parse_request(head)
-            self.response, _, self.deflate = self.handshake.accept(request)
+            self.upgrade.accept()
         except InvalidHandshake as exc:
             self.reject_handshake(exc)
             return
@@ -353,7 +349,7 @@ class WebSocketProtocol(asyncio.Protocol):
             "extensions": {"websocket.http.response": {}},
         }
         self.phase = Phase.CONNECTING
-        if self.early_data:
+        if self.upgrade.early_data:
             self.update_reading()
         self.put({"type": "websocket.connect"})
         task = self.loop.create_task(self.run_asgi())
@@ -482,7 +478,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def accept(self, message: dict[str, Any]) -> None:
         """websocket.accept: send the 101 answer and start the WebSocket connection."""
         self.logger.info('%s - "WebSocket %s" [accepted]', self._client(), self._path())
-        assert self.response is not None
+        response = self.upgrade.response
+        assert response is not None
         extra = [
             (name.lower(), value)
             for name, value in _decode_headers(self.default_headers + list(message.get("headers", [])))
@@ -493,17 +490,16 @@ class WebSocketProtocol(asyncio.Protocol):
         # Headers checks each one (RFC 9110 §5.1, §5.5) before anything is
         # written: a header that cannot be written raises InvalidHeader (a
         # ValueError) in the app, which then gets a 500, as websockets-sansio does.
-        headers = Headers(list(self.response.headers))
+        headers = Headers(list(response.headers))
         for name, value in extra:
             headers.add(name, value)
         if self.transport.is_closing():
             return
-        self.response.headers = headers
+        response.headers = headers
         self.phase = Phase.OPEN
-        self.transport.write(self.response.serialize())
-        self.conn = Connection(is_client=False, max_message_size=self.config.ws_max_size, deflate=self.deflate)
+        self.transport.write(response.serialize())
+        self.conn, early = self.upgrade.open(max_message_size=self.config.ws_max_size)
         self.start_keepalive()
-        early, self.early_data = self.early_data, b""
         self.update_reading()
         if early:
             self.data_received(early)

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from fastws.asyncio.protocol import Limits, WebSocket
+from fastws.handshake import ServerHandshake
+from fastws.upgrade import ServerUpgrade
+
+from .asyncio import upgrade_request
 
 
 class FakeTransport:
@@ -69,5 +73,8 @@ def open_server_websocket(**limits) -> tuple[WebSocket, FakeTransport]:
     ws = WebSocket(Limits(**limits), is_client=False)
     transport = FakeTransport(ws)
     ws.connection_made(transport)  # type: ignore[arg-type]
-    ws.open_connection(b"")
+    upgrade = ServerUpgrade(ServerHandshake(extensions=None))
+    assert upgrade.receive_data(upgrade_request()) is not None
+    upgrade.accept()
+    ws.open_connection(upgrade)
     return ws, transport

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 from ..exceptions import InvalidHandshake
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
-from ..handshake import ClientHandshake, HeadParser, Response, parse_response
+from ..handshake import ClientHandshake, Response
+from ..upgrade import ClientUpgrade
 from .protocol import Limits, Listener, WebSocket
 
 __all__ = ["connect", "ClientConnection"]
@@ -29,33 +30,28 @@ class ClientConnection(WebSocket):
         super().__init__(limits, is_client=True, listener=listener)
         self.handshake = handshake
         self.compression = compression
-        self.response: Optional[Response] = None
-        self._head = HeadParser(limits.max_header_size)
+        self._upgrade = ClientUpgrade(handshake, compression, limits.max_header_size)
         self._opened: asyncio.Future = self.loop.create_future()
+
+    @property
+    def response(self) -> Optional[Response]:
+        """The server's answer to the upgrade request, once received."""
+        return self._upgrade.response
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.transport.write(self.handshake.request_bytes())  # type: ignore[union-attr]
+        self.transport.write(self._upgrade.request_bytes())  # type: ignore[union-attr]
 
     def handshake_data_received(self, data: bytes) -> None:
         try:
-            result = self._head.feed(data)
-            if result is None:
+            if self._upgrade.receive_data(data) is None:
                 return
-            head, leftover = result
-            self.response = parse_response(head)
-            if self.response.status != 101:
-                # Read what fits of the body for the error message.
-                self.response.body = leftover[:4096]
-            self.subprotocol, extensions = self.handshake.process_response(self.response)
-            if extensions and self.compression is not None:
-                self.extension = self.compression.accept_response(extensions)
         except InvalidHandshake as exc:
             if not self._opened.done():
                 self._opened.set_exception(exc)
             self.transport.close()  # type: ignore[union-attr]
             return
-        self.open_connection(leftover)
+        self.open_connection(self._upgrade)
         if not self._opened.done():
             self._opened.set_result(None)
 

@@ -19,9 +19,9 @@ from typing import Any, Optional, Union
 
 from ..connection import Connection, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from ..extensions.permessage_deflate import Deflate
 from ..frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, OP_CLOSE, OP_PONG, CloseCode
 from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
+from ..upgrade import ClientUpgrade, ServerUpgrade
 
 __all__ = ["WebSocket", "Listener", "Limits"]
 
@@ -489,16 +489,15 @@ class WebSocket(asyncio.Protocol):
             logger.info("%s handshake timed out after %ss", self.peer, self.limits.open_timeout)
             self.transport.abort()
 
-    def open_connection(self, leftover: bytes) -> None:
-        """The handshake succeeded: start the WebSocket connection."""
+    def open_connection(self, upgrade: Union[ServerUpgrade, ClientUpgrade]) -> None:
+        """The handshake succeeded: start the WebSocket connection, then replay
+        what the peer sent after its head."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.connection = Connection(
-            is_client=self.is_client,
-            max_message_size=self.limits.max_message_size,
-            max_frame_size=self.limits.max_frame_size,
-            deflate=self.extension if isinstance(self.extension, Deflate) else None,
+        self.subprotocol, self.extension = upgrade.subprotocol, upgrade.extension
+        self.connection, leftover = upgrade.open(
+            max_message_size=self.limits.max_message_size, max_frame_size=self.limits.max_frame_size
         )
         if self.limits.ping_interval is not None:
             self._keepalive = Keepalive(self.limits.ping_interval, self.limits.ping_timeout, self.loop.time())

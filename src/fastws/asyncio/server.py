@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional, Union
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
-from ..handshake import ExtensionHook, HeadParser, Request, Response, ServerHandshake, error_response, parse_request
+from ..handshake import ExtensionHook, Request, Response, ServerHandshake, error_response
+from ..upgrade import ServerUpgrade
 from .protocol import Limits, Listener, WebSocket
 
 __all__ = ["serve", "Server", "ServerConnection"]
@@ -33,7 +34,7 @@ class ServerConnection(WebSocket):
         super().__init__(server.limits, is_client=False, listener=server.listener_factory())
         self.server = server
         self.request: Optional[Request] = None
-        self._head: Optional[HeadParser] = HeadParser(server.limits.max_header_size)
+        self._upgrade = ServerUpgrade(server.handshake, server.limits.max_header_size)
         self._handler_task: Optional[asyncio.Task] = None
 
     @property
@@ -45,32 +46,27 @@ class ServerConnection(WebSocket):
         self.server.connections.add(self)
 
     def handshake_data_received(self, data: bytes) -> None:
-        if self._head is None:
-            return  # a response is being prepared; the client must wait for it
         try:
-            result = self._head.feed(data)
-            if result is None:
-                return
-            self._head = None
-            head, leftover = result
-            self.request = parse_request(head)
+            request = self._upgrade.receive_data(data)
         except InvalidHandshake as exc:
             self._reject(exc)
             return
+        if request is None:
+            return  # the head is not complete, or an answer is being prepared (the bytes wait in the upgrade)
+        self.request = request
         hook = self.server.process_request
         try:
-            response = hook(self, self.request) if hook is not None else None
+            response = hook(self, request) if hook is not None else None
         except Exception:
             logger.exception("%s process_request failed; answering 500", self.peer)
             response = INTERNAL_ERROR
         if inspect.isawaitable(response):
             self.transport.pause_reading()  # type: ignore[union-attr]
-            task = self.loop.create_task(self._finish_async_handshake(response, leftover))
-            self._handler_task = task
+            self._handler_task = self.loop.create_task(self._finish_async_handshake(response))
             return
-        self._finish_handshake(response, leftover)
+        self._finish_handshake(response)
 
-    async def _finish_async_handshake(self, pending: Awaitable[Optional[Response]], leftover: bytes) -> None:
+    async def _finish_async_handshake(self, pending: Awaitable[Optional[Response]]) -> None:
         try:
             response = await pending
         except Exception:
@@ -80,9 +76,9 @@ class ServerConnection(WebSocket):
             return
         self.transport.resume_reading()
         self._handler_task = None
-        self._finish_handshake(response, leftover)
+        self._finish_handshake(response)
 
-    def _finish_handshake(self, response: Optional[Response], leftover: bytes) -> None:
+    def _finish_handshake(self, response: Optional[Response]) -> None:
         assert self.request is not None and self.transport is not None
         if response is not None:  # process_request answered plain HTTP
             try:
@@ -95,13 +91,13 @@ class ServerConnection(WebSocket):
             logger.debug("%s %s %s -> %d", self.peer, self.request.method, self.request.path, response.status)
             return
         try:
-            accepted, self.subprotocol, self.extension = self.server.handshake.accept(self.request)
+            accepted = self._upgrade.accept()
         except InvalidHandshake as exc:
             self._reject(exc)
             return
         self.transport.write(accepted.serialize())
         logger.info("%s connected %s", self.peer, self.request.path)
-        self.open_connection(leftover)
+        self.open_connection(self._upgrade)
         if self.listener is None and self.server.handler is not None:
             self._handler_task = self.loop.create_task(self._run_handler())
 

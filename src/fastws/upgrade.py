@@ -1,0 +1,135 @@
+"""The opening handshake as one sequence, sans I/O (RFC 6455 §4): read the HTTP
+head, check it, answer, start the ``Connection``.
+
+Every I/O layer — the asyncio server and client, the uvicorn class — runs one
+of these per connection instead of its own copy of the sequence. Bytes that
+arrive after the head (a peer may send its first frames without waiting for
+the answer) are kept and handed back with the ``Connection``, for the layer to
+feed through its usual receive path, so none is lost or parsed twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .connection import Connection
+from .extensions.permessage_deflate import Deflate, PerMessageDeflate
+from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
+from .handshake import (
+    MAX_HEADER_SIZE,
+    ClientHandshake,
+    HeadParser,
+    Request,
+    Response,
+    ServerHandshake,
+    parse_request,
+    parse_response,
+)
+
+__all__ = ["ServerUpgrade", "ClientUpgrade"]
+
+ERROR_BODY_SIZE = 4096
+"""How much of a refusal's body the client keeps, for the error message."""
+
+
+class _Upgrade:
+    """What both sides share: the head being read, the bytes after it, the Connection."""
+
+    is_client = False
+
+    def __init__(self, max_header_size: int) -> None:
+        self._head: Optional[HeadParser] = HeadParser(max_header_size)
+        self.early_data = b""  # what the peer sent after its head, not parsed yet
+        self.subprotocol: Optional[str] = None
+        self.extension: Any = None  # the negotiated extension session (permessage-deflate)
+
+    def _feed_head(self, data: bytes) -> Optional[bytes]:
+        """The head once complete; later bytes wait in ``early_data``."""
+        if self._head is None:
+            self.early_data += data
+            return None
+        result = self._head.feed(data)  # raises InvalidHandshake (431) for an oversized head
+        if result is None:
+            return None
+        self._head = None
+        head, self.early_data = result
+        return head
+
+    def open(
+        self, *, max_message_size: Optional[int] = MAX_MESSAGE_SIZE, max_frame_size: int = MAX_FRAME_SIZE
+    ) -> tuple[Connection, bytes]:
+        """Start the WebSocket connection; return it with the bytes that came
+        after the head, for the caller to pass to its receive path."""
+        connection = Connection(
+            is_client=self.is_client,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            deflate=self.extension if isinstance(self.extension, Deflate) else None,
+        )
+        early, self.early_data = self.early_data, b""
+        return connection, early
+
+
+class ServerUpgrade(_Upgrade):
+    """The server's side: ``receive_data()`` until the request is complete,
+    then ``accept()`` for the 101 (or InvalidHandshake for the HTTP error), send
+    it, then ``open()``. Between the two, an application may still add headers
+    to ``response`` or answer with plain HTTP instead."""
+
+    def __init__(self, handshake: ServerHandshake, max_header_size: int = MAX_HEADER_SIZE) -> None:
+        super().__init__(max_header_size)
+        self.handshake = handshake
+        self.request: Optional[Request] = None
+        self.response: Optional[Response] = None
+
+    def receive_data(self, data: bytes) -> Optional[Request]:
+        """Feed bytes; the Request once its head is complete (once), else None.
+        Raises InvalidHandshake, whose status is the answer to send."""
+        head = self._feed_head(data)
+        if head is None:
+            return None
+        self.request = parse_request(head)
+        return self.request
+
+    def accept(self) -> Response:
+        """Check the request (version, key, origin) and negotiate the subprotocol
+        and extensions: the 101 answer. Raises InvalidHandshake."""
+        assert self.request is not None, "accept() before the request is complete"
+        self.response, self.subprotocol, self.extension = self.handshake.accept(self.request)
+        return self.response
+
+
+class ClientUpgrade(_Upgrade):
+    """The client's side: send ``request_bytes()``, ``receive_data()`` until
+    the response is complete and checked, then ``open()``."""
+
+    is_client = True
+
+    def __init__(
+        self,
+        handshake: ClientHandshake,
+        compression: Optional[PerMessageDeflate] = None,
+        max_header_size: int = MAX_HEADER_SIZE,
+    ) -> None:
+        super().__init__(max_header_size)
+        self.handshake = handshake
+        self.compression = compression
+        self.response: Optional[Response] = None
+
+    def request_bytes(self) -> bytes:
+        return self.handshake.request_bytes()
+
+    def receive_data(self, data: bytes) -> Optional[Response]:
+        """Feed bytes; the accepted Response once complete, else None. Raises
+        InvalidHandshake (InvalidStatus for an answer other than 101, with up
+        to ERROR_BODY_SIZE bytes of its body in ``response.body``)."""
+        head = self._feed_head(data)
+        if head is None:
+            return None
+        self.response = response = parse_response(head)
+        if response.status != 101:
+            response.body = self.early_data[:ERROR_BODY_SIZE]
+        self.subprotocol, extensions = self.handshake.process_response(response)
+        if extensions and self.compression is not None:
+            self.extension = self.compression.accept_response(extensions)
+        return response
