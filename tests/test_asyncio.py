@@ -12,7 +12,13 @@ import pytest
 import fastws
 import fastws.connection
 from fastws import Headers, Listener, Response, connect, serve
-from fastws.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
+from fastws.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHeader,
+    InvalidStatus,
+)
 
 from .support.asyncio import RawPeer, async_test, leftover_tasks, upgrade_request
 from .support.frames import client_frame
@@ -225,6 +231,13 @@ async def test_failing_or_unwritable_process_request_answers_500_and_nothing_els
             await ws.send("x")
             assert await ws.recv() == "x"
     assert "process_request" in caplog.text
+
+
+def test_a_client_header_that_cannot_be_written_is_refused_by_connect_itself():
+    with pytest.raises(InvalidHeader, match="'X'"):
+        connect("ws://127.0.0.1:9/", extra_headers=[("X", "a\r\nEvil: 1")])  # nothing connects, nothing is sent
+    with pytest.raises(InvalidHeader):
+        connect("ws://127.0.0.1:9/", origin="http://a\nb")
 
 
 @async_test

@@ -119,7 +119,7 @@ def limit_arg(value: object, name: str) -> int | None:
 
 
 def frame_size_arg(value: object) -> int:
-    """``encode_message``'s ``max_frame_size``: an integer >= 1."""
+    """The message encoder's ``max_frame_size``: an integer >= 1."""
     size = index_arg(value, "max_frame_size")
     if size < 1:
         raise ValueError("max_frame_size must be at least 1")

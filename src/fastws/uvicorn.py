@@ -41,7 +41,11 @@ Differences, on purpose:
   uvicorn's logger, are not logged; uvicorn's own lines are the same.
 
 Keepalive, read pausing and how TCP is closed are decided by fastws.policy,
-as in fastws.asyncio; the ASGI conversation is one ``Phase``.
+as in fastws.asyncio, and the handshake runs fastws.upgrade.ServerUpgrade;
+the ASGI conversation is one ``Phase``. As in uvicorn's classes (and unlike
+fastws.asyncio, which waits until the handler has taken them), a protocol
+error's close frame leaves at once: the messages before it are still queued
+for the app, but a reply to them raises ClientDisconnected.
 
 Only this module imports uvicorn; ``import fastws`` never does.
 """

@@ -113,10 +113,11 @@ class connect:
             host=host_header,
             path=resource,
             subprotocols=subprotocols,
-            extra_headers=extra_headers,
+            extra_headers=None if extra_headers is None else list(extra_headers),
             origin=origin,
             extensions=compression.offer() if compression is not None else None,
         )
+        ClientHandshake(**self.handshake_args)  # type: ignore[arg-type]  # a header that cannot be written raises here
         self.connection: Optional[ClientConnection] = None
 
     async def _open(self) -> ClientConnection:
