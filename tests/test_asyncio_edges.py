@@ -138,3 +138,29 @@ def test_the_write_batch_keeps_no_finished_loop_alive():
         asyncio.run(use_send_soon())
     gc.collect()
     assert len(protocol._batches) == 0
+
+
+@async_test
+async def test_relay_holds_messages_for_a_subscriber_sending_fragments_and_delivers_them_after():
+    relay = Relay()
+    ws, transport = open_server_websocket()
+    relay.subscribe(ws, "topic")
+    gate = asyncio.Event()
+
+    async def pieces():
+        yield "a"
+        yield "b"
+        await gate.wait()
+        yield "c"
+
+    sending = asyncio.ensure_future(ws.send_fragments(pieces()))
+    while not ws.connection.sending_fragments:
+        await asyncio.sleep(0)
+    assert relay.publish("topic", "news 1") == 1 and relay.publish("topic", "news 2") == 1  # held, not lost
+    await asyncio.sleep(0)
+    assert [frame[1] for frame in transport.frames()] == [b"a"]  # nothing inside the fragmented message
+    gate.set()
+    await asyncio.wait_for(sending, TIMEOUT)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [frame[1] for frame in transport.frames()] == [b"a", b"b", b"c", b"news 1", b"news 2"]

@@ -49,6 +49,9 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
+_OPEN = State.OPEN  # one global lookup on the fan-out path
+
+
 class PreparedMessage:
     """A message encoded once, to be sent on many connections (broadcast, relay fan-out).
 
@@ -297,7 +300,7 @@ class Connection:
         client encodes its own masked copy; a server shares ``prepared.frames``
         (uncompressed: permessage-deflate lets any message go uncompressed,
         RFC 7692 §6)."""
-        if self.state is State.OPEN and not self._sending_fragments and not self.is_client:
+        if self.state is _OPEN and not self._sending_fragments and not self.is_client:
             return prepared.frames
         # A client masks every frame with a key of its own: it encodes its own
         # copy. send() also raises what it would while closing or mid-fragment.

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import NamedTuple, Optional, Union
 
-from ..connection import PreparedMessage, State
-from .protocol import WebSocket
+from ..connection import PreparedMessage
+from .protocol import WebSocket, fan_out
 
 __all__ = ["broadcast", "BroadcastResult"]
 
@@ -46,16 +46,11 @@ def broadcast(
     for bounded per-subscriber backlogs.
     """
     prepared = message if isinstance(message, PreparedMessage) else PreparedMessage(message, codec)
-    sent = closing = fragmenting = 0
-    for ws in connections:
-        connection = ws.connection
-        if connection is None or connection.state is not State.OPEN:
-            closing += 1
-        elif connection.sending_fragments:
-            fragmenting += 1
-        else:
-            ws.send_soon(prepared)
-            sent += 1
-    if closing or fragmenting:
+    targets = connections if isinstance(connections, (list, tuple, set, frozenset)) else list(connections)
+    refused = fan_out(targets, prepared)
+    fragmenting = sum(1 for ws, _ in refused if ws.connection is not None and ws.connection.sending_fragments)
+    closing = len(refused) - fragmenting
+    sent = len(targets) - len(refused)
+    if refused:
         logger.debug("broadcast skipped %d closing and %d fragmenting connections", closing, fragmenting)
     return BroadcastResult(sent, closing, fragmenting)

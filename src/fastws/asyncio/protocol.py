@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 from ..connection import Connection, PreparedMessage, State
@@ -23,7 +24,7 @@ from ..frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, OP_CLOSE, OP_PONG, CloseC
 from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 from ..upgrade import ClientUpgrade, ServerUpgrade
 
-__all__ = ["WebSocket", "Listener", "Limits"]
+__all__ = ["WebSocket", "Listener", "Limits", "fan_out"]
 
 Message = Union[str, bytes]
 
@@ -63,6 +64,37 @@ class _WriteBatch:
                 logger.exception("%s write failed; aborting", ws.peer)
                 ws._pending_writes.clear()
                 ws.abort("write failed")
+
+
+def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[tuple[WebSocket, Exception]]:
+    """Queue one prepared message on many connections, written at the end of
+    this loop iteration (``send_soon`` for each, without a method call per
+    connection: this is the inner loop of ``broadcast()`` and the relay).
+
+    Each connection's ``Connection.send_prepared`` decides, as for any frame;
+    the connections it refuses are returned with its exception
+    (ConnectionClosed: closing; RuntimeError: a fragmented message is being
+    sent), never raised."""
+    refused: list[tuple[WebSocket, Exception]] = []
+    batch: Optional[_WriteBatch] = None
+    for ws in websockets:
+        connection = ws.connection
+        try:
+            if connection is None:
+                raise RuntimeError("the handshake is not finished")
+            data = connection.send_prepared(message)
+        except (ConnectionClosed, RuntimeError) as exc:
+            refused.append((ws, exc))
+            continue
+        pending = ws._pending_writes
+        pending.append(data)
+        if len(pending) == 1 and not ws._corked:
+            batch = ws._batch
+            batch.dirty.append(ws)
+            if not batch.scheduled:
+                batch.scheduled = True
+                ws.loop.call_soon(batch.flush)
+    return refused
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
@@ -183,7 +215,10 @@ class WebSocket(asyncio.Protocol):
         self._pending_writes: list[bytes] = []
         self._corked = False
         self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
-        self._writing_paused = False
+        # True while the write buffer is above ``write_limit`` (until the peer
+        # reads it down); read it, do not set it. A plain attribute: fan-out
+        # checks it once per subscriber per message.
+        self.writing_paused = False
         self._write_stall: Optional[asyncio.TimerHandle] = None
         self._abort_reason: Optional[str] = None
         self._drain_waiter: Optional[asyncio.Future] = None
@@ -228,11 +263,6 @@ class WebSocket(asyncio.Protocol):
     def reading_paused(self) -> bool:
         """True while ``max_queue`` received messages wait for ``recv()`` (TCP pushes back on the peer)."""
         return self._flow.paused
-
-    @property
-    def writing_paused(self) -> bool:
-        """True while the write buffer is above ``write_limit`` (until the peer reads it down)."""
-        return self._writing_paused
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -419,7 +449,7 @@ class WebSocket(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._timer = self._keepalive_timer = self._write_stall = None
-        self._writing_paused = False  # a lost transport never resumes writing
+        self.writing_paused = False  # a lost transport never resumes writing
         if self.connection is not None:
             self.connection.receive_eof()
             error = self._close_exception()
@@ -445,7 +475,7 @@ class WebSocket(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The write buffer passed write_limit. If the peer does not read it
         down within write_timeout, it is dropped: its backlog is bounded."""
-        self._writing_paused = True
+        self.writing_paused = True
         if self.connection is not None:
             self.connection.writable = False
         if self.limits.write_timeout is not None and self._write_stall is None:
@@ -453,7 +483,7 @@ class WebSocket(asyncio.Protocol):
         self._update_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.writing_paused = False
         if self._write_stall is not None:
             self._write_stall.cancel()
             self._write_stall = None
@@ -594,7 +624,11 @@ class WebSocket(asyncio.Protocol):
         pending = self._pending_writes
         pending.append(data)
         if len(pending) == 1 and not self._corked:
-            self._batch.add(self)
+            batch = self._batch  # _WriteBatch.add, inline: this runs once per subscriber per message
+            batch.dirty.append(self)
+            if not batch.scheduled:
+                batch.scheduled = True
+                self.loop.call_soon(batch.flush)
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``
@@ -604,7 +638,7 @@ class WebSocket(asyncio.Protocol):
         if self._fragments_done is not None:
             await self._fragments_finished()
         self._write(self.connection.send(message))
-        if self._writing_paused:
+        if self.writing_paused:
             await self.drain()
 
     async def send_fragments(self, fragments) -> None:
@@ -662,7 +696,7 @@ class WebSocket(asyncio.Protocol):
         while True:
             if self._fragments_done is not None:
                 await self._fragments_finished()
-            elif self._writing_paused:
+            elif self.writing_paused:
                 await self.drain()
             else:
                 if self._closed.done():
@@ -676,7 +710,7 @@ class WebSocket(asyncio.Protocol):
         (its buffer would otherwise grow without bound)."""
         if self._closed.done():
             raise self._close_exception()
-        if not self._writing_paused:
+        if not self.writing_paused:
             return
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = self.loop.create_future()

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import codec as default_codec
+from ..asyncio.protocol import fan_out
 from ..connection import PreparedMessage
 from ..exceptions import ConnectionClosed
 from ..frames import CloseCode
@@ -150,24 +151,21 @@ class Relay:
         members = self._topics.get(topic)
         if not members:
             return 0
-        queued = 0
-        closed: list[WebSocket] = []
-        for subscriber in members:
-            ws = subscriber.ws
-            if ws is exclude:
-                continue
-            if subscriber.backlog or ws.writing_paused or ws.connection.sending_fragments:  # type: ignore[union-attr]
-                if not self._hold(subscriber, message):
-                    continue
-            else:
-                try:
-                    ws.send_soon(message)
-                except ConnectionClosed:
-                    closed.append(ws)
-                    continue
-            queued += 1
-        for ws in closed:
-            self.unsubscribe(ws)
+        ready = [s.ws for s in members if not s.backlog and not s.ws.writing_paused and s.ws is not exclude]
+        queued = len(ready)
+        behind = len(members) - queued
+        if exclude is not None and self._subscribers.get(exclude) in members:
+            behind -= 1
+        if behind:  # their backlogs grow (or the slow-consumer policy applies)
+            for subscriber in members:
+                if subscriber.ws is not exclude and (subscriber.backlog or subscriber.ws.writing_paused):
+                    queued += self._hold(subscriber, message)
+        for ws, refusal in fan_out(ready, message):
+            queued -= 1
+            if isinstance(refusal, ConnectionClosed):
+                self.unsubscribe(ws)
+            else:  # a fragmented message is being sent (RFC 6455 §5.4): wait for its end
+                queued += self._hold(self._subscribers[ws], message)
         self.stats.messages_out += queued
         return queued
 
