@@ -164,3 +164,18 @@ async def test_relay_holds_messages_for_a_subscriber_sending_fragments_and_deliv
     for _ in range(5):
         await asyncio.sleep(0)
     assert [frame[1] for frame in transport.frames()] == [b"a", b"b", b"c", b"news 1", b"news 2"]
+
+
+@async_test
+async def test_a_burst_of_small_frames_is_joined_into_few_writes_and_a_large_frame_is_not_copied():
+    ws, transport = open_server_websocket()
+    for index in range(1000):
+        ws.send_soon(bytes([index % 256]) * 250)  # 252-byte frames: about 252 KB in all
+    large = bytes(200_000)
+    ws.send_soon(large)
+    ws.send_soon(b"last")
+    await asyncio.sleep(0)
+    assert len(transport.written) <= 7  # four or five joined writes, the large frame, the tail
+    assert any(len(write) == len(large) + 10 for write in transport.written)  # written as it is
+    payloads = [frame[1] for frame in transport.frames()]
+    assert payloads == [bytes([index % 256]) * 250 for index in range(1000)] + [large, b"last"]

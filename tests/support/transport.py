@@ -59,11 +59,16 @@ class FakeTransport:
 
     def frames(self) -> list[tuple[int, bytes, bool]]:
         """What was written, as unmasked server frames: (opcode, payload, fin)."""
-        data, frames = b"".join(self.written), []
-        while data:
-            length = data[1] & 0x7F
-            frames.append((data[0] & 0x0F, data[2 : 2 + length], bool(data[0] & 0x80)))
-            data = data[2 + length :]
+        data, frames, at = b"".join(self.written), [], 0
+        while at < len(data):
+            length, head = data[at + 1] & 0x7F, 2
+            if length == 126:
+                length, head = int.from_bytes(data[at + 2 : at + 4], "big"), 4
+            elif length == 127:
+                length, head = int.from_bytes(data[at + 2 : at + 10], "big"), 10
+            start = at + head
+            frames.append((data[at] & 0x0F, data[start : start + length], bool(data[at] & 0x80)))
+            at = start + length
         return frames
 
 

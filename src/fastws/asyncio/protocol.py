@@ -31,7 +31,7 @@ Message = Union[str, bytes]
 logger = logging.getLogger("fastws")
 
 COALESCE_BYTES = 65536
-"""Frames written in one burst are joined into one write up to this size."""
+"""Frames written in one burst are joined into writes of up to this size."""
 
 
 class _WriteBatch:
@@ -399,13 +399,29 @@ class WebSocket(asyncio.Protocol):
             return
         if len(pending) == 1:
             transport.write(pending[0])
-        elif len(pending) <= 64 and sum(map(len, pending)) <= COALESCE_BYTES:
+        elif sum(map(len, pending)) <= COALESCE_BYTES:
             transport.write(b"".join(pending))
         else:
-            # Large frames are not worth a copy into one buffer (which for
+            # Small frames are joined in writes of up to COALESCE_BYTES (a
+            # fan-out burst is hundreds of them: one write each would cost more
+            # than the copy); a large frame is written as it is (a copy of
             # megabytes also means fresh pages from the OS each time).
+            chunk: list[bytes] = []
+            size = 0
             for data in pending:
-                transport.write(data)
+                if len(data) >= COALESCE_BYTES:
+                    if chunk:
+                        transport.write(b"".join(chunk))
+                        chunk, size = [], 0
+                    transport.write(data)
+                    continue
+                chunk.append(data)
+                size += len(data)
+                if size >= COALESCE_BYTES:
+                    transport.write(b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                transport.write(b"".join(chunk))
         pending.clear()
 
     def _close_transport(self, linger: bool = False) -> None:
