@@ -76,7 +76,6 @@ def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[t
     (ConnectionClosed: closing; RuntimeError: a fragmented message is being
     sent), never raised."""
     refused: list[tuple[WebSocket, Exception]] = []
-    batch: Optional[_WriteBatch] = None
     for ws in websockets:
         connection = ws.connection
         try:
@@ -89,11 +88,7 @@ def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[t
         pending = ws._pending_writes
         pending.append(data)
         if len(pending) == 1 and not ws._corked:
-            batch = ws._batch
-            batch.dirty.append(ws)
-            if not batch.scheduled:
-                batch.scheduled = True
-                ws.loop.call_soon(batch.flush)
+            ws._batch.add(ws)
     return refused
 
 
@@ -640,11 +635,7 @@ class WebSocket(asyncio.Protocol):
         pending = self._pending_writes
         pending.append(data)
         if len(pending) == 1 and not self._corked:
-            batch = self._batch  # _WriteBatch.add, inline: this runs once per subscriber per message
-            batch.dirty.append(self)
-            if not batch.scheduled:
-                batch.scheduled = True
-                self.loop.call_soon(batch.flush)
+            self._batch.add(self)
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``
