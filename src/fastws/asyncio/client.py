@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl as ssl_module
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..exceptions import InvalidHandshake
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..handshake import ClientHandshake, Response
 from ..upgrade import ClientUpgrade
-from .protocol import Limits, Listener, WebSocket
+from .protocol import LimitOptions, Limits, Listener, WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["connect", "ClientConnection"]
 
@@ -97,17 +101,21 @@ class connect:
         listener: Optional[Listener] = None,
         compression: Optional[PerMessageDeflate] = CLIENT_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
-        **options: Any,
+        server_hostname: Optional[str] = None,
+        sock: Optional[socket.socket] = None,
+        **limits: Unpack[LimitOptions],
     ) -> None:
         self.compression = compression
-        self.limits = Limits.from_options(options)
+        self.limits = Limits.from_options(limits, caller="connect")
         self.secure, self.host, self.port, resource, host_header = parse_uri(uri)
         if self.secure and ssl is None:
             ssl = ssl_module.create_default_context()
         elif not self.secure and ssl is not None:
             raise ValueError("ssl= needs a wss:// URI")
         self.ssl = ssl
-        self.options = options
+        self.options: dict[str, Any] = dict(sock=sock)
+        if server_hostname is not None:
+            self.options["server_hostname"] = server_hostname
         self.listener = listener
         self.handshake_args = dict(
             host=host_header,
@@ -125,13 +133,11 @@ class connect:
         handshake = ClientHandshake(**self.handshake_args)  # type: ignore[arg-type]
 
         async def establish() -> ClientConnection:
-            _, protocol = await loop.create_connection(
-                lambda: ClientConnection(handshake, self.limits, self.listener, self.compression),
-                self.host,
-                self.port,
-                ssl=self.ssl,
-                **self.options,
-            )
+            factory = lambda: ClientConnection(handshake, self.limits, self.listener, self.compression)  # noqa: E731
+            if self.options["sock"] is not None:
+                _, protocol = await loop.create_connection(factory, ssl=self.ssl, **self.options)
+            else:
+                _, protocol = await loop.create_connection(factory, self.host, self.port, ssl=self.ssl, **self.options)
             await protocol._opened
             return protocol
 

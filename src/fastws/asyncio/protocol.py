@@ -14,9 +14,10 @@ import collections
 import logging
 import os
 import time
+import uuid
 import weakref
 from collections.abc import Iterable
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, TypedDict, Union
 
 from ..connection import Connection, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
@@ -24,7 +25,10 @@ from ..frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, OP_CLOSE, OP_PONG, CloseC
 from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 from ..upgrade import ClientUpgrade, ServerUpgrade
 
-__all__ = ["WebSocket", "Listener", "Limits", "fan_out"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # noqa: F401  (for ``**limits: Unpack[LimitOptions]``; typing-only)
+
+__all__ = ["WebSocket", "Listener", "Limits", "LimitOptions", "fan_out"]
 
 Message = Union[str, bytes]
 
@@ -61,7 +65,7 @@ class _WriteBatch:
             try:
                 ws._flush()
             except Exception:  # one broken transport must not stall the others
-                logger.exception("%s write failed; aborting", ws.peer)
+                ws.logger.exception("%s write failed; aborting", ws.peer)
                 ws._pending_writes.clear()
                 ws.abort("write failed")
 
@@ -157,9 +161,51 @@ class Limits:
         self.max_header_size = max_header_size
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> Limits:
-        """Pop the limit keywords out of ``options`` (the rest belong to the caller)."""
-        return cls(**{name: options.pop(name) for name in cls.__slots__ if name in options})
+    def from_options(cls, options: LimitOptions, *, caller: str) -> Limits:
+        """The limits named in ``options``; any other keyword is a ``TypeError``
+        naming it (and fastws's name for it, if it is a websockets name)."""
+        unknown = [name for name in options if name not in cls.__slots__]
+        if unknown:
+            raise unknown_keyword(caller, unknown[0])
+        return cls(**options)
+
+
+class LimitOptions(TypedDict, total=False):
+    """The ``Limits`` keywords that ``serve()`` and ``connect()`` accept (see ``Limits``)."""
+
+    max_message_size: Optional[int]
+    max_frame_size: int
+    max_queue: int
+    write_limit: int
+    write_timeout: Optional[float]
+    open_timeout: Optional[float]
+    close_timeout: Optional[float]
+    ping_interval: Optional[float]
+    ping_timeout: Optional[float]
+    max_header_size: int
+
+
+WEBSOCKETS_NAMES = {
+    "max_size": "max_message_size",
+    "additional_headers": "extra_headers",
+    "user_agent": "user_agent_header",
+    "create_connection": "a Listener or a WebSocket subclass",
+    "create_protocol": "a Listener or a WebSocket subclass",
+    "klass": "a Listener or a WebSocket subclass",
+    "read_limit": "max_queue (messages, not bytes)",
+    "max_line_length": "max_header_size",
+    "max_num_headers": "max_header_size",
+}
+"""websockets' keywords that fastws spells differently (the migration guide lists them all)."""
+
+
+def unknown_keyword(caller: str, name: str) -> TypeError:
+    """The error for a keyword ``caller`` does not take: named, with fastws's equivalent if we know it."""
+    hint = WEBSOCKETS_NAMES.get(name)
+    message = f"{caller}() got an unexpected keyword argument {name!r}"
+    if hint is not None:
+        message += f"; fastws calls it {hint}"
+    return TypeError(message)
 
 
 class Listener:
@@ -188,6 +234,9 @@ class Listener:
 class WebSocket(asyncio.Protocol):
     """An open WebSocket connection (server or client side)."""
 
+    logger: logging.Logger = logger
+    """Where this connection logs; ``serve(logger=...)``/``connect(logger=...)`` choose another."""
+
     def __init__(self, limits: Limits, *, is_client: bool, listener: Optional[Listener] = None) -> None:
         self.limits = limits
         self.is_client = is_client
@@ -199,6 +248,7 @@ class WebSocket(asyncio.Protocol):
         self.subprotocol: Optional[str] = None
         self.extension: Any = None  # the negotiated extension session (permessage-deflate)
         self.remote_address: Any = None
+        self._id: Optional[uuid.UUID] = None
         # Received messages not yet recv()'d; created on first use (an empty
         # deque costs ~700 bytes, and most connections never queue anything).
         self._queue: Optional[collections.deque[Message]] = None
@@ -253,6 +303,18 @@ class WebSocket(asyncio.Protocol):
         """Bytes written but not yet handed to the kernel (as in the browser API)."""
         pending = sum(map(len, self._pending_writes))
         return pending + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random identifier for this connection, for logs and registries (made on first use)."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
+
+    @property
+    def local_address(self) -> Any:
+        """This end's socket address (``(host, port)``; a path for a Unix socket); None before connecting."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
 
     @property
     def reading_paused(self) -> bool:
@@ -353,7 +415,7 @@ class WebSocket(asyncio.Protocol):
             except ConnectionClosed:
                 pass  # e.g. replying to a message that arrived together with a close frame
             except Exception:
-                logger.exception("%s listener callback failed; closing (1011)", self.peer)
+                self.logger.exception("%s listener callback failed; closing (1011)", self.peer)
                 self._fail(CloseCode.INTERNAL_ERROR, "internal error")
                 return
 
@@ -366,7 +428,7 @@ class WebSocket(asyncio.Protocol):
         if queue is None:
             queue = self._queue = collections.deque()
         if self._flow.overflows(len(queue)):
-            logger.debug("%s message dropped: received after close() with a full queue", self.peer)
+            self.logger.debug("%s message dropped: received after close() with a full queue", self.peer)
             return
         queue.append(message)
         if self._flow.after_put(len(queue)):
@@ -511,7 +573,7 @@ class WebSocket(asyncio.Protocol):
 
     def _write_stalled(self) -> None:
         self._write_stall = None
-        logger.warning(
+        self.logger.warning(
             "%s read nothing for %ss with %d bytes waiting; closing",
             self.peer,
             self.limits.write_timeout,
@@ -527,7 +589,7 @@ class WebSocket(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         self._timer = None
         if self.connection is None and self.transport is not None:
-            logger.info("%s handshake timed out after %ss", self.peer, self.limits.open_timeout)
+            self.logger.info("%s handshake timed out after %ss", self.peer, self.limits.open_timeout)
             self.transport.abort()
 
     def open_connection(self, upgrade: Union[ServerUpgrade, ClientUpgrade]) -> None:
@@ -682,7 +744,7 @@ class WebSocket(asyncio.Protocol):
             self._write(connection.send_fragment(previous, fin=True))
         except BaseException:
             if connection.sending_fragments and connection.state is State.OPEN:
-                logger.info("%s fragmented message interrupted; closing (1011)", self.peer)
+                self.logger.info("%s fragmented message interrupted; closing (1011)", self.peer)
                 self._fail(CloseCode.INTERNAL_ERROR, "fragmented message interrupted")
             raise
         finally:
@@ -778,11 +840,11 @@ class WebSocket(asyncio.Protocol):
             assert self.connection is not None
             self._write(self.connection.send_ping(action.payload))
         elif isinstance(action, PeerDead):
-            logger.info("%s no pong within %ss; closing (1011)", self.peer, self.limits.ping_timeout)
+            self.logger.info("%s no pong within %ss; closing (1011)", self.peer, self.limits.ping_timeout)
             self._fail(CloseCode.INTERNAL_ERROR, action.reason)
             return
         else:
-            logger.debug("%s pong late; the peer is active or the loop was stalled: waiting longer", self.peer)
+            self.logger.debug("%s pong late; the peer is active or the loop was stalled: waiting longer", self.peer)
         self._arm_keepalive()
 
     # -- closing -----------------------------------------------------------

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 import ssl as ssl_module
 from collections.abc import Awaitable
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
 from ..handshake import ExtensionHook, Request, Response, ServerHandshake, error_response
 from ..upgrade import ServerUpgrade
-from .protocol import Limits, Listener, WebSocket
+from .protocol import LimitOptions, Limits, Listener, WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["serve", "Server", "ServerConnection"]
 
@@ -221,12 +225,15 @@ class serve:
         process_request: Optional[ProcessRequest] = None,
         compression: Optional[PerMessageDeflate] = SERVER_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
-        **options: Any,
+        sock: Optional[socket.socket] = None,
+        reuse_port: Optional[bool] = None,
+        backlog: int = 100,
+        **limits_: Unpack[LimitOptions],
     ) -> None:
-        limits = Limits.from_options(options)
+        limits = Limits.from_options(limits_, caller="serve")
         if extensions is None and compression is not None:
             extensions = compression.accept_offer
-        self._create_server_options = options  # passed on to loop.create_server
+        self.sock, self.reuse_port, self.backlog = sock, reuse_port, backlog
         self.host, self.port, self.ssl = host, port, ssl
         self.server = Server(
             handler,
@@ -244,9 +251,19 @@ class serve:
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
         server = self.server
-        server.server = await loop.create_server(
-            lambda: ServerConnection(server), self.host, self.port, ssl=self.ssl, **self._create_server_options
-        )
+        if self.sock is not None:  # already bound (a socket handed over, or a Unix socket)
+            server.server = await loop.create_server(
+                lambda: ServerConnection(server), sock=self.sock, ssl=self.ssl, backlog=self.backlog
+            )
+        else:
+            server.server = await loop.create_server(
+                lambda: ServerConnection(server),
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                reuse_port=self.reuse_port,
+                backlog=self.backlog,
+            )
         return server
 
     def __await__(self):
