@@ -14,10 +14,13 @@ from .exceptions import (
     ConnectionClosedOK,
     InvalidHandshake,
     InvalidHeader,
+    InvalidRedirect,
     InvalidStatus,
+    InvalidURI,
     InvalidUTF8,
     MessageTooBig,
     ProtocolError,
+    ProxyError,
     WebSocketError,
 )
 from .frames import CloseCode, Opcode
@@ -82,10 +85,13 @@ __all__ = [
     "ConnectionClosedOK",
     "InvalidHandshake",
     "InvalidHeader",
+    "InvalidRedirect",
     "InvalidStatus",
+    "InvalidURI",
     "InvalidUTF8",
     "MessageTooBig",
     "Opcode",
     "ProtocolError",
+    "ProxyError",
     "WebSocketError",
 ]

@@ -14,6 +14,9 @@ __all__ = [
     "InvalidHandshake",
     "InvalidStatus",
     "InvalidHeader",
+    "InvalidURI",
+    "InvalidRedirect",
+    "ProxyError",
     "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
@@ -100,6 +103,34 @@ class InvalidHeader(WebSocketError, ValueError):
     def __init__(self, message: str, name: str) -> None:
         super().__init__(message)
         self.name = name
+
+
+class InvalidURI(WebSocketError, ValueError):
+    """A URI fastws cannot connect to: not ws:// or wss://, no host, bad port or credentials."""
+
+
+class InvalidRedirect(InvalidHandshake):
+    """A redirect the client will not follow: a loop (more than the allowed number),
+    ``wss://`` to ``ws://``, a ``Location`` that is missing or not a WebSocket URI."""
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason, status)
+
+
+class ProxyError(WebSocketError, OSError):
+    """The proxy refused the tunnel, answered garbage, or closed during its handshake.
+
+    An ``OSError`` so that reconnection treats it like a network error; ``status``
+    is the proxy's HTTP status when it answered CONNECT with one (407: credentials).
+    """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class ConnectionClosed(WebSocketError):
