@@ -1,12 +1,17 @@
 """Command line: ``fastws serve`` (the echo server), ``fastws relay`` (pub/sub),
-``fastws client URI``, ``fastws bench URI``."""
+``fastws client URI``, ``fastws bench URI``. ``serve --unix PATH`` and
+``client --unix PATH [URI]`` use a Unix socket instead of TCP."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Coroutine
@@ -14,7 +19,7 @@ from typing import Any, Optional
 
 from . import loadgen
 from .asyncio import ServerConnection, connect, serve
-from .exceptions import ConnectionClosed
+from .exceptions import ConnectionClosed, WebSocketError
 from .handshake import Headers, Request, Response
 
 logger = logging.getLogger("fastws")
@@ -45,13 +50,63 @@ def announce(line: str) -> None:
     sys.stdout.flush()
 
 
-async def run_server(host: str, port: int) -> None:
-    async with serve(echo, host, port, process_request=plain_http) as server:
-        logger.info(
-            "fastws echo server on http://%s:%d (ws://%s:%d), %s", host, server.port, host, server.port, loop_name()
-        )
-        announce(f"listening on http://{host}:{server.port}")
-        await server.serve_forever()
+class CommandError(Exception):
+    """A failure the command line reports as one line on stderr (no traceback) and exit status 1."""
+
+
+def bind_unix(path: str) -> socket.socket:
+    """A listening-ready AF_UNIX socket bound to ``path``; a stale socket file
+    left there by a previous server is replaced (as asyncio's create_unix_server
+    does), anything else at ``path`` is an error."""
+    if not hasattr(socket, "AF_UNIX"):
+        raise CommandError("Unix sockets are not available on this platform")
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise CommandError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def run_server(host: str, port: int, unix: Optional[str] = None) -> None:
+    """The echo server on host:port, or on the Unix socket ``unix`` (its file
+    is removed when the server stops, unless another server has replaced it)."""
+    bound: Optional[os.stat_result] = None
+    try:
+        if unix is not None:
+            sock = bind_unix(unix)
+            bound = os.stat(unix)
+            server = await serve(echo, process_request=plain_http, sock=sock)
+        else:
+            try:
+                server = await serve(echo, host, port, process_request=plain_http)
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        async with server:
+            if unix is not None:
+                logger.info("fastws echo server on unix socket %s (ws://localhost/), %s", unix, loop_name())
+                announce(f"listening on unix:{unix}")
+            else:
+                logger.info(
+                    "fastws echo server on http://%s:%d (ws://%s:%d), %s", *(host, server.port) * 2, loop_name()
+                )
+                announce(f"listening on http://{host}:{server.port}")
+            await server.serve_forever()
+    finally:
+        if unix is not None and bound is not None:
+            with contextlib.suppress(OSError):
+                current = os.stat(unix)
+                if (current.st_dev, current.st_ino) == (bound.st_dev, bound.st_ino):
+                    os.unlink(unix)
 
 
 async def run_relay(args: argparse.Namespace) -> None:
@@ -101,10 +156,39 @@ def run_relay_workers(args: argparse.Namespace, argv: list[str]) -> int:
     return max(worker.wait() for worker in workers)
 
 
-async def run_client(uri: str) -> None:
+async def connect_unix(path: str) -> socket.socket:
+    """A non-blocking AF_UNIX socket connected to ``path``."""
+    if not hasattr(socket, "AF_UNIX"):
+        raise CommandError("Unix sockets are not available on this platform")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def run_client(uri: str, unix: Optional[str] = None) -> None:
+    """Send stdin's lines to ``uri`` (through the Unix socket ``unix`` if
+    given) and print every message received."""
     loop = asyncio.get_running_loop()
-    async with connect(uri) as ws:
-        print(f"connected to {uri}; type lines to send, Ctrl-D to quit", file=sys.stderr)
+    where = uri if unix is None else f"{uri} through {unix}"
+    try:
+        if unix is not None:
+            sock = await connect_unix(unix)
+            try:
+                ws = await connect(uri, sock=sock)
+            except BaseException:
+                sock.close()  # a failed handshake closed it already; a refused URI did not
+                raise
+        else:
+            ws = await connect(uri)
+    except (OSError, ValueError, WebSocketError) as exc:  # refused, no socket file, bad URI, rejected, timed out
+        raise CommandError(f"cannot connect to {where}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        print(f"connected to {where}; type lines to send, Ctrl-D to quit", file=sys.stderr)
 
         async def print_incoming() -> None:
             try:
@@ -121,6 +205,8 @@ async def run_client(uri: str) -> None:
             await ws.send(line.rstrip("\n"))
         await ws.close()
         await printer
+    finally:
+        await ws.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     server = commands.add_parser("serve", help="run the echo server (plain HTTP answers 'websocket test')")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
+    server.add_argument("--unix", metavar="PATH", help="listen on this Unix socket instead of --host/--port")
     server.add_argument("--no-uvloop", action="store_true", help="stay on the default asyncio loop")
     relay = commands.add_parser("relay", help="pub/sub relay: ws://host:port/<topic>, statistics at /stats")
     relay.add_argument("--host", default="127.0.0.1")
@@ -143,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--stats-interval", type=float, default=10.0, help="seconds between statistics log lines")
     relay.add_argument("--no-uvloop", action="store_true", help="stay on the default asyncio loop")
     client = commands.add_parser("client", help="interactive client: stdin lines out, messages printed")
-    client.add_argument("uri")
+    client.add_argument("--unix", metavar="PATH", help="connect through this Unix socket (URI: ws://localhost/)")
+    client.add_argument("uri", nargs="?", help="ws:// or wss:// URI (optional with --unix)")
     load = commands.add_parser("bench", help="load generator against any WebSocket echo server")
     loadgen.add_arguments(load)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -166,21 +254,29 @@ def run(main: Coroutine[Any, Any, None], use_uvloop: bool = True) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
     if args.command == "bench":
         return loadgen.run(args)
+    if args.command == "client" and args.uri is None:
+        if args.unix is None:
+            parser.error("client: a URI is needed (or --unix PATH)")
+        args.uri = "ws://localhost/"
     try:
         if args.command == "serve":
-            run(run_server(args.host, args.port), use_uvloop=not args.no_uvloop)
+            run(run_server(args.host, args.port, args.unix), use_uvloop=not args.no_uvloop)
         elif args.command == "relay":
             if args.workers > 1:
                 return run_relay_workers(args, argv)
             run(run_relay(args), use_uvloop=not args.no_uvloop)
         else:
-            asyncio.run(run_client(args.uri))
+            asyncio.run(run_client(args.uri, args.unix))
+    except CommandError as exc:
+        print(f"fastws {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
