@@ -6,6 +6,11 @@ layer that catches it can fail the connection correctly without a lookup table.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .handshake import Response
+
 __all__ = [
     "WebSocketError",
     "ProtocolError",
@@ -79,11 +84,13 @@ class InvalidHandshake(WebSocketError):
 
 
 class InvalidStatus(InvalidHandshake):
-    """A client received something other than ``101 Switching Protocols``."""
+    """A client received something other than ``101 Switching Protocols``;
+    ``response`` is the whole answer (headers such as Location or Retry-After)."""
 
-    def __init__(self, status: int, reason: str, body: bytes = b"") -> None:
+    def __init__(self, status: int, reason: str, body: bytes = b"", response: Response | None = None) -> None:
         super().__init__(f"server rejected WebSocket connection: HTTP {status} {reason}", status)
         self.body = body
+        self.response = response
 
 
 class InvalidHeader(WebSocketError, ValueError):

@@ -597,7 +597,7 @@ class ClientHandshake:
         InvalidHandshake (a 101 that breaks RFC 6455 §4.1).
         """
         if response.status != 101:
-            raise InvalidStatus(response.status, response.reason, response.body)
+            raise InvalidStatus(response.status, response.reason, response.body, response)
         headers = response.headers
         if "websocket" not in headers.tokens("Upgrade"):
             raise InvalidHandshake("response lacks 'Upgrade: websocket'")

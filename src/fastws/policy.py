@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import enum
 import os
+import random
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
+
+from .exceptions import ConnectionClosed, InvalidStatus
 
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["Keepalive", "SendPing", "PeerDead", "ReadFlow", "TransportAction", "transport_action"]
+__all__ = [
+    "Keepalive",
+    "SendPing",
+    "PeerDead",
+    "ReadFlow",
+    "TransportAction",
+    "transport_action",
+    "Backoff",
+    "retryable",
+]
 
 
 class SendPing(NamedTuple):
@@ -157,3 +169,55 @@ def transport_action(connection: Connection) -> TransportAction:
     if connection.should_close_transport:
         return TransportAction.CLOSE
     return TransportAction.WAIT
+
+
+class Backoff:
+    """How long a reconnecting client waits before each attempt: exponential, jittered, bounded.
+
+    The n-th consecutive failure waits a random time between half and all of
+    ``min(maximum, initial * factor**n)``: never zero (no busy loop against a
+    server that refuses at once), never more than ``maximum``, and clients that
+    lost the same server do not come back in one wave. ``reset()`` after a
+    connection that stayed open ``stable_after`` seconds starts again at
+    ``initial``; a connection that drops sooner counts as a failure.
+    """
+
+    def __init__(
+        self,
+        initial: float = 1.0,
+        factor: float = 1.618,
+        maximum: float = 60.0,
+        stable_after: float = 10.0,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        if not 0 < initial <= maximum or factor < 1:
+            raise ValueError("Backoff needs 0 < initial <= maximum and factor >= 1")
+        self.initial, self.factor, self.maximum, self.stable_after = initial, factor, maximum, stable_after
+        self.failures = 0
+        self._random = rng.random if rng is not None else random.random
+
+    def next_delay(self, at_least: float = 0.0) -> float:
+        """The wait before the next attempt (``at_least``: a server's Retry-After, capped at ``maximum``)."""
+        ceiling = min(self.maximum, self.initial * self.factor**self.failures)
+        self.failures += 1
+        delay = ceiling * (0.5 + 0.5 * self._random())
+        return max(delay, min(at_least, self.maximum))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"Backoff(initial={self.initial}, factor={self.factor}, maximum={self.maximum})"
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether a failed opening is worth another attempt (reconnection).
+
+    Yes: network errors and timeouts (``OSError``, which includes proxy
+    failures), a connection lost during the handshake, and answers that say
+    "later": 5xx and 429 (RFC 6585 §4). No: every other refusal (4xx, a
+    malformed 101, a redirect loop), which another attempt would only repeat.
+    """
+    if isinstance(error, InvalidStatus):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, (OSError, ConnectionClosed))

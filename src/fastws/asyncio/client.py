@@ -1,24 +1,38 @@
-"""The asyncio WebSocket client: ``async with connect("ws://host:port/path") as ws: ...``."""
+"""The asyncio WebSocket client.
+
+``async with connect(uri) as ws`` opens one connection; ``async for ws in
+connect(uri)`` reconnects after every disconnect, with backoff. Redirects,
+proxies, credentials in the URI and Unix sockets are handled on the way in.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl as ssl_module
-import urllib.parse
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..exceptions import InvalidHandshake
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirect, InvalidStatus
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
-from ..handshake import ClientHandshake, Response
+from ..handshake import SERVER_NAME, ClientHandshake, Headers, Response
+from ..policy import Backoff, retryable
 from ..upgrade import ClientUpgrade
+from ..uri import MAX_REDIRECTS, REDIRECT_STATUSES, WebSocketURI, parse_uri, redirect_uri
 from .protocol import LimitOptions, Limits, Listener, WebSocket
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["connect", "ClientConnection"]
+__all__ = ["connect", "unix_connect", "ClientConnection", "HeadersLike"]
+
+HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], Headers]
+"""Extra request headers: a dict, a list of (name, value) pairs, or ``Headers``."""
+
+USER_AGENT = SERVER_NAME
+
+client_logger = logging.getLogger("fastws.client")
 
 
 class ClientConnection(WebSocket):
@@ -35,7 +49,7 @@ class ClientConnection(WebSocket):
         self.handshake = handshake
         self.compression = compression
         self._upgrade = ClientUpgrade(handshake, compression, limits.max_header_size)
-        self._opened: asyncio.Future = self.loop.create_future()
+        self._opened: asyncio.Future[None] = self.loop.create_future()
 
     @property
     def response(self) -> Optional[Response]:
@@ -44,7 +58,7 @@ class ClientConnection(WebSocket):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.transport.write(self._upgrade.request_bytes())  # type: ignore[union-attr]
+        self.transport.write(self._upgrade.request_bytes())
 
     def handshake_data_received(self, data: bytes) -> None:
         try:
@@ -53,7 +67,7 @@ class ClientConnection(WebSocket):
         except InvalidHandshake as exc:
             if not self._opened.done():
                 self._opened.set_exception(exc)
-            self.transport.close()  # type: ignore[union-attr]
+            self.transport.close()
             return
         self.open_connection(self._upgrade)
         if not self._opened.done():
@@ -65,30 +79,32 @@ class ClientConnection(WebSocket):
             self._opened.set_exception(self._close_exception())
 
 
-def parse_uri(uri: str) -> tuple[bool, str, int, str, str]:
-    """Split a ws:// or wss:// URI into (secure, host, port, resource, Host header)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"{uri!r} is not a ws:// or wss:// URI")
-    if not parts.hostname:
-        raise ValueError(f"{uri!r} has no host")
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname
-    host_header = f"[{host}]" if ":" in host else host
-    if parts.port is not None and parts.port != (443 if secure else 80):
-        host_header += f":{parts.port}"
-    return secure, host, port, resource, host_header
+def _header_pairs(headers: Optional[HeadersLike]) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return [(name, value) for name, value in headers]
 
 
 class connect:
-    """Open a client connection: ``async with connect(uri) as ws`` or ``ws = await connect(uri)``.
+    """Open a client connection.
 
-    Keywords: ``subprotocols``, ``extra_headers`` (pairs), ``origin``,
-    ``listener`` (callback API), ``compression`` (a ``PerMessageDeflate`` offer,
-    on by default; ``None`` to offer none), ``ssl`` (an SSLContext; default for wss://),
-    ``server_hostname``, and every ``Limits`` keyword.
+    - ``ws = await connect(uri)`` or ``async with connect(uri) as ws``: one connection.
+    - ``async for ws in connect(uri)``: a new connection after each disconnect,
+      waiting ``backoff`` (a ``Backoff``) between failed attempts. Network
+      errors, timeouts and 5xx/429 answers are retried; other refusals raise.
+      ``last_error`` says why the last connection ended or attempt failed.
+
+    Keywords: ``subprotocols``, ``extra_headers`` (a dict, pairs or Headers),
+    ``origin``, ``user_agent_header`` (None: no User-Agent), ``listener``
+    (callback API), ``compression`` (a ``PerMessageDeflate`` offer, on by
+    default; None offers none), ``ssl`` (default context for wss://),
+    ``server_hostname``, ``sock`` (an already connected socket), ``proxy``
+    (True: from HTTP(S)_PROXY/ALL_PROXY/NO_PROXY; a URL; None: direct),
+    ``proxy_ssl``, ``max_redirects`` (0 refuses redirects), ``backoff``,
+    ``logger`` (a name or Logger), and every ``Limits`` keyword. Credentials
+    in the URI (``ws://user:pass@host/``) are sent as Basic auth.
     """
 
     def __init__(
@@ -96,63 +112,188 @@ class connect:
         uri: str,
         *,
         subprotocols: Optional[list[str]] = None,
-        extra_headers: Optional[Iterable[tuple[str, str]]] = None,
+        extra_headers: Optional[HeadersLike] = None,
         origin: Optional[str] = None,
+        user_agent_header: Optional[str] = USER_AGENT,
         listener: Optional[Listener] = None,
         compression: Optional[PerMessageDeflate] = CLIENT_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
         server_hostname: Optional[str] = None,
         sock: Optional[socket.socket] = None,
+        proxy: Union[str, bool, None] = True,
+        proxy_ssl: Optional[ssl_module.SSLContext] = None,
+        max_redirects: int = MAX_REDIRECTS,
+        backoff: Optional[Backoff] = None,
+        logger: Union[str, logging.Logger, None] = None,
         **limits: Unpack[LimitOptions],
     ) -> None:
-        self.compression = compression
         self.limits = Limits.from_options(limits, caller="connect")
-        self.secure, self.host, self.port, resource, host_header = parse_uri(uri)
-        if self.secure and ssl is None:
-            ssl = ssl_module.create_default_context()
-        elif not self.secure and ssl is not None:
+        self.uri = parse_uri(uri)
+        if not self.uri.secure and ssl is not None:
             raise ValueError("ssl= needs a wss:// URI")
+        self.compression = compression
         self.ssl = ssl
-        self.options: dict[str, Any] = dict(sock=sock)
-        if server_hostname is not None:
-            self.options["server_hostname"] = server_hostname
+        self.server_hostname = server_hostname
+        self.sock = sock
+        self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
+        self.max_redirects = max_redirects
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.listener = listener
-        self.handshake_args = dict(
-            host=host_header,
-            path=resource,
-            subprotocols=subprotocols,
-            extra_headers=None if extra_headers is None else list(extra_headers),
-            origin=origin,
-            extensions=compression.offer() if compression is not None else None,
-        )
-        ClientHandshake(**self.handshake_args)  # type: ignore[arg-type]  # a header that cannot be written raises here
+        self.unix_path: Optional[str] = None
+        self.subprotocols = subprotocols
+        self.extra_headers = _header_pairs(extra_headers)
+        self.origin = origin
+        self.user_agent_header = user_agent_header
+        self._handshake(self.uri)  # a header that cannot be written raises here, not at the first attempt
         self.connection: Optional[ClientConnection] = None
+        self.last_error: Optional[BaseException] = None
+
+    def _handshake(self, target: WebSocketURI) -> ClientHandshake:
+        headers = self.extra_headers
+        authorization = target.authorization()
+        if authorization is not None and not any(name.lower() == "authorization" for name, _ in headers):
+            headers = [*headers, ("Authorization", authorization)]
+        return ClientHandshake(
+            target.host_header,
+            target.resource,
+            subprotocols=self.subprotocols,
+            extra_headers=headers,
+            origin=self.origin,
+            extensions=self.compression.offer() if self.compression is not None else None,
+            user_agent=self.user_agent_header,
+        )
+
+    # -- one connection ---------------------------------------------------------
 
     async def _open(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
-        handshake = ClientHandshake(**self.handshake_args)  # type: ignore[arg-type]
-
-        async def establish() -> ClientConnection:
-            factory = lambda: ClientConnection(handshake, self.limits, self.listener, self.compression)  # noqa: E731
-            if self.options["sock"] is not None:
-                _, protocol = await loop.create_connection(factory, ssl=self.ssl, **self.options)
-            else:
-                _, protocol = await loop.create_connection(factory, self.host, self.port, ssl=self.ssl, **self.options)
-            await protocol._opened
-            return protocol
-
+        """Open a connection, following redirects, within ``open_timeout``."""
         try:
-            self.connection = await asyncio.wait_for(establish(), self.limits.open_timeout)
+            self.connection = await asyncio.wait_for(self._follow_redirects(), self.limits.open_timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"opening handshake timed out after {self.limits.open_timeout}s") from None
         return self.connection
 
-    def __await__(self):
+    async def _follow_redirects(self) -> ClientConnection:
+        target, status = self.uri, 0
+        for _ in range(self.max_redirects + 1):
+            try:
+                return await self._attempt(target)
+            except InvalidStatus as exc:
+                if exc.status not in REDIRECT_STATUSES or self.max_redirects == 0:
+                    raise
+                status = exc.status
+                location = exc.response.headers.get("Location") if exc.response is not None else None
+                target = redirect_uri(target, exc.status, location)
+                if self.sock is not None or self.unix_path is not None:
+                    raise InvalidRedirect(
+                        f"HTTP {exc.status} redirect on a socket given to connect()", exc.status
+                    ) from exc
+                (self.logger or client_logger).info("redirected (%d) to %s", exc.status, target.uri)
+        raise InvalidRedirect(f"more than {self.max_redirects} redirects, the last to {target.uri}", status)
+
+    async def _attempt(self, target: WebSocketURI) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        handshake = self._handshake(target)
+
+        def factory() -> ClientConnection:
+            connection = ClientConnection(handshake, self.limits, self.listener, self.compression)
+            if self.logger is not None:
+                connection.logger = self.logger
+            return connection
+
+        ssl = self.ssl if self.ssl is not None or not target.secure else ssl_module.create_default_context()
+        server_hostname = self.server_hostname if self.server_hostname is not None else target.host
+        tls: dict[str, Any] = {"ssl": ssl, "server_hostname": server_hostname} if target.secure else {}
+        if self.unix_path is not None:
+            _, protocol = await loop.create_unix_connection(factory, self.unix_path, **tls)
+        elif self.sock is not None:
+            _, protocol = await loop.create_connection(factory, sock=self.sock, **tls)
+        else:
+            _, protocol = await loop.create_connection(factory, target.host, target.port, **tls)
+        try:
+            await protocol._opened
+        except BaseException:
+            protocol.abort()
+            raise
+        return protocol
+
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._open().__await__()
 
     async def __aenter__(self) -> ClientConnection:
         return await self._open()
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self.connection is not None:
             await self.connection.close()
+
+    # -- reconnection -------------------------------------------------------------
+
+    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        """Yield a connection; when the caller comes back for the next one, close
+        it and reconnect. Failed attempts that are worth retrying (``retryable``)
+        wait ``backoff``; a connection that closed after ``backoff.stable_after``
+        seconds is followed by an immediate attempt."""
+        if self.sock is not None:
+            raise TypeError("connect(sock=...) cannot reconnect: a socket is used once")
+        log = self.logger or client_logger
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                connection = await self._open()
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                self.last_error = exc
+                delay = self.backoff.next_delay(_retry_after(exc))
+                log.info("connecting to %s failed (%s); retrying in %.2fs", self.uri.uri, _describe(exc), delay)
+                await asyncio.sleep(delay)
+                continue
+            opened_at = loop.time()
+            try:
+                yield connection
+            finally:
+                await connection.close()
+            self.last_error = connection._close_exception()
+            if loop.time() - opened_at >= self.backoff.stable_after:
+                self.backoff.reset()
+                log.info("connection to %s ended (%s); reconnecting", self.uri.uri, _describe(self.last_error))
+            else:
+                delay = self.backoff.next_delay()
+                log.info(
+                    "connection to %s ended (%s) after %.2fs; reconnecting in %.2fs",
+                    *(self.uri.uri, _describe(self.last_error), loop.time() - opened_at, delay),
+                )
+                await asyncio.sleep(delay)
+
+
+def _retry_after(error: BaseException) -> float:
+    """A 429/503's ``Retry-After`` in seconds (RFC 9110 §10.2.3), or 0; dates are ignored."""
+    if isinstance(error, InvalidStatus) and error.response is not None:
+        value = error.response.headers.get("Retry-After") or ""
+        if value.isascii() and value.isdigit():
+            return float(value)
+    return 0.0
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ConnectionClosed):
+        return f"closed {error.code} {error.reason}".rstrip()
+    return f"{type(error).__name__}: {error}"
+
+
+class unix_connect(connect):
+    """``connect`` over the Unix socket at ``path``: ``async with unix_connect(path) as ws``.
+
+    ``uri`` gives the Host header and resource (and TLS, for wss://); every
+    other keyword is ``connect``'s, except ``proxy`` and ``sock``. Redirects are refused.
+    """
+
+    def __init__(self, path: str, uri: str = "ws://localhost/", **options: Any) -> None:
+        for name in ("proxy", "sock"):
+            if name in options:
+                raise TypeError(f"unix_connect() got an unexpected keyword argument {name!r}")
+        super().__init__(uri, proxy=None, **options)
+        self.unix_path = path
