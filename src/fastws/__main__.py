@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-import socket
-import stat
 import subprocess
 import sys
 from collections.abc import Coroutine
@@ -19,6 +15,8 @@ from typing import Any, Optional
 
 from . import loadgen
 from .asyncio import ServerConnection, connect, serve
+from .asyncio.client import unix_connect
+from .asyncio.server import unix_serve
 from .exceptions import ConnectionClosed, WebSocketError
 from .handshake import Headers, Request, Response
 
@@ -54,59 +52,32 @@ class CommandError(Exception):
     """A failure the command line reports as one line on stderr (no traceback) and exit status 1."""
 
 
-def bind_unix(path: str) -> socket.socket:
-    """A listening-ready AF_UNIX socket bound to ``path``; a stale socket file
-    left there by a previous server is replaced (as asyncio's create_unix_server
-    does), anything else at ``path`` is an error."""
-    if not hasattr(socket, "AF_UNIX"):
-        raise CommandError("Unix sockets are not available on this platform")
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise CommandError(f"cannot listen on {path}: {exc.strerror or exc}") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise CommandError(f"cannot listen on {path}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
+def listen_error(where: str, exc: OSError) -> CommandError:
+    reason = exc.strerror or str(exc)
+    return CommandError(reason if where in reason else f"cannot listen on {where}: {reason}")
 
 
 async def run_server(host: str, port: int, unix: Optional[str] = None) -> None:
-    """The echo server on host:port, or on the Unix socket ``unix`` (its file
-    is removed when the server stops, unless another server has replaced it)."""
-    bound: Optional[os.stat_result] = None
+    """The echo server on host:port, or on the Unix socket ``unix`` (a stale
+    socket file there is replaced; the server removes its own when it stops)."""
+    where = f"{host}:{port}" if unix is None else unix
     try:
         if unix is not None:
-            sock = bind_unix(unix)
-            bound = os.stat(unix)
-            server = await serve(echo, process_request=plain_http, sock=sock)
+            server = await unix_serve(echo, unix, process_request=plain_http)
         else:
-            try:
-                server = await serve(echo, host, port, process_request=plain_http)
-            except OSError as exc:
-                raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        async with server:
-            if unix is not None:
-                logger.info("fastws echo server on unix socket %s (ws://localhost/), %s", unix, loop_name())
-                announce(f"listening on unix:{unix}")
-            else:
-                logger.info(
-                    "fastws echo server on http://%s:%d (ws://%s:%d), %s", *(host, server.port) * 2, loop_name()
-                )
-                announce(f"listening on http://{host}:{server.port}")
-            await server.serve_forever()
-    finally:
-        if unix is not None and bound is not None:
-            with contextlib.suppress(OSError):
-                current = os.stat(unix)
-                if (current.st_dev, current.st_ino) == (bound.st_dev, bound.st_ino):
-                    os.unlink(unix)
+            server = await serve(echo, host, port, process_request=plain_http)
+    except OSError as exc:
+        raise listen_error(where, exc) from None
+    except NotImplementedError:  # asyncio has no Unix sockets on Windows
+        raise CommandError("Unix sockets are not available on this platform") from None
+    async with server:
+        if unix is not None:
+            logger.info("fastws echo server on unix socket %s (ws://localhost/), %s", unix, loop_name())
+            announce(f"listening on unix:{unix}")
+        else:
+            logger.info("fastws echo server on http://%s:%d (ws://%s:%d), %s", *(host, server.port) * 2, loop_name())
+            announce(f"listening on http://{host}:{server.port}")
+        await server.serve_forever()
 
 
 async def run_relay(args: argparse.Namespace) -> None:
@@ -156,20 +127,6 @@ def run_relay_workers(args: argparse.Namespace, argv: list[str]) -> int:
     return max(worker.wait() for worker in workers)
 
 
-async def connect_unix(path: str) -> socket.socket:
-    """A non-blocking AF_UNIX socket connected to ``path``."""
-    if not hasattr(socket, "AF_UNIX"):
-        raise CommandError("Unix sockets are not available on this platform")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 async def run_client(uri: str, unix: Optional[str] = None) -> None:
     """Send stdin's lines to ``uri`` (through the Unix socket ``unix`` if
     given) and print every message received."""
@@ -177,16 +134,13 @@ async def run_client(uri: str, unix: Optional[str] = None) -> None:
     where = uri if unix is None else f"{uri} through {unix}"
     try:
         if unix is not None:
-            sock = await connect_unix(unix)
-            try:
-                ws = await connect(uri, sock=sock)
-            except BaseException:
-                sock.close()  # a failed handshake closed it already; a refused URI did not
-                raise
+            ws = await unix_connect(unix, uri)
         else:
             ws = await connect(uri)
     except (OSError, ValueError, WebSocketError) as exc:  # refused, no socket file, bad URI, rejected, timed out
         raise CommandError(f"cannot connect to {where}: {getattr(exc, 'strerror', None) or exc}") from None
+    except NotImplementedError:
+        raise CommandError("Unix sockets are not available on this platform") from None
     try:
         print(f"connected to {where}; type lines to send, Ctrl-D to quit", file=sys.stderr)
 
