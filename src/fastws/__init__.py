@@ -36,12 +36,14 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
         WebSocket,
         connect,
         serve,
+        unix_connect,
+        unix_serve,
     )
     from .asyncio.broadcast import BroadcastResult, broadcast
 
 _ASYNCIO_NAMES = frozenset(
     ["ClientConnection", "Limits", "Listener", "Server", "ServerConnection", "WebSocket"]
-    + ["BroadcastResult", "broadcast", "connect", "serve"]
+    + ["BroadcastResult", "broadcast", "connect", "serve", "unix_connect", "unix_serve"]
 )
 
 
@@ -80,6 +82,8 @@ __all__ = [
     "broadcast",
     "connect",
     "serve",
+    "unix_connect",
+    "unix_serve",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",

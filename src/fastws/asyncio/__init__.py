@@ -2,9 +2,9 @@
 fastws that imports asyncio."""
 
 from .broadcast import BroadcastResult, broadcast
-from .client import ClientConnection, connect
+from .client import ClientConnection, connect, unix_connect
 from .protocol import Limits, Listener, WebSocket
-from .server import Server, ServerConnection, serve
+from .server import Server, ServerConnection, serve, unix_serve
 
 __all__ = [
     "BroadcastResult",
@@ -17,4 +17,6 @@ __all__ = [
     "broadcast",
     "connect",
     "serve",
+    "unix_connect",
+    "unix_serve",
 ]

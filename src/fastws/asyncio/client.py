@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
@@ -25,7 +26,7 @@ from .protocol import LimitOptions, Limits, Listener, WebSocket
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["connect", "unix_connect", "ClientConnection", "HeadersLike"]
+__all__ = ["connect", "unix_connect", "ClientConnection", "ConnectOptions", "HeadersLike"]
 
 HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], Headers]
 """Extra request headers: a dict, a list of (name, value) pairs, or ``Headers``."""
@@ -284,16 +285,34 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class ConnectOptions(LimitOptions, total=False):
+    """The keywords ``unix_connect()`` shares with ``connect()`` (all but sock and the proxy ones)."""
+
+    subprotocols: Optional[list[str]]
+    extra_headers: Optional[HeadersLike]
+    origin: Optional[str]
+    user_agent_header: Optional[str]
+    listener: Optional[Listener]
+    compression: Optional[PerMessageDeflate]
+    ssl: Optional[ssl_module.SSLContext]
+    server_hostname: Optional[str]
+    max_redirects: int
+    backoff: Optional[Backoff]
+    logger: Union[str, logging.Logger, None]
+
+
 class unix_connect(connect):
     """``connect`` over the Unix socket at ``path``: ``async with unix_connect(path) as ws``.
 
     ``uri`` gives the Host header and resource (and TLS, for wss://); every
-    other keyword is ``connect``'s, except ``proxy`` and ``sock``. Redirects are refused.
+    other keyword is ``connect``'s, except ``sock`` and the proxy ones. Redirects are refused.
     """
 
-    def __init__(self, path: str, uri: str = "ws://localhost/", **options: Any) -> None:
-        for name in ("proxy", "sock"):
+    def __init__(
+        self, path: Union[str, os.PathLike[str]], uri: str = "ws://localhost/", **options: Unpack[ConnectOptions]
+    ) -> None:
+        for name in ("proxy", "proxy_ssl", "sock"):
             if name in options:
-                raise TypeError(f"unix_connect() got an unexpected keyword argument {name!r}")
+                raise TypeError(f"unix_connect() got an unexpected keyword argument {name!r}; it connects to path")
         super().__init__(uri, proxy=None, **options)
-        self.unix_path = path
+        self.unix_path = os.fspath(path)
