@@ -13,6 +13,7 @@ failure (CI's runs on other Python versions: nothing is skipped silently).
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,18 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and not hasattr(report, "wasxfail") and item.config.getoption("--no-skips"):
         report.outcome = "failed"
         report.longrepr = f"skipped under --no-skips: {report.longrepr}"
+
+
+PROXY_VARIABLES = [name for name in os.environ if name.lower() in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}]
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch):
+    """``fastws.connect`` honours *_PROXY variables by default; a test's peers are
+    on 127.0.0.1, so the machine's proxy settings must not reach them. The proxy
+    tests set the variables they test."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(params=BACKENDS)
