@@ -416,5 +416,5 @@ async def test_unix_connect_round_trip():
                 assert ws.handshake.request.headers["Host"] == "localhost"
             with pytest.raises(TypeError, match="'proxy'"):
                 unix_connect(path, proxy="http://p:1")
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(FileNotFoundError, match="no Unix socket at '.*missing.sock'"):
             await unix_connect(os.path.join(tmp, "missing.sock"))

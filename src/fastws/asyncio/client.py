@@ -8,6 +8,7 @@ proxies, credentials in the URI and Unix sockets are handled on the way in.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -208,7 +209,11 @@ class connect:
         server_hostname = self.server_hostname if self.server_hostname is not None else target.host
         tls: dict[str, Any] = {"ssl": ssl, "server_hostname": server_hostname} if target.secure else {}
         if self.unix_path is not None:
-            _, protocol = await loop.create_unix_connection(factory, self.unix_path, **tls)
+            try:
+                _, protocol = await loop.create_unix_connection(factory, self.unix_path, **tls)
+            except FileNotFoundError as exc:
+                message = f"no Unix socket at {self.unix_path!r}"
+                raise FileNotFoundError(errno.ENOENT, message, self.unix_path) from exc
         elif self.sock is not None:
             _, protocol = await loop.create_connection(factory, sock=self.sock, **tls)
         else:
