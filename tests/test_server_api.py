@@ -85,7 +85,7 @@ async def test_unix_serve_round_trip_sockets_and_the_file_removed_on_close(tmp_p
         (listening,) = server.sockets
         assert listening.family == socket.AF_UNIX and listening.getsockname() == path
         with pytest.raises(RuntimeError, match="Unix socket"):
-            server.port
+            _ = server.port
         async with connect("ws://localhost/chat", sock=unix_client_socket(path)) as ws:
             await ws.send("over a Unix socket")
             assert await asyncio.wait_for(ws.recv(), WAIT) == "over a Unix socket"

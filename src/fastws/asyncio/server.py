@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .. import __version__
@@ -428,7 +428,7 @@ class serve:
         server.server = await self._listen(asyncio.get_running_loop(), lambda: ServerConnection(server))
         return server
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Server]:
         return self._start().__await__()
 
     async def __aenter__(self) -> Server:
