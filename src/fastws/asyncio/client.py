@@ -212,7 +212,7 @@ class connect:
             try:
                 _, protocol = await loop.create_unix_connection(factory, self.unix_path, **tls)
             except FileNotFoundError as exc:
-                message = f"no Unix socket at {self.unix_path!r}"
+                message = f"no Unix socket at {self.unix_path!r}: the file does not exist"
                 raise FileNotFoundError(errno.ENOENT, message, self.unix_path) from exc
         elif self.sock is not None:
             _, protocol = await loop.create_connection(factory, sock=self.sock, **tls)
