@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the peers of the interop tests (tests/interop): Debian's Chromium and
-# redis-server, and Node's ws (pinned in tests/interop/node/package-lock.json).
+# Install the peers of the interop tests (tests/interop): Debian's Chromium,
+# redis-server, tinyproxy and microsocks, and Node's ws (pinned in tests/interop/node/package-lock.json).
 # Node.js itself comes from Debian if the machine has none. Idempotent,
 # non-interactive and bounded;
 # apt-get needs root. Run before pytest (.ci/run does).
@@ -16,6 +16,8 @@ installed() {  # installed DEBIAN_PACKAGE
 missing=()
 installed chromium || missing+=(chromium)
 installed redis-server || missing+=(redis-server)  # the relay's backplane tests
+installed tinyproxy || missing+=(tinyproxy)  # the client's HTTP CONNECT proxy tests
+installed microsocks || missing+=(microsocks)  # the client's SOCKS5 proxy tests
 if ! command -v node >/dev/null; then missing+=(nodejs); fi
 if ! command -v npm >/dev/null; then missing+=(npm); fi
 
@@ -42,5 +44,7 @@ else
 fi
 
 echo "install-peers: chromium $(dpkg-query -W -f='${Version}' chromium)," \
-    "redis-server $(dpkg-query -W -f='${Version}' redis-server), node $(node --version)," \
+    "redis-server $(dpkg-query -W -f='${Version}' redis-server)," \
+    "tinyproxy $(dpkg-query -W -f='${Version}' tinyproxy), microsocks $(dpkg-query -W -f='${Version}' microsocks)," \
+    "node $(node --version)," \
     "ws $(node -p "require('ws/package.json').version")"
