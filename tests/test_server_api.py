@@ -142,8 +142,10 @@ def test_unix_serve_refuses_tcp_keywords_and_needs_a_path_or_a_socket():
 async def test_server_header_on_the_101_and_on_refusals(options, expected):
     assert SERVER_HEADER.startswith("fastws/")
 
+    shared = Response(404, body=b"nothing here")  # one object for every request: never edited by the server
+
     def hook(ws, request):
-        return Response(404, body=b"nothing here") if request.path == "/missing" else None
+        return shared if request.path == "/missing" else None
 
     async with serve(echo, process_request=hook, **options) as server:
         for head in (
@@ -153,6 +155,7 @@ async def test_server_header_on_the_101_and_on_refusals(options, expected):
         ):
             servers = [line for line in header_lines(head) if line.lower().startswith(b"server:")]
             assert servers == ([] if expected is None else [b"Server: " + expected]), head
+    assert "Server" not in shared.headers
 
 
 # -- process_response --------------------------------------------------------------------
@@ -207,6 +210,23 @@ async def test_failing_process_response_answers_a_bare_500_and_logs(is_async, ca
         assert reply.startswith(b"HTTP/1.1 500 ") and b"bug in the hook" not in reply
         assert not server.connections
     assert "process_response failed" in caplog.text and "bug in the hook" in caplog.text
+
+
+@async_test
+async def test_process_response_sees_the_500_of_a_failing_process_request(caplog):
+    seen = []
+
+    def fail(ws, request):
+        raise KeyError("bug")
+
+    def record(ws, request, response):
+        seen.append(response.status)
+        response.headers.add("X-Seen", "yes")
+
+    async with serve(echo, process_request=fail, process_response=record) as server:
+        reply = await raw_exchange(server.port, upgrade_request())
+    assert reply.startswith(b"HTTP/1.1 500 ") and b"X-Seen: yes" in reply and seen == [500]
+    assert "process_request failed" in caplog.text
 
 
 @async_test

@@ -301,7 +301,8 @@ class Server:
         """Stop listening (and remove our Unix socket file); refuse handshakes
         in progress with 503; with ``close_connections``, close every open
         connection with ``code`` and ``reason`` (1001 going away, RFC 6455
-        §7.4.1); then wait for the handlers, at most ``close_timeout``."""
+        §7.4.1); then wait for the handlers, at most ``close_timeout``.
+        Calling it again is harmless."""
         build_close(code, reason)  # an invalid code or a reason over 123 bytes raises here, before anything closes
         if not self._closing:
             self.logger.info("server closing")
@@ -459,11 +460,12 @@ class ServeOptions(LimitOptions, total=False):
 class unix_serve(serve):
     """``serve()`` on a Unix socket: ``async with unix_serve(handler, "/run/app.sock")``.
 
-    ``path`` is the socket file (a stale one is replaced, as asyncio does);
-    ``sock=`` an already bound AF_UNIX socket instead. Every ``serve()``
-    keyword but host, port and reuse_port applies. ``Server.close()`` removes
-    the file it bound (unless another file replaced it), on every Python
-    version, as asyncio does by default from 3.13 on. Unix only.
+    ``path`` is the socket file (asyncio replaces an existing socket file
+    there, live or stale); ``sock=`` an already bound AF_UNIX socket instead.
+    Every ``serve()`` keyword but host, port and reuse_port applies.
+    ``Server.close()`` removes the file bound from ``path`` (unless another
+    file replaced it since) on every Python version, as asyncio does by
+    default from 3.13 on; with ``sock=`` the file is left to its owner. Unix only.
     """
 
     _caller = "unix_serve"
