@@ -64,6 +64,8 @@ class ServerConnection(WebSocket):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server._handshaking.add(self)
+        if self.server._closing:  # accepted just before Server.close() stopped listening
+            self._refuse_for_shutdown()
 
     # -- the opening handshake ------------------------------------------------
     #
@@ -192,7 +194,7 @@ class ServerConnection(WebSocket):
         if opening and self._upgrade.response is None:  # no accept(): no negotiated connection to open
             self.logger.error("%s a hook answered 101 itself (return None to accept); answering 500", self.peer)
             response, opening = self._error(500, "Internal Server Error"), False
-        if opening and self.server._closing:  # Server.close() began during an async hook
+        if opening and self.server._closing:  # defensive: close() refuses handshakes in progress itself
             response, opening = self._error(503, "server shutting down"), False
         try:
             head = response.serialize()
