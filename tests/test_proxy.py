@@ -282,11 +282,23 @@ def test_refusals(answer, status, text):
     assert "proxy proxy:3128 refused to open a tunnel to example.com:443" in str(caught.value)
 
 
-def test_407_with_credentials_blames_them():
+@pytest.mark.parametrize("status, reason", [(407, "Proxy Authentication Required"), (401, "Unauthorized")])
+def test_407_with_credentials_blames_them(status, reason):
+    # 401: what tinyproxy answers to wrong credentials (tests/interop/test_proxy.py).
     t = ConnectTunnel(Proxy.from_url("http://user:wrong@proxy:3128"), "example.com", 443)
-    with pytest.raises(ProxyError, match="rejected the credentials") as caught:
-        t.receive_data(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
-    assert caught.value.status == 407 and "wrong" not in str(caught.value)
+    with pytest.raises(ProxyError) as caught:
+        t.receive_data(f"HTTP/1.0 {status} {reason}\r\n\r\n".encode())
+    assert str(caught.value) == (
+        f"proxy proxy:3128 refused to open a tunnel to example.com:443: HTTP {status} {reason}"
+        " (the proxy rejected the credentials in the proxy URL)"
+    )
+    assert caught.value.status == status
+
+
+def test_401_without_credentials_gets_no_hint():
+    with pytest.raises(ProxyError) as caught:
+        tunnel().receive_data(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+    assert str(caught.value).endswith("HTTP 401 Unauthorized") and caught.value.status == 401
 
 
 @pytest.mark.parametrize(
@@ -739,3 +751,11 @@ async def test_socks_without_python_socks(monkeypatch):
     monkeypatch.setitem(sys.modules, "python_socks", None)  # import python_socks now raises ImportError
     with pytest.raises(ImportError, match=r"a socks5h:// proxy needs python-socks: pip install fastws\[socks\]"):
         await open_through("ws://example.com/", "socks5h://127.0.0.1:1080")
+
+
+@async_test
+async def test_socks_credentials_must_be_ascii():
+    async with FakeProxy(socks=True) as proxy:
+        with pytest.raises(InvalidURI, match="the credentials of a socks5:// proxy must be ASCII"):
+            await open_through("ws://127.0.0.1:1/", proxy.url("socks5", userinfo="%C3%A9:x@"))
+        assert proxy.requests == []  # refused before connecting

@@ -249,7 +249,9 @@ class ConnectTunnel:
 
     def _refusal(self, status: int, reason: str) -> str:
         message = f"{self._where()} refused to open a tunnel to {self.authority}: HTTP {status} {reason}".rstrip()
-        if status == 407:
+        if status == 407 or (status == 401 and self.proxy.username is not None):
+            # 407 is the proxy's "credentials, please" (RFC 9110 §15.5.8); tinyproxy
+            # answers wrong ones with 401, which a proxy otherwise has no reason to send.
             message += (
                 " (the proxy rejected the credentials in the proxy URL)"
                 if self.proxy.username is not None

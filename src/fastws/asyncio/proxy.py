@@ -16,7 +16,7 @@ import ssl as ssl_module
 import sys
 from typing import Any, Callable, Optional
 
-from ..exceptions import ProxyError
+from ..exceptions import InvalidURI, ProxyError
 from ..handshake import SERVER_NAME
 from ..proxy import ConnectTunnel, Proxy
 
@@ -95,6 +95,9 @@ async def _connect_socks(loop: asyncio.AbstractEventLoop, proxy: Proxy, host: st
         from python_socks.async_.asyncio import Proxy as SocksProxy
     except ImportError as exc:
         raise ImportError(f"a {proxy.scheme}:// proxy needs python-socks: {SOCKS_HINT}") from exc
+    if not all(text is None or text.isascii() for text in (proxy.username, proxy.password)):
+        # RFC 1929 names no charset, and python-socks sends ASCII only.
+        raise InvalidURI(f"the credentials of a {proxy.scheme}:// proxy must be ASCII")
     kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
     # socks5h and socks4a send the name for the proxy to resolve; socks5 and socks4 resolve it here.
     socks = SocksProxy(kind, proxy.host, proxy.port, proxy.username, proxy.password, rdns=proxy.remote_dns)
