@@ -48,7 +48,8 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under --no-skips: {report.longrepr}"
 
 
-PROXY_VARIABLES = [name for name in os.environ if name.lower() in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}]
+PROXY_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+PROXY_VARIABLES = [name for name in os.environ if name.lower() in PROXY_NAMES]
 
 
 @pytest.fixture(autouse=True)

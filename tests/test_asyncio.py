@@ -20,7 +20,7 @@ from fastws.exceptions import (
     InvalidStatus,
 )
 
-from .support.asyncio import RawPeer, async_test, leftover_tasks, upgrade_request
+from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, upgrade_request
 from .support.frames import client_frame
 
 
@@ -280,7 +280,7 @@ async def test_silent_and_half_handshakes_time_out():
         half.writer.write(upgrade_request()[:30])
         assert await silent.read_until_eof() == b""
         assert await half.read_until_eof() == b""
-        assert not server.connections
+        assert server_idle(server)
 
 
 @async_test
@@ -509,10 +509,10 @@ async def test_no_leaks_after_many_connections():
             peer = await RawPeer.open(server.port)
             peer.close()
         for _ in range(100):
-            if not server.connections:
+            if server_idle(server):
                 break
             await asyncio.sleep(0.02)
-        assert not server.connections
+        assert server_idle(server)
     gc.collect()
     # Only this test's task and the deadline wrapper around it (if any) remain.
     tasks = leftover_tasks()

@@ -23,7 +23,7 @@ from fastws import connect, serve
 from fastws.asyncio.server import ServerConnection
 from fastws.exceptions import ConnectionClosed
 
-from .support.asyncio import RawPeer, async_test, leftover_tasks, upgrade_request
+from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, upgrade_request
 from .support.frames import client_frame
 
 WAIT = 10.0  # bound on any single wait
@@ -236,7 +236,7 @@ async def test_without_a_limit_memory_follows_what_arrives_not_what_is_announced
         assert ws.open and ws.connection.buffered <= 200_000 + 14
         assert peak < 4 << 20, f"{peak} bytes allocated for 200 kB received"
         peer.close()
-        await until(lambda: not server.connections)
+        await until(lambda: server_idle(server))
 
 
 @hostile_test
@@ -328,7 +328,7 @@ async def test_close_frame_is_sent_to_a_peer_that_is_still_sending(code):
         data += client_frame(0, bytes(64 * 1024), fin=False) * 15  # past the limit
         frames, _ = server_frames(await send_and_read_until_closed(server.port, data))
         assert [(opcode, payload[:2]) for opcode, payload in frames] == [(8, code.to_bytes(2, "big"))]
-        await until(lambda: not server.connections)
+        await until(lambda: server_idle(server))
 
 
 # -- (b) slow and silent handshakes --------------------------------------------------
@@ -363,7 +363,7 @@ async def test_slowloris_handshake_is_dropped_by_open_timeout():
         await asyncio.gather(sender, return_exceptions=True)
         assert sent < len(request), "the whole request was sent before the drop"
         assert elapsed < 0.5 + 5, elapsed
-        await until(lambda: not server.connections)
+        await until(lambda: server_idle(server))
         peer.close()
 
 
@@ -374,7 +374,7 @@ async def test_many_silent_connections_are_dropped_and_others_served():
         await echo_round_trip(server)
         answers = await asyncio.gather(*(peer.read_until_eof() for peer in peers))
         assert answers == [b""] * 50
-        await until(lambda: not server.connections)
+        await until(lambda: server_idle(server))
         for peer in peers:
             peer.close()
 
@@ -568,9 +568,9 @@ async def test_peers_vanishing_200_times_leave_nothing_behind():
             opened += sum(await asyncio.gather(*(vanish(i) for i in range(batch, batch + 20))))
         codes = await recorder.wait_for_codes(opened)
         assert codes == [1006] * opened, codes
-        await until(lambda: not server.connections and recorder.active == 0)
+        await until(lambda: server_idle(server) and recorder.active == 0)
         await echo_round_trip(server)
-        await until(lambda: not server.connections)
+        await until(lambda: server_idle(server))
     gc.collect()
     tasks = leftover_tasks()
     assert tasks == [], tasks
@@ -617,5 +617,5 @@ async def test_client_that_never_reads_is_bounded_by_write_limit_and_dropped():
         assert blocked_for >= 0.45, blocked_for  # dropped by write_timeout, not before
         # One message may go over the high-water mark, never more (header: 4 bytes).
         assert write_limit < seen["highest"] <= write_limit + size + 4, seen
-        await until(lambda: not server.connections)
+        await until(lambda: server_idle(server))
         writer.transport.abort()

@@ -43,6 +43,11 @@ def leftover_tasks() -> list:
     return [task for task in asyncio.all_tasks() if task is not current and task not in _HARNESS_TASKS]
 
 
+def server_idle(server) -> bool:
+    """No connection left on ``server``: none open or closing, none in its handshake."""
+    return not server.connections and not server._handshaking
+
+
 def upgrade_request(path: str = "/", *extra: str, version: str = "13") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
