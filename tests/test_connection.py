@@ -97,6 +97,24 @@ def test_normal_close_raises_closed_ok_on_send(server):
         server.send("late")
 
 
+@pytest.mark.parametrize(
+    "payload, code, clean",
+    [
+        (build_close(1000), 1000, True),
+        (build_close(1001), 1001, True),
+        (b"", 1005, True),
+        (build_close(4000), 4000, False),
+    ],
+)
+def test_which_closes_are_clean(server, payload, code, clean):
+    """1000, 1001 and a close frame without a code (1005, RFC 6455 §7.1.5) end
+    cleanly (``async for`` just stops); any other code is an error."""
+    server.receive_data(client_frame(8, payload))
+    error = server.close_exception()
+    assert error.code == code
+    assert isinstance(error, ConnectionClosedOK if clean else ConnectionClosedError)
+
+
 def test_protocol_error_fails_with_its_code_and_keeps_earlier_messages(server, codec):
     events = server.receive_data(client_frame(1, b"good") + client_frame(1, b"\xff"))
     assert events == [codec.Frame(1, "good")]

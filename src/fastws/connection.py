@@ -228,7 +228,9 @@ class Connection:
         code = self.close_code
         if code is None:
             code = CloseCode.ABNORMAL
-        if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) and self.error is None:
+        # A close frame without a code (1005) ends a connection as cleanly as
+        # 1000 does: RFC 6455 §7.1.5 lets a peer close with an empty payload.
+        if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS) and self.error is None:
             return ConnectionClosedOK(code, self.close_reason)
         return ConnectionClosedError(code, self.close_reason)
 

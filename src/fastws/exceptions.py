@@ -154,7 +154,7 @@ class ConnectionClosed(WebSocketError):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """Closed cleanly with 1000 (normal) or 1001 (going away)."""
+    """Closed cleanly: 1000 (normal), 1001 (going away) or 1005 (a close frame without a code)."""
 
 
 class ConnectionClosedError(ConnectionClosed):
