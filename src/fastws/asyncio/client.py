@@ -14,15 +14,17 @@ import os
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirect, InvalidStatus
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..handshake import SERVER_NAME, ClientHandshake, Headers, Response
 from ..policy import Backoff, retryable
+from ..proxy import Proxy, proxy_for
 from ..upgrade import ClientUpgrade
 from ..uri import MAX_REDIRECTS, REDIRECT_STATUSES, WebSocketURI, parse_uri, redirect_uri
 from .protocol import LimitOptions, Limits, Listener, WebSocket
+from .proxy import create_proxied_connection
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -137,6 +139,8 @@ class connect:
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.sock = sock
+        if isinstance(proxy, str):
+            Proxy.from_url(proxy)  # an unusable proxy URL raises InvalidURI here, not at the first attempt
         self.proxy = proxy
         self.proxy_ssl = proxy_ssl
         self.max_redirects = max_redirects
@@ -216,6 +220,19 @@ class connect:
                 raise FileNotFoundError(errno.ENOENT, message, self.unix_path) from exc
         elif self.sock is not None:
             _, protocol = await loop.create_connection(factory, sock=self.sock, **tls)
+        elif (proxy := proxy_for(target.uri, self.proxy)) is not None:
+            _, opened = await create_proxied_connection(
+                loop,
+                factory,
+                proxy,
+                target.host,
+                target.port,
+                ssl=ssl if target.secure else None,
+                server_hostname=server_hostname if target.secure else None,
+                proxy_ssl=self.proxy_ssl,
+                user_agent=self.user_agent_header,
+            )
+            protocol = cast(ClientConnection, opened)
         else:
             _, protocol = await loop.create_connection(factory, target.host, target.port, **tls)
         try:
