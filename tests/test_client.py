@@ -418,3 +418,39 @@ async def test_unix_connect_round_trip():
                 unix_connect(path, proxy="http://p:1")
         with pytest.raises(FileNotFoundError, match="no Unix socket at '.*missing.sock'"):
             await unix_connect(os.path.join(tmp, "missing.sock"))
+
+
+# -- websockets habits ------------------------------------------------------------------------
+
+
+@async_test
+async def test_websockets_habits_work():
+    """compression="deflate", ``async with ws:``, Server.is_serving()/wait_closed(), and
+    the hint for websockets' process_exception."""
+    async with fastws.serve(echo, "127.0.0.1", 0, compression="deflate") as server:
+        assert server.is_serving()
+        ws = await fastws.connect(f"ws://127.0.0.1:{server.port}/", compression="deflate")
+        async with ws:
+            assert ws.extension is not None  # permessage-deflate negotiated
+            await ws.send("x" * 1000)
+            assert await ws.recv() == "x" * 1000
+        assert ws.closed and ws.close_code == 1000
+        closing = asyncio.ensure_future(server.close())
+        await server.wait_closed()
+        await closing
+        assert not server.is_serving()
+    with pytest.raises(TypeError, match="fastws calls it backoff= and fastws.policy.retryable"):
+        fastws.connect("ws://h/", process_exception=None)  # type: ignore[call-arg]
+
+
+@async_test
+async def test_unix_peers_are_logged_by_path(caplog):
+    caplog.set_level(logging.INFO, logger="fastws.server")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ws.sock")
+        async with fastws.unix_serve(echo, path):
+            async with unix_connect(path) as ws:
+                assert ws.peer == f"unix:{path}"
+                await ws.send("x")
+                await ws.recv()
+    assert any(r.getMessage() == f"unix:{path} connected /" for r in caplog.records)

@@ -92,7 +92,7 @@ class LimitOptions(TypedDict, total=False):
 WEBSOCKETS_NAMES = {
     "max_size": "max_message_size",
     "additional_headers": "extra_headers",
-    "user_agent": "user_agent_header",
+    "process_exception": "backoff= and fastws.policy.retryable (see Reconnection)",
     "create_connection": "a Listener or a WebSocket subclass",
     "create_protocol": "a Listener or a WebSocket subclass",
     "klass": "a Listener or a WebSocket subclass",

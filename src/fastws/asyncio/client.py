@@ -14,7 +14,7 @@ import os
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirect, InvalidStatus
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
@@ -120,7 +120,7 @@ class connect:
         origin: Optional[str] = None,
         user_agent_header: Optional[str] = USER_AGENT,
         listener: Optional[Listener] = None,
-        compression: Optional[PerMessageDeflate] = CLIENT_DEFAULT,
+        compression: Union[PerMessageDeflate, Literal["deflate"], None] = CLIENT_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
         server_hostname: Optional[str] = None,
         sock: Optional[socket.socket] = None,
@@ -135,7 +135,7 @@ class connect:
         self.uri = parse_uri(uri)
         if not self.uri.secure and ssl is not None:
             raise ValueError("ssl= needs a wss:// URI")
-        self.compression = compression
+        self.compression = CLIENT_DEFAULT if compression == "deflate" else compression  # websockets' spelling
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.sock = sock
@@ -315,7 +315,7 @@ class ConnectOptions(LimitOptions, total=False):
     origin: Optional[str]
     user_agent_header: Optional[str]
     listener: Optional[Listener]
-    compression: Optional[PerMessageDeflate]
+    compression: Union[PerMessageDeflate, Literal["deflate"], None]
     ssl: Optional[ssl_module.SSLContext]
     server_hostname: Optional[str]
     max_redirects: int

@@ -804,7 +804,18 @@ class WebSocket(asyncio.Protocol):
 
     @property
     def peer(self) -> str:
-        """The remote address as ``host:port``, as log lines show it."""
-        if isinstance(self.remote_address, tuple) and len(self.remote_address) >= 2:
-            return f"{self.remote_address[0]}:{self.remote_address[1]}"
-        return str(self.remote_address)
+        """The remote address as log lines show it: ``host:port``, or ``unix:PATH``
+        for a Unix socket (whose client end has no name: the server's path is shown)."""
+        address = self.remote_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"{address[0]}:{address[1]}"
+        if isinstance(address, str):  # AF_UNIX
+            return f"unix:{address or self.local_address or ''}"
+        return str(address)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leaving ``async with ws:`` closes the connection (1000) and waits for the close handshake."""
+        await self.close()

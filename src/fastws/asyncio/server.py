@@ -11,7 +11,7 @@ import os
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Generator
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 from .. import __version__
 from ..exceptions import ConnectionClosed, InvalidHandshake
@@ -345,6 +345,15 @@ class Server:
         except OSError:  # already gone (Python 3.13+ asyncio removes it too), or not ours to remove
             pass
 
+    def is_serving(self) -> bool:
+        """True while the server accepts connections."""
+        return self.server is not None and self.server.is_serving()
+
+    async def wait_closed(self) -> None:
+        """Wait until ``close()`` has finished (listening stopped, connections closed)."""
+        if self.server is not None:
+            await self.server.wait_closed()
+
     async def serve_forever(self) -> None:
         assert self.server is not None
         await self.server.serve_forever()
@@ -391,7 +400,7 @@ class serve:
         process_response: Optional[ProcessResponse] = None,
         server_header: Optional[str] = SERVER_HEADER,
         logger: LoggerLike = None,
-        compression: Optional[PerMessageDeflate] = SERVER_DEFAULT,
+        compression: Union[PerMessageDeflate, Literal["deflate"], None] = SERVER_DEFAULT,
         ssl: Optional[ssl_module.SSLContext] = None,
         sock: Optional[socket.socket] = None,
         reuse_port: Optional[bool] = None,
@@ -399,6 +408,8 @@ class serve:
         **limits_: Unpack[LimitOptions],
     ) -> None:
         limits = Limits.from_options(limits_, caller=self._caller)
+        if compression == "deflate":  # websockets' spelling of the default
+            compression = SERVER_DEFAULT
         if extensions is None and compression is not None:
             extensions = compression.accept_offer
         self.sock, self.reuse_port, self.backlog = sock, reuse_port, backlog
@@ -453,7 +464,7 @@ class ServeOptions(LimitOptions, total=False):
     process_response: Optional[ProcessResponse]
     server_header: Optional[str]
     logger: LoggerLike
-    compression: Optional[PerMessageDeflate]
+    compression: Union[PerMessageDeflate, Literal["deflate"], None]
     ssl: Optional[ssl_module.SSLContext]
     sock: Optional[socket.socket]
     backlog: int
