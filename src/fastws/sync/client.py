@@ -1,0 +1,320 @@
+"""The threaded WebSocket client: ``with connect(uri) as ws: ws.send("hi"); ws.recv()``.
+
+Redirects, credentials in the URI, extra headers and Unix sockets are handled
+as the asyncio client handles them, by the same sans-I/O pieces (``fastws.uri``,
+``ClientHandshake``, ``ClientUpgrade``).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import ssl as ssl_module
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from ..exceptions import ConnectionClosedError, InvalidRedirect, InvalidStatus, ProxyError
+from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
+from ..frames import CloseCode
+from ..handshake import SERVER_NAME, ClientHandshake, Headers, Response
+from ..limits import LimitOptions, Limits
+from ..proxy import ConnectTunnel, proxy_for
+from ..upgrade import ClientUpgrade
+from ..uri import MAX_REDIRECTS, REDIRECT_STATUSES, WebSocketURI, parse_uri, redirect_uri
+from .connection import WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["connect", "unix_connect", "ClientConnection"]
+
+HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], Headers]
+USER_AGENT = SERVER_NAME
+client_logger = logging.getLogger("fastws.client")
+
+
+class ClientConnection(WebSocket):
+    """A connection opened by ``connect``; ``response`` holds the server's answer."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handshake: ClientHandshake,
+        limits: Limits,
+        compression: Optional[PerMessageDeflate],
+        log: logging.Logger,
+    ) -> None:
+        super().__init__(sock, limits, is_client=True, log=log)
+        self.handshake = handshake
+        self._upgrade = ClientUpgrade(handshake, compression, limits.max_header_size)
+
+    @property
+    def request(self) -> Any:
+        """The upgrade request sent."""
+        return self.handshake.request
+
+    @property
+    def response(self) -> Optional[Response]:
+        """The server's answer to the upgrade request, once received."""
+        return self._upgrade.response
+
+    def _handshake(self, deadline: Optional[float]) -> None:
+        """Send the request, read the answer (InvalidHandshake/InvalidStatus if
+        refused), then start the connection."""
+        sock = self.socket
+        _settimeout(sock, deadline)
+        sock.sendall(self._upgrade.request_bytes())
+        while True:
+            _settimeout(sock, deadline)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
+            if self._upgrade.receive_data(data) is not None:
+                break
+        self._start(self._upgrade)
+
+
+def _settimeout(sock: socket.socket, deadline: Optional[float]) -> None:
+    if deadline is None:
+        sock.settimeout(None)
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    sock.settimeout(remaining)
+
+
+def _header_pairs(headers: Optional[HeadersLike]) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return [(name, value) for name, value in headers]
+
+
+class _Opener:
+    """One opening: the URI, the options, and redirects followed within ``open_timeout``."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        subprotocols: Optional[list[str]],
+        extra_headers: Optional[HeadersLike],
+        origin: Optional[str],
+        user_agent_header: Optional[str],
+        compression: Optional[PerMessageDeflate],
+        ssl: Optional[ssl_module.SSLContext],
+        server_hostname: Optional[str],
+        sock: Optional[socket.socket],
+        proxy: Union[str, bool, None],
+        max_redirects: int,
+        logger: Union[str, logging.Logger, None],
+        limits: LimitOptions,
+        caller: str,
+        unix_path: Optional[str] = None,
+    ) -> None:
+        self.limits = Limits.from_options(limits, caller=caller)
+        self.uri = parse_uri(uri)
+        if not self.uri.secure and ssl is not None:
+            raise ValueError("ssl= needs a wss:// URI")
+        self.subprotocols = subprotocols
+        self.extra_headers = _header_pairs(extra_headers)
+        self.origin = origin
+        self.user_agent_header = user_agent_header
+        self.compression = compression
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.sock = sock
+        self.proxy = proxy
+        self.max_redirects = max_redirects
+        self.logger = (
+            client_logger if logger is None else logging.getLogger(logger) if isinstance(logger, str) else logger
+        )
+        self.unix_path = unix_path
+        self._handshake(self.uri)  # a header that cannot be written raises here
+
+    def _handshake(self, target: WebSocketURI) -> ClientHandshake:
+        headers = self.extra_headers
+        authorization = target.authorization()
+        if authorization is not None and not any(name.lower() == "authorization" for name, _ in headers):
+            headers = [*headers, ("Authorization", authorization)]
+        return ClientHandshake(
+            target.host_header,
+            target.resource,
+            subprotocols=self.subprotocols,
+            extra_headers=headers,
+            origin=self.origin,
+            extensions=self.compression.offer() if self.compression is not None else None,
+            user_agent=self.user_agent_header,
+        )
+
+    def open(self) -> ClientConnection:
+        timeout = self.limits.open_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target, status = self.uri, 0
+        try:
+            for _ in range(self.max_redirects + 1):
+                try:
+                    return self._attempt(target, deadline)
+                except InvalidStatus as exc:
+                    if exc.status not in REDIRECT_STATUSES or self.max_redirects == 0:
+                        raise
+                    status = exc.status
+                    location = exc.response.headers.get("Location") if exc.response is not None else None
+                    target = redirect_uri(target, exc.status, location)
+                    if self.sock is not None or self.unix_path is not None:
+                        raise InvalidRedirect(
+                            f"HTTP {exc.status} redirect on a socket given to connect()", exc.status
+                        ) from exc
+                    self.logger.info("redirected (%d) to %s", exc.status, target.uri)
+        except (socket.timeout, TimeoutError):
+            raise TimeoutError(f"opening handshake timed out after {timeout}s") from None
+        raise InvalidRedirect(f"more than {self.max_redirects} redirects, the last to {target.uri}", status)
+
+    def _attempt(self, target: WebSocketURI, deadline: Optional[float]) -> ClientConnection:
+        sock = self._socket(target, deadline)
+        try:
+            if target.secure:
+                context = self.ssl if self.ssl is not None else ssl_module.create_default_context()
+                hostname = self.server_hostname if self.server_hostname is not None else target.host
+                _settimeout(sock, deadline)
+                sock = context.wrap_socket(sock, server_hostname=hostname)
+            ws = ClientConnection(sock, self._handshake(target), self.limits, self.compression, self.logger)
+            ws._handshake(deadline)
+            return ws
+        except BaseException:
+            sock.close()
+            raise
+
+    def _socket(self, target: WebSocketURI, deadline: Optional[float]) -> socket.socket:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        if self.sock is not None:
+            sock, self.sock = self.sock, None
+            return sock
+        if self.unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(remaining)
+                sock.connect(self.unix_path)
+            except FileNotFoundError as exc:
+                sock.close()
+                message = f"no Unix socket at {self.unix_path!r}: the file does not exist"
+                raise FileNotFoundError(errno.ENOENT, message, self.unix_path) from exc
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        proxy = proxy_for(target.uri, self.proxy)
+        if proxy is None:
+            sock = socket.create_connection((target.host, target.port), timeout=remaining)
+        else:
+            sock = self._tunnel(proxy, target, deadline)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _tunnel(self, proxy: Any, target: WebSocketURI, deadline: Optional[float]) -> socket.socket:
+        """HTTP CONNECT through an http:// proxy (RFC 9110 §9.3.6)."""
+        if proxy.scheme != "http":
+            raise ProxyError(f"the threaded client speaks only to http:// proxies, not {proxy.scheme}://")
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        try:
+            sock = socket.create_connection((proxy.host, proxy.port), timeout=remaining)
+        except OSError as exc:
+            raise ProxyError(f"cannot reach proxy {proxy.host}:{proxy.port}: {exc}") from exc
+        try:
+            tunnel = ConnectTunnel(proxy, target.host, target.port, self.user_agent_header)
+            sock.sendall(tunnel.request_bytes())
+            while True:
+                _settimeout(sock, deadline)
+                data = sock.recv(4096)
+                if not data:
+                    tunnel.receive_eof()
+                    raise ProxyError(f"proxy {proxy.host}:{proxy.port} closed the connection")
+                rest = tunnel.receive_data(data)
+                if rest is not None:
+                    if rest:
+                        raise ProxyError("the proxy sent bytes before the WebSocket handshake")
+                    return sock
+        except BaseException:
+            sock.close()
+            raise
+
+
+def connect(
+    uri: str,
+    *,
+    subprotocols: Optional[list[str]] = None,
+    extra_headers: Optional[HeadersLike] = None,
+    origin: Optional[str] = None,
+    user_agent_header: Optional[str] = USER_AGENT,
+    compression: Optional[PerMessageDeflate] = CLIENT_DEFAULT,
+    ssl: Optional[ssl_module.SSLContext] = None,
+    server_hostname: Optional[str] = None,
+    sock: Optional[socket.socket] = None,
+    proxy: Union[str, bool, None] = True,
+    max_redirects: int = MAX_REDIRECTS,
+    logger: Union[str, logging.Logger, None] = None,
+    **limits: Unpack[LimitOptions],
+) -> ClientConnection:
+    """Open a client connection on a blocking socket: ``with connect(uri) as ws``.
+
+    The asyncio ``connect()``'s keywords and defaults (``proxy``: http://
+    proxies only, from HTTP(S)_PROXY/NO_PROXY by default), ``open_timeout``
+    covering redirects. Raises InvalidStatus (a refusal), InvalidHandshake,
+    InvalidRedirect, OSError and TimeoutError."""
+    return _Opener(
+        uri,
+        subprotocols=subprotocols,
+        extra_headers=extra_headers,
+        origin=origin,
+        user_agent_header=user_agent_header,
+        compression=compression,
+        ssl=ssl,
+        server_hostname=server_hostname,
+        sock=sock,
+        proxy=None if sock is not None else proxy,
+        max_redirects=max_redirects,
+        logger=logger,
+        limits=limits,
+        caller="connect",
+    ).open()
+
+
+def unix_connect(
+    path: Union[str, os.PathLike[str]],
+    uri: str = "ws://localhost/",
+    *,
+    subprotocols: Optional[list[str]] = None,
+    extra_headers: Optional[HeadersLike] = None,
+    origin: Optional[str] = None,
+    user_agent_header: Optional[str] = USER_AGENT,
+    compression: Optional[PerMessageDeflate] = CLIENT_DEFAULT,
+    ssl: Optional[ssl_module.SSLContext] = None,
+    server_hostname: Optional[str] = None,
+    max_redirects: int = MAX_REDIRECTS,
+    logger: Union[str, logging.Logger, None] = None,
+    **limits: Unpack[LimitOptions],
+) -> ClientConnection:
+    """``connect`` over the Unix socket at ``path``; ``uri`` gives the Host header
+    and resource (and TLS, for wss://). Redirects are refused."""
+    return _Opener(
+        uri,
+        subprotocols=subprotocols,
+        extra_headers=extra_headers,
+        origin=origin,
+        user_agent_header=user_agent_header,
+        compression=compression,
+        ssl=ssl,
+        server_hostname=server_hostname,
+        sock=None,
+        proxy=None,
+        max_redirects=max_redirects,
+        logger=logger,
+        limits=limits,
+        caller="unix_connect",
+        unix_path=os.fspath(path),
+    ).open()
