@@ -435,6 +435,10 @@ async def test_websockets_habits_work():
             await ws.send("x" * 1000)
             assert await ws.recv() == "x" * 1000
         assert ws.closed and ws.close_code == 1000
+        with pytest.raises(ZeroDivisionError):
+            async with await fastws.connect(f"ws://127.0.0.1:{server.port}/") as failing:
+                raise ZeroDivisionError("the block failed")
+        assert failing.close_code == 1011
         closing = asyncio.ensure_future(server.close())
         await server.wait_closed()
         await closing

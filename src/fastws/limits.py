@@ -93,6 +93,7 @@ WEBSOCKETS_NAMES = {
     "max_size": "max_message_size",
     "additional_headers": "extra_headers",
     "process_exception": "backoff= and fastws.policy.retryable (see Reconnection)",
+    "reconnect_delays": "backoff= (a fastws.policy.Backoff)",
     "create_connection": "a Listener or a WebSocket subclass",
     "create_protocol": "a Listener or a WebSocket subclass",
     "klass": "a Listener or a WebSocket subclass",

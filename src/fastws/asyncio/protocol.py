@@ -816,6 +816,7 @@ class WebSocket(asyncio.Protocol):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        """Leaving ``async with ws:`` closes the connection (1000) and waits for the close handshake."""
-        await self.close()
+    async def __aexit__(self, exc_type: Optional[type[BaseException]], *exc_info: object) -> None:
+        """Leaving ``async with ws:`` closes the connection and waits for the close
+        handshake: 1000, or 1011 when the block raised."""
+        await self.close(CloseCode.NORMAL if exc_type is None else CloseCode.INTERNAL_ERROR)
