@@ -19,14 +19,10 @@ from typing import Callable, Optional
 import pytest
 import trustme
 
-from fastws import serve
-from fastws.asyncio.client import ClientConnection
-from fastws.asyncio.protocol import Limits
+from fastws import connect, serve
 from fastws.asyncio.proxy import create_proxied_connection
 from fastws.exceptions import InvalidURI, ProxyError
-from fastws.handshake import ClientHandshake
 from fastws.proxy import ConnectTunnel, Proxy, basic_credentials, proxy_for
-from fastws.uri import parse_uri
 
 from .support.asyncio import async_test
 
@@ -515,32 +511,36 @@ def certificates():
 
 
 async def open_through(uri: str, proxy: str, *, ssl=None, proxy_ssl=None, open_timeout: float = STEP):
-    """Open a fastws client connection to ``uri`` through ``proxy`` with
-    create_proxied_connection and a ClientConnection, within ``open_timeout``."""
-    loop = asyncio.get_running_loop()
-    target = parse_uri(uri)
-    handshake = ClientHandshake(target.host_header, target.resource)
-    limits = Limits(open_timeout=open_timeout)
+    """A fastws client connection to ``uri`` through ``proxy``."""
+    return await connect(uri, proxy=proxy, ssl=ssl, proxy_ssl=proxy_ssl, open_timeout=open_timeout)
 
-    async def establish():
-        _, protocol = await create_proxied_connection(
-            loop,
-            lambda: ClientConnection(handshake, limits, None),
-            Proxy.from_url(proxy),
-            target.host,
-            target.port,
-            ssl=ssl,
-            server_hostname=None,
-            proxy_ssl=proxy_ssl,
-        )
-        try:
-            await protocol._opened
-        except BaseException:
-            protocol.abort()
-            raise
-        return protocol
 
-    return await asyncio.wait_for(establish(), open_timeout)
+class Recorder(asyncio.Protocol):
+    """A bare protocol for create_proxied_connection: records what it is given."""
+
+    def __init__(self) -> None:
+        self.transport = None
+        self.received = bytearray()
+        self.data = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"ping")
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        self.data.set()
+
+    def connection_lost(self, exc) -> None:
+        self.lost.set()
+
+
+async def tcp_echo_server():
+    async def echo_bytes(reader, writer):
+        await _pipe(reader, writer)
+
+    return await asyncio.start_server(echo_bytes, "127.0.0.1", 0)
 
 
 async def echo_once(ws, message="through the proxy é") -> None:
@@ -692,7 +692,7 @@ async def test_unreachable_proxy():
 @async_test
 async def test_a_silent_proxy_times_out_and_the_connection_is_closed(certificates, scheme):
     async with FakeProxy(silent=True, tls=certificates[0] if scheme == "https" else None) as proxy:
-        with pytest.raises(asyncio.TimeoutError):
+        with pytest.raises(TimeoutError, match="timed out after 0.5s"):
             await open_through(
                 "ws://example.com/",
                 proxy.url(scheme),
@@ -759,3 +759,77 @@ async def test_socks_credentials_must_be_ascii():
         with pytest.raises(InvalidURI, match="the credentials of a socks5:// proxy must be ASCII"):
             await open_through("ws://127.0.0.1:1/", proxy.url("socks5", userinfo="%C3%A9:x@"))
         assert proxy.requests == []  # refused before connecting
+
+
+# -- create_proxied_connection with a bare protocol -----------------------------
+
+
+@async_test
+async def test_create_proxied_connection_hands_over_the_transport():
+    loop = asyncio.get_running_loop()
+    server = await tcp_echo_server()
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with FakeProxy() as proxy:
+            transport, protocol = await create_proxied_connection(
+                loop, Recorder, Proxy.from_url(proxy.url()), "127.0.0.1", port, ssl=None, server_hostname=None
+            )
+            assert isinstance(protocol, Recorder) and protocol.transport is transport
+            assert transport.get_protocol() is protocol
+            await asyncio.wait_for(protocol.data.wait(), STEP)
+            assert protocol.received == b"ping"  # written in connection_made, echoed back through the tunnel
+            transport.close()
+            await asyncio.wait_for(protocol.lost.wait(), STEP)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@async_test
+async def test_bytes_right_after_the_200_reach_the_protocol():
+    loop = asyncio.get_running_loop()
+    async with FakeProxy(b"HTTP/1.1 200 OK\r\n\r\nearly bytes", hold=True) as proxy:
+        transport, protocol = await create_proxied_connection(
+            loop, Recorder, Proxy.from_url(proxy.url()), "example.com", 80, ssl=None, server_hostname=None
+        )
+        await asyncio.wait_for(protocol.data.wait(), STEP)
+        assert protocol.received == b"early bytes"
+        transport.close()
+        await asyncio.wait_for(proxy.ended.wait(), STEP)
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+@async_test
+async def test_cancelling_create_proxied_connection_closes_the_connection(scheme):
+    loop = asyncio.get_running_loop()
+    async with FakeProxy(silent=True) as proxy:
+        opening = asyncio.ensure_future(
+            create_proxied_connection(
+                loop, Recorder, Proxy.from_url(proxy.url(scheme)), "example.com", 80, ssl=None, server_hostname=None
+            )
+        )
+        while not proxy.requests:  # wait (bounded by the test's deadline) until the proxy has the request
+            await asyncio.sleep(0.01)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        await asyncio.wait_for(proxy.ended.wait(), STEP)
+
+
+# -- connect() and the environment ---------------------------------------------
+
+
+@async_test
+async def test_connect_uses_the_environment_and_no_proxy(environment):
+    async with serve(echo, "127.0.0.1", 0) as server, FakeProxy() as proxy:
+        environment(HTTP_PROXY=proxy.url())
+        async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            await ws.send("from the environment")
+            assert await asyncio.wait_for(ws.recv(), STEP) == "from the environment"
+        assert len(proxy.requests) == 1
+        async with connect(f"ws://127.0.0.1:{server.port}/", proxy=None):
+            pass
+        environment(NO_PROXY="127.0.0.1")
+        async with connect(f"ws://127.0.0.1:{server.port}/"):
+            pass
+        assert len(proxy.requests) == 1  # neither went through the proxy
