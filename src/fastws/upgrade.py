@@ -10,14 +10,17 @@ feed through its usual receive path, so none is lost or parsed twice.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .connection import Connection
 from .extensions.permessage_deflate import Deflate, PerMessageDeflate
 from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
 from .handshake import (
     MAX_HEADER_SIZE,
+    SERVER_NAME,
     ClientHandshake,
+    Headers,
     HeadParser,
     Request,
     Response,
@@ -26,7 +29,13 @@ from .handshake import (
     parse_response,
 )
 
-__all__ = ["ServerUpgrade", "ClientUpgrade"]
+if TYPE_CHECKING:
+    from .uri import WebSocketURI
+
+__all__ = ["ServerUpgrade", "ClientUpgrade", "ClientRequest", "HeadersLike"]
+
+HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], Headers]
+"""Extra request headers: a dict, a list of (name, value) pairs, or ``Headers``."""
 
 ERROR_BODY_SIZE = 4096
 """How much of a refusal's body the client keeps, for the error message."""
@@ -133,3 +142,60 @@ class ClientUpgrade(_Upgrade):
         if extensions and self.compression is not None:
             self.extension = self.compression.accept_response(extensions)
         return response
+
+
+class ClientRequest:
+    """What a client asks for, the same at every URI it tries (redirects,
+    reconnections): headers, subprotocols, the extension offer. ``upgrade(target)``
+    starts one attempt. Credentials in a target URI become ``Authorization:
+    Basic`` unless the caller set Authorization itself. Every header is checked
+    here, so a bad one raises InvalidHeader before any connection is made."""
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Optional[list[str]] = None,
+        extra_headers: Optional[HeadersLike] = None,
+        origin: Optional[str] = None,
+        user_agent: Optional[str] = SERVER_NAME,
+        compression: Optional[PerMessageDeflate] = None,
+        max_header_size: int = MAX_HEADER_SIZE,
+    ) -> None:
+        self.subprotocols = subprotocols
+        if extra_headers is None:
+            self.extra_headers: list[tuple[str, str]] = []
+        elif isinstance(extra_headers, Mapping):
+            self.extra_headers = list(extra_headers.items())
+        else:
+            self.extra_headers = [(name, value) for name, value in extra_headers]
+        self.origin = origin
+        self.user_agent = user_agent
+        self.compression = compression
+        self.max_header_size = max_header_size
+        self._has_authorization = any(name.lower() == "authorization" for name, _ in self.extra_headers)
+        ClientHandshake(
+            "localhost",
+            subprotocols=subprotocols,
+            extra_headers=self.extra_headers,
+            origin=origin,
+            user_agent=user_agent,
+        )
+
+    def handshake(self, target: WebSocketURI) -> ClientHandshake:
+        headers = self.extra_headers
+        authorization = target.authorization()
+        if authorization is not None and not self._has_authorization:
+            headers = [*headers, ("Authorization", authorization)]
+        return ClientHandshake(
+            target.host_header,
+            target.resource,
+            subprotocols=self.subprotocols,
+            extra_headers=headers,
+            origin=self.origin,
+            extensions=self.compression.offer() if self.compression is not None else None,
+            user_agent=self.user_agent,
+        )
+
+    def upgrade(self, target: WebSocketURI) -> ClientUpgrade:
+        """A new attempt at ``target``: send ``request_bytes()``, feed the answer."""
+        return ClientUpgrade(self.handshake(target), self.compression, self.max_header_size)

@@ -8,9 +8,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Optional
 
-from .exceptions import InvalidRedirect, InvalidURI
+from .exceptions import InvalidRedirect, InvalidStatus, InvalidURI
 
-__all__ = ["WebSocketURI", "parse_uri", "redirect_uri", "REDIRECT_STATUSES", "MAX_REDIRECTS"]
+__all__ = ["WebSocketURI", "parse_uri", "redirect_uri", "Redirects", "REDIRECT_STATUSES", "MAX_REDIRECTS"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 """Answers to the upgrade that point elsewhere (RFC 9110 §15.4); a client follows them."""
@@ -103,3 +103,33 @@ def redirect_uri(current: WebSocketURI, status: int, location: Optional[str]) ->
     if new.username is None and current.username is not None and new.origin == current.origin:
         new = WebSocketURI(new.uri, new.secure, new.host, new.port, new.resource, current.username, current.password)
     return new
+
+
+class Redirects:
+    """Where one opening goes, sans I/O: the URI to try, then the next after each 3xx.
+
+    ``follow(error)`` takes the ``InvalidStatus`` of an attempt: a redirect
+    moves ``target`` on (and returns it); anything else, or a redirect when
+    ``max_redirects`` is 0, is not ours and is raised again; one too many
+    raises InvalidRedirect. ``pinned`` (a socket or Unix path given by the
+    user: there is nowhere else to go) refuses every redirect.
+    """
+
+    def __init__(self, start: WebSocketURI, max_redirects: int = MAX_REDIRECTS, *, pinned: bool = False) -> None:
+        self.target = start
+        self.max_redirects = max_redirects
+        self.pinned = pinned
+        self.count = 0
+
+    def follow(self, error: InvalidStatus) -> WebSocketURI:
+        if error.status not in REDIRECT_STATUSES or self.max_redirects == 0:
+            raise error
+        location = error.response.headers.get("Location") if error.response is not None else None
+        target = redirect_uri(self.target, error.status, location)
+        if self.pinned:
+            raise InvalidRedirect(f"HTTP {error.status} redirect on a socket given to connect()", error.status)
+        self.count += 1
+        if self.count > self.max_redirects:
+            raise InvalidRedirect(f"more than {self.max_redirects} redirects, the last to {target.uri}", error.status)
+        self.target = target
+        return target

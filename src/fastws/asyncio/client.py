@@ -13,16 +13,16 @@ import logging
 import os
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
-from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirect, InvalidStatus
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
-from ..handshake import SERVER_NAME, ClientHandshake, Headers, Response
+from ..handshake import SERVER_NAME, ClientHandshake, Response
 from ..policy import Backoff, retryable
 from ..proxy import Proxy, proxy_for
-from ..upgrade import ClientUpgrade
-from ..uri import MAX_REDIRECTS, REDIRECT_STATUSES, WebSocketURI, parse_uri, redirect_uri
+from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
+from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
 from .protocol import LimitOptions, Limits, Listener, WebSocket
 from .proxy import create_proxied_connection
 
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["connect", "unix_connect", "ClientConnection", "ConnectOptions", "HeadersLike"]
-
-HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], Headers]
-"""Extra request headers: a dict, a list of (name, value) pairs, or ``Headers``."""
 
 USER_AGENT = SERVER_NAME
 
@@ -42,18 +39,15 @@ client_logger = logging.getLogger("fastws.client")
 class ClientConnection(WebSocket):
     """A connection opened by ``connect``; ``response`` holds the server's answer."""
 
-    def __init__(
-        self,
-        handshake: ClientHandshake,
-        limits: Limits,
-        listener: Optional[Listener],
-        compression: Optional[PerMessageDeflate] = None,
-    ) -> None:
+    def __init__(self, upgrade: ClientUpgrade, limits: Limits, listener: Optional[Listener]) -> None:
         super().__init__(limits, is_client=True, listener=listener)
-        self.handshake = handshake
-        self.compression = compression
-        self._upgrade = ClientUpgrade(handshake, compression, limits.max_header_size)
+        self._upgrade = upgrade
         self._opened: asyncio.Future[None] = self.loop.create_future()
+
+    @property
+    def handshake(self) -> ClientHandshake:
+        """The upgrade request this connection sent (``handshake.request``)."""
+        return self._upgrade.handshake
 
     @property
     def response(self) -> Optional[Response]:
@@ -81,14 +75,6 @@ class ClientConnection(WebSocket):
         super().connection_lost(exc)
         if not self._opened.done():
             self._opened.set_exception(self._close_exception())
-
-
-def _header_pairs(headers: Optional[HeadersLike]) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return [(name, value) for name, value in headers]
 
 
 class connect:
@@ -144,32 +130,21 @@ class connect:
         self.proxy = proxy
         self.proxy_ssl = proxy_ssl
         self.max_redirects = max_redirects
+        self.request = ClientRequest(
+            subprotocols=subprotocols,
+            extra_headers=extra_headers,
+            origin=origin,
+            user_agent=user_agent_header,
+            compression=self.compression,
+            max_header_size=self.limits.max_header_size,
+        )
         self.backoff = backoff if backoff is not None else Backoff()
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.listener = listener
         self.unix_path: Optional[str] = None
-        self.subprotocols = subprotocols
-        self.extra_headers = _header_pairs(extra_headers)
-        self.origin = origin
         self.user_agent_header = user_agent_header
-        self._handshake(self.uri)  # a header that cannot be written raises here, not at the first attempt
         self.connection: Optional[ClientConnection] = None
         self.last_error: Optional[BaseException] = None
-
-    def _handshake(self, target: WebSocketURI) -> ClientHandshake:
-        headers = self.extra_headers
-        authorization = target.authorization()
-        if authorization is not None and not any(name.lower() == "authorization" for name, _ in headers):
-            headers = [*headers, ("Authorization", authorization)]
-        return ClientHandshake(
-            target.host_header,
-            target.resource,
-            subprotocols=self.subprotocols,
-            extra_headers=headers,
-            origin=self.origin,
-            extensions=self.compression.offer() if self.compression is not None else None,
-            user_agent=self.user_agent_header,
-        )
 
     # -- one connection ---------------------------------------------------------
 
@@ -182,29 +157,20 @@ class connect:
         return self.connection
 
     async def _follow_redirects(self) -> ClientConnection:
-        target, status = self.uri, 0
-        for _ in range(self.max_redirects + 1):
+        redirects = Redirects(self.uri, self.max_redirects, pinned=self.sock is not None or self.unix_path is not None)
+        while True:
             try:
-                return await self._attempt(target)
+                return await self._attempt(redirects.target)
             except InvalidStatus as exc:
-                if exc.status not in REDIRECT_STATUSES or self.max_redirects == 0:
-                    raise
-                status = exc.status
-                location = exc.response.headers.get("Location") if exc.response is not None else None
-                target = redirect_uri(target, exc.status, location)
-                if self.sock is not None or self.unix_path is not None:
-                    raise InvalidRedirect(
-                        f"HTTP {exc.status} redirect on a socket given to connect()", exc.status
-                    ) from exc
+                target = redirects.follow(exc)
                 (self.logger or client_logger).info("redirected (%d) to %s", exc.status, target.uri)
-        raise InvalidRedirect(f"more than {self.max_redirects} redirects, the last to {target.uri}", status)
 
     async def _attempt(self, target: WebSocketURI) -> ClientConnection:
         loop = asyncio.get_running_loop()
-        handshake = self._handshake(target)
+        upgrade = self.request.upgrade(target)
 
         def factory() -> ClientConnection:
-            connection = ClientConnection(handshake, self.limits, self.listener, self.compression)
+            connection = ClientConnection(upgrade, self.limits, self.listener)
             if self.logger is not None:
                 connection.logger = self.logger
             return connection
