@@ -48,7 +48,7 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under --no-skips: {report.longrepr}"
 
 
-PROXY_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+PROXY_NAMES = {"http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "socks_proxy", "all_proxy", "no_proxy"}
 PROXY_VARIABLES = [name for name in os.environ if name.lower() in PROXY_NAMES]
 
 

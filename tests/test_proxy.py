@@ -162,8 +162,14 @@ def test_a_socks_setting_without_scheme_means_socks5h(environment):
     assert proxy_for("wss://example.com/") == Proxy("socks5h", "socks-proxy", 1080)
 
 
-def test_all_proxy_is_not_consulted(environment):
+def test_all_proxy_is_the_last_resort(environment):
     environment(ALL_PROXY="socks5://everything:1080")
+    assert proxy_for("wss://example.com/") == Proxy("socks5", "everything", 1080)
+    assert proxy_for("ws://example.com/") == Proxy("socks5", "everything", 1080)
+    environment(HTTP_PROXY="http://plain-proxy:3128")
+    assert proxy_for("ws://example.com/") == Proxy("http", "plain-proxy", 3128)
+    assert proxy_for("wss://example.com/") == Proxy("socks5", "everything", 1080)
+    environment(NO_PROXY="example.com")
     assert proxy_for("wss://example.com/") is None
 
 

@@ -135,12 +135,13 @@ def _from_environment(secure: bool, host: str, port: int) -> Optional[str]:
     As websockets does: NO_PROXY first (``urllib.request.proxy_bypass``), then
     ``wss_proxy`` or ``ws_proxy`` (a proxy just for WebSocket), then a SOCKS
     proxy (``socks_proxy``; RFC 6455 §4.1 prefers SOCKS), then ``https_proxy``,
-    and for ws:// last ``http_proxy``. ``all_proxy`` is not consulted.
+    for ws:// ``http_proxy``; and last, as curl does, ``all_proxy`` (which
+    websockets does not read).
     """
     if urllib.request.proxy_bypass(f"{host}:{port}"):
         return None
     proxies = urllib.request.getproxies()
-    for key in ("wss", "socks", "https") if secure else ("ws", "socks", "https", "http"):
+    for key in ("wss", "socks", "https", "all") if secure else ("ws", "socks", "https", "http", "all"):
         url = proxies.get(key)
         if url:
             # An OS setting (macOS, Windows registry) comes as {"socks": "http://host:port"}.
