@@ -15,7 +15,7 @@ part starting with ``_`` (``__main__`` excluded). For each of them:
   literal right after the assignment, which mkdocstrings renders).
 
 Names that lack a docstring today are listed in ``UNDOCUMENTED`` below: a new
-one fails the check, and so does a listed one that has gained its docstring
+one fails the check; a listed one that has gained its docstring is reported
 (remove it from the list). Everything is read from the source and the imported
 modules: no mkdocs needed, no network, well under a second.
 
@@ -56,6 +56,17 @@ UNDOCUMENTED: frozenset[str] = frozenset(
         "fastws.frames.OP_CLOSE",
         "fastws.frames.OP_PING",
         "fastws.frames.OP_PONG",
+        "fastws.codec.BACKEND",
+        "fastws.extensions.permessage_deflate.NAME",
+        "fastws.handshake.GUID",
+        "fastws.loadgen.client.MODES",
+        "fastws.loadgen.report.format_size",
+        "fastws.loadgen.report.format_us",
+        "fastws.loadgen.report.import_pyplot",
+        "fastws.relay.server.MAX_TOPIC_LENGTH",
+        "fastws.relay.server.MAX_WAITING",
+        "fastws.sync.connection.Message",
+        "fastws.relay.auth.Authorize",
     }
 )
 
@@ -181,6 +192,7 @@ class Page:
     exists: bool = False
     renders: bool = False
     is_package_page: bool = False
+    explicit: set[str] = field(default_factory=set)
 
 
 def reference_page(module: str) -> Page:
@@ -193,6 +205,8 @@ def reference_page(module: str) -> Page:
         if directive:
             page.renders = True
             page.is_package_page = bool(re.search(r"members:\s*false", directive.group("options")))
+        # "::: module.Name": one name rendered on its own (a class not in the module's __all__)
+        page.explicit = set(re.findall(rf"^::: ({re.escape(module)}\.\w+)\s*$", text, re.M))
     return page
 
 
@@ -204,6 +218,7 @@ class Report:
     identifiers: set[str] = field(default_factory=set)
     modules: set[str] = field(default_factory=set)
     exports: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
 
 
 def home(package: str, name: str, modules: dict[str, Any], pages: dict[str, Page]) -> str | None:
@@ -214,11 +229,12 @@ def home(package: str, name: str, modules: dict[str, Any], pages: dict[str, Page
     candidates = [
         module
         for module, mod in sorted(modules.items())
-        if not pages[module].is_package_page
-        and name in getattr(mod, "__all__", ())
-        and getattr(mod, name, None) is obj
+        if not pages[module].is_package_page and name in getattr(mod, "__all__", ()) and getattr(mod, name, None) is obj
     ]
     if not candidates:
+        defined_in = getattr(obj, "__module__", None)
+        if defined_in in pages and f"{defined_in}.{name}" in pages[defined_in].explicit:
+            return defined_in
         return None
     defined_in = getattr(obj, "__module__", None) if is_code(obj) else None
     if defined_in in candidates:
@@ -272,6 +288,7 @@ def check() -> Report:
                     )
                     continue
                 report.exports.setdefault(module, []).append((name, found))
+                report.identifiers.add(f"{found}.{name}")
                 where = found
             else:
                 report.identifiers.add(f"{module}.{name}")
@@ -281,9 +298,8 @@ def check() -> Report:
     undocumented = set(report.undocumented)
     for name in sorted(undocumented - UNDOCUMENTED):
         report.errors.append(f"{name}: no docstring")
-    for name in sorted(UNDOCUMENTED - undocumented):
-        if name.rsplit(".", 1)[0] in modules or name in modules:
-            report.errors.append(f"{name}: has a docstring now (or is gone): remove it from UNDOCUMENTED in docs/check_api.py")
+    # Listed but documented now (or gone): not an error, but the list should shrink.
+    report.stale = sorted(UNDOCUMENTED - undocumented)
     return report
 
 
@@ -312,10 +328,14 @@ def main(argv: list[str] | None = None) -> int:
         for exports in report.exports.values():
             wanted |= {f"{where}.{name}" for name, where in exports}
         errors += [f"{name}: not rendered in {args.site}/objects.inv" for name in sorted(wanted - rendered)]
-    total = len(report.identifiers) + sum(len(e) for e in report.exports.values())
-    print(f"{total} public names in {len(report.identifiers)} identifiers checked", file=sys.stderr)
+    print(f"{len(report.identifiers)} public modules and names checked", file=sys.stderr)
     if UNDOCUMENTED:
         print(f"known without a docstring ({len(UNDOCUMENTED)}): " + ", ".join(sorted(UNDOCUMENTED)), file=sys.stderr)
+    for name in report.stale:
+        print(
+            f"{name} has a docstring now (or is gone): remove it from UNDOCUMENTED in docs/check_api.py",
+            file=sys.stderr,
+        )
     for error in errors:
         print(error, file=sys.stderr)
     return 1 if errors else 0
