@@ -3,19 +3,25 @@
 ``Relay`` works with any fastws connection (``fastws.broadcast`` is the
 simpler tool when no backlog is needed); ``serve_relay``
 is the ready server behind ``fastws relay``; ``RedisBackplane`` (needs the
-``redis`` package) shares topics between processes.
+``redis`` package) shares topics between processes; ``TokenAuth`` and
+``JWTAuth`` (PyJWT) are ready ``authorize`` policies.
 """
 
+from .auth import TOKEN_EXPIRED, Denied, JWTAuth, TokenAuth
 from .backplane import RedisBackplane, pack, unpack
 from .core import Relay, RelayStats, SlowConsumerPolicy
 from .server import RelayListener, serve_relay
 
 __all__ = [
+    "Denied",
+    "JWTAuth",
     "Relay",
     "RelayListener",
     "RelayStats",
     "RedisBackplane",
     "SlowConsumerPolicy",
+    "TOKEN_EXPIRED",
+    "TokenAuth",
     "pack",
     "serve_relay",
     "unpack",

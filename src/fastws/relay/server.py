@@ -10,26 +10,41 @@ small JSON control protocol in text messages::
 
 It runs on the callback API (``Listener``): a message is fanned out inside
 ``data_received``, with no task or queue in between.
+
+Access: ``authorize`` (see ``fastws.relay.auth``) is asked once per topic and
+action per connection: at the handshake (``connect``, and ``subscribe`` for
+``/<topic>``; denied: 401/403), then at the first control ``subscribe`` of a
+topic and the first message published on one (denied: close 1008, or what the
+hook's ``Denied`` says). ``origins`` (an allow-list of ``Origin`` values, as
+for ``fastws.serve``) refuses other pages with 403.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
+import time
+from collections.abc import Awaitable
 from typing import Any, Optional, Union
 from urllib.parse import unquote
 
 from ..asyncio import Listener, Server, ServerConnection, WebSocket, serve
 from ..frames import CloseCode
-from ..handshake import Headers, Request, Response
+from ..handshake import Headers, Request, Response, error_response
+from .auth import Authorize, Denied
 from .core import Relay
 
-__all__ = ["serve_relay", "RelayListener", "MAX_TOPIC_LENGTH"]
+__all__ = ["serve_relay", "RelayListener", "MAX_TOPIC_LENGTH", "MAX_WAITING"]
 
 logger = logging.getLogger("fastws.relay")
 
 MAX_TOPIC_LENGTH = 256
+MAX_WAITING = 256  # messages held while an async authorize() answers; one more closes with 1008
+
+Check = tuple[str, Optional[str]]  # (action, topic)
+Verdict = Optional[Denied]  # None: allowed
 
 
 def topic_from_path(path: str) -> str:
@@ -40,35 +55,165 @@ def topic_from_path(path: str) -> str:
 class RelayListener(Listener):
     """One per connection: publishes what it receives, to its path's topic or by control message."""
 
-    __slots__ = ("relay", "echo", "topic")
+    __slots__ = ("relay", "echo", "topic", "authorize", "verdicts", "waiting", "expiry")
 
-    def __init__(self, relay: Relay, echo: bool = False) -> None:
+    def __init__(self, relay: Relay, echo: bool = False, authorize: Optional[Authorize] = None) -> None:
         self.relay = relay
         self.echo = echo
         self.topic = ""
+        self.authorize = authorize
+        self.verdicts: dict[Check, Verdict] = {}  # authorize()'s answers, once per topic and action
+        self.waiting: Optional[list[Union[str, bytes]]] = None  # received while an async answer is awaited
+        self.expiry: Optional[asyncio.TimerHandle] = None
+
+    # -- authorization -----------------------------------------------------------
+
+    def check(self, request: Request, checks: list[Check]) -> Union[Verdict, Awaitable[Verdict]]:
+        """The first denial among ``checks`` (None: all allowed), asking
+        ``authorize`` only what it was not asked on this connection yet; an
+        awaitable of it if the hook answers asynchronously."""
+        for index, key in enumerate(checks):
+            if key not in self.verdicts:
+                answer = self._ask(request, key)
+                if inspect.isawaitable(answer):
+                    return self._check_later(request, checks[index:], key, answer)
+                self.verdicts[key] = answer
+            verdict = self.verdicts[key]
+            if verdict is not None:
+                return verdict
+        return None
+
+    async def _check_later(self, request: Request, checks: list[Check], key: Check, answer: Awaitable) -> Verdict:
+        self.verdicts[key] = await self._settle(key, answer)
+        verdict = self.check(request, checks)
+        while inspect.isawaitable(verdict):
+            verdict = await verdict
+        return verdict  # type: ignore[return-value]
+
+    def _ask(self, request: Request, key: Check) -> Union[Verdict, Awaitable[Verdict]]:
+        assert self.authorize is not None
+        action, topic = key
+        try:
+            answer = self.authorize(request, topic, action)
+        except Denied as denied:
+            return denied
+        except Exception:
+            logger.exception("authorize(%r, %r) failed; denying", topic, action)
+            return _failed()
+        if inspect.isawaitable(answer):
+            return answer  # settled by _check_later
+        return None if answer else _refused(key)
+
+    async def _settle(self, key: Check, answer: Awaitable) -> Verdict:
+        try:
+            value = await answer
+        except Denied as denied:
+            return denied
+        except Exception:
+            logger.exception("authorize(%r, %r) failed; denying", key[1], key[0])
+            return _failed()
+        return None if value else _refused(key)
+
+    # -- connection events -------------------------------------------------------
 
     def on_open(self, ws: WebSocket) -> None:
         assert isinstance(ws, ServerConnection)
         self.topic = topic_from_path(ws.path)
         if len(self.topic) > MAX_TOPIC_LENGTH:
             ws.close_nowait(CloseCode.POLICY_VIOLATION, "topic name too long")
-        elif self.topic:
+            return
+        expires_at = getattr(self.authorize, "expires_at", None)
+        if expires_at is not None and ws.request is not None:
+            when = expires_at(ws.request)
+            if when is not None:
+                delay = max(0.0, when - time.time())
+                self.expiry = ws.loop.call_later(delay, self._expired, ws)
+        if self.topic:
             self.relay.subscribe(ws, self.topic)
 
+    def _expired(self, ws: WebSocket) -> None:
+        self.expiry = None
+        denied = Denied.expired()
+        logger.info("%s token expired; closing (%d)", ws.peer, denied.close_code)
+        ws.close_nowait(denied.close_code, denied.reason)
+
     def on_message(self, ws: WebSocket, message: Union[str, bytes]) -> None:
-        if self.topic:
-            self.relay.publish(self.topic, message, exclude=None if self.echo else ws)
-        else:
-            self.control(ws, message)
+        if self.waiting is not None:  # an earlier message waits for authorize(): this one goes after it
+            if len(self.waiting) >= MAX_WAITING:
+                ws.close_nowait(CloseCode.POLICY_VIOLATION, "too many messages while authorizing")
+                self.waiting = []
+                return
+            self.waiting.append(message)
+            return
+        self.handle(ws, message)
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        self.waiting = None
         self.relay.unsubscribe(ws)
 
-    def control(self, ws: WebSocket, message: Union[str, bytes]) -> None:
-        """Apply one JSON control message; anything else closes with 1003 or 1008."""
+    def handle(self, ws: WebSocket, message: Union[str, bytes]) -> None:
+        """Check and apply one message (publish on the path's topic, or a control message)."""
+        if self.topic:
+            operations: list[tuple[str, str, Any]] = [("publish", self.topic, message)]
+        else:
+            parsed = self.parse_control(ws, message)
+            if parsed is None:
+                return
+            operations = parsed
+        if self.authorize is not None:
+            assert isinstance(ws, ServerConnection) and ws.request is not None
+            checks: list[Check] = [(op, topic) for op, topic, _ in operations if op != "unsubscribe"]
+            verdict = self.check(ws.request, checks)
+            if inspect.isawaitable(verdict):
+                self.waiting = []
+                ws.loop.create_task(self._apply_later(ws, verdict, operations))
+                return
+            if verdict is not None:
+                self.deny(ws, verdict)
+                return
+        self.apply(ws, operations)
+
+    async def _apply_later(self, ws: WebSocket, verdict: Awaitable[Verdict], operations: list) -> None:
+        denied = await verdict
+        if self.waiting is None or not ws.open:
+            return  # closed meanwhile
+        if denied is not None:
+            self.deny(ws, denied)
+            return
+        self.apply(ws, operations)
+        waiting, self.waiting = self.waiting, None
+        for index, message in enumerate(waiting):
+            if self.waiting is not None:  # waiting again: the rest goes after
+                self.waiting.extend(waiting[index:])
+                return
+            if not ws.open:
+                return
+            self.handle(ws, message)
+
+    def deny(self, ws: WebSocket, denied: Denied) -> None:
+        logger.info("%s denied: %s", ws.peer, denied.reason)
+        ws.close_nowait(denied.close_code, denied.reason[:120])
+
+    def apply(self, ws: WebSocket, operations: list[tuple[str, str, Any]]) -> None:
+        relay = self.relay
+        exclude = None if self.echo else ws
+        for op, topic, argument in operations:
+            if op == "publish":
+                relay.publish(topic, argument, exclude=exclude)
+            elif op == "subscribe":
+                relay.subscribe(ws, topic)
+            else:
+                relay.unsubscribe(ws, topic)
+
+    def parse_control(self, ws: WebSocket, message: Union[str, bytes]) -> Optional[list[tuple[str, str, Any]]]:
+        """One JSON control message as operations; anything else closes with 1003 or 1008."""
         if not isinstance(message, str):
             ws.close_nowait(CloseCode.UNSUPPORTED_DATA, "control messages are JSON text")
-            return
+            return None
+        operations: list[tuple[str, str, Any]] = []
         try:
             command = json.loads(message)
             if not isinstance(command, dict) or not command:
@@ -78,18 +223,35 @@ class RelayListener(Listener):
                     topics = [value] if isinstance(value, str) else value
                     if not isinstance(topics, list) or not all(_valid_topic(t) for t in topics):
                         raise ValueError(f"{name}: expected a topic or a list of topics")
-                    for topic in topics:
-                        (self.relay.subscribe if name == "subscribe" else self.relay.unsubscribe)(ws, topic)
+                    operations.extend((name, topic, None) for topic in topics)
                 elif name == "publish":
                     data = command.get("data")
                     if not _valid_topic(value) or not isinstance(data, str):
                         raise ValueError('publish: expected {"publish": topic, "data": text}')
-                    self.relay.publish(value, data, exclude=None if self.echo else ws)
+                    operations.append(("publish", value, data))
                 elif name != "data":
                     raise ValueError(f"unknown command {name!r}")
         except ValueError as exc:  # json.JSONDecodeError is one
             logger.info("%s bad control message: %s", ws.peer, exc)
             ws.close_nowait(CloseCode.POLICY_VIOLATION, f"bad control message: {exc}"[:120])
+            return None
+        return operations
+
+
+def _refused(key: Check) -> Denied:
+    action, topic = key
+    if topic is None:
+        return Denied("connection refused")
+    return Denied(f"not allowed to {action} on {topic!r}"[:100])
+
+
+def _refusal(denied: Denied) -> Response:
+    headers = [("WWW-Authenticate", "Bearer")] if denied.status == 401 else []
+    return error_response(denied.status, denied.reason, headers)
+
+
+def _failed() -> Denied:
+    return Denied("authorization failed", status=500, close_code=CloseCode.INTERNAL_ERROR)
 
 
 def _valid_topic(topic: Any) -> bool:
@@ -103,8 +265,16 @@ class serve_relay:
     slow-consumer settings, and the backplane if any (started and stopped
     here). ``echo`` sends publishers their own messages too. Rates are sampled
     every second and logged every ``log_interval`` seconds. Other keywords go
-    to ``fastws.serve`` (limits, ``ssl``, ``reuse_port``, ...); compression is
-    off by default, since one encoded frame is shared by all subscribers.
+    to ``fastws.serve`` (limits, ``ssl``, ``reuse_port``, ``origins``, ...);
+    compression is off by default, since one encoded frame is shared by all
+    subscribers.
+
+    ``authorize(request, topic, action)`` (sync or async; see
+    ``fastws.relay.auth`` for ``TokenAuth`` and ``JWTAuth``) decides who may
+    connect, subscribe and publish; with it, ``/stats`` also needs the
+    credentials of a connection. ``origins`` (e.g. ``["https://app.example"]``;
+    ``None`` in the list admits clients that send no ``Origin``) refuses
+    WebSocket handshakes from other pages with 403.
     """
 
     def __init__(
@@ -115,9 +285,11 @@ class serve_relay:
         relay: Optional[Relay] = None,
         echo: bool = False,
         log_interval: Optional[float] = 10.0,
+        authorize: Optional[Authorize] = None,
         **options: Any,
     ) -> None:
         self.relay = relay if relay is not None else Relay()
+        self.authorize = authorize
         self.log_interval = log_interval
         self._ticker: Optional[asyncio.TimerHandle] = None
         self._ticks = 0
@@ -126,15 +298,41 @@ class serve_relay:
         self._serve = serve(
             host=host,
             port=port,
-            listener=lambda: RelayListener(relay_, echo),
+            listener=lambda: RelayListener(relay_, echo, authorize),
             process_request=self.process_request,
             **options,
         )
 
-    def process_request(self, ws: ServerConnection, request: Request) -> Optional[Response]:
-        """Plain HTTP: ``/stats`` is the JSON statistics, anything else a hint."""
-        if "websocket" in request.headers.tokens("Upgrade"):
-            return None
+    def process_request(
+        self, ws: ServerConnection, request: Request
+    ) -> Union[Optional[Response], Awaitable[Optional[Response]]]:
+        """Authorization of the handshake; plain HTTP: ``/stats`` is the JSON
+        statistics, anything else a hint."""
+        upgrade = "websocket" in request.headers.tokens("Upgrade")
+        if self.authorize is not None and (upgrade or topic_from_path(request.path) == "stats"):
+            listener = ws.listener if upgrade else None
+            if not isinstance(listener, RelayListener):
+                listener = RelayListener(self.relay, authorize=self.authorize)  # for /stats: asked, then dropped
+            checks: list[Check] = [("connect", None)]
+            topic = topic_from_path(request.path)
+            if upgrade and _valid_topic(topic):
+                checks.append(("subscribe", topic))
+            verdict = listener.check(request, checks)
+            if inspect.isawaitable(verdict):
+                return self._answer_later(ws, request, upgrade, verdict)
+            if verdict is not None:
+                return _refusal(verdict)
+        return None if upgrade else self._http(request)
+
+    async def _answer_later(
+        self, ws: ServerConnection, request: Request, upgrade: bool, verdict: Awaitable[Verdict]
+    ) -> Optional[Response]:
+        denied = await verdict
+        if denied is not None:
+            return _refusal(denied)
+        return None if upgrade else self._http(request)
+
+    def _http(self, request: Request) -> Response:
         if topic_from_path(request.path) == "stats":
             body = json.dumps(self.relay.stats.snapshot()).encode()
             return Response(200, Headers([("Content-Type", "application/json")]), body)
