@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import errno
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -474,6 +475,96 @@ async def test_client_ctrl_c_closes_with_1000_at_once():
             assert process.returncode == 0
             stderr = (await process.stderr.read()).decode()
             assert "Traceback" not in stderr, stderr
+        finally:
+            await stop_cli(process)
+
+
+# Runs `fastws client URI` on a pseudo-terminal (in a process of its own: a fork
+# from the test's threads would be unsafe), types a line, then Ctrl-C, which the
+# terminal driver turns into SIGINT; prints what it saw as JSON.
+TERMINAL_DRIVER = r"""
+import json, os, pty, select, sys, time
+
+uri = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "fastws", "client", uri])
+seen = b""
+def wait_for(token, timeout=10.0):
+    global seen
+    deadline = time.monotonic() + timeout
+    while token not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return False
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child is gone
+            return False
+        if not chunk:
+            return False
+        seen += chunk
+    return True
+result = {"connected": wait_for(b"Ctrl-D to quit")}
+os.write(fd, b"hello\n")
+result["echo"] = wait_for(b"< hello")
+start = time.monotonic()
+os.write(fd, b"\x03")  # Ctrl-C
+wait_for(b"never printed", timeout=10.0)  # read until the child closes the terminal (bounded)
+_, status = os.waitpid(pid, 0)
+result.update(status=os.waitstatus_to_exitcode(status), seconds=time.monotonic() - start)
+result["output"] = seen.decode("utf-8", "replace")
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@async_test
+async def test_client_ctrl_c_on_a_terminal():
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+
+    async def handler(ws):
+        async for message in ws:
+            await ws.send(message)
+        closed.set_result(ws.close_code)
+
+    async with serve(handler) as server:
+        driver = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            TERMINAL_DRIVER,
+            f"ws://127.0.0.1:{server.port}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(driver.communicate(), 30)
+        finally:
+            if driver.returncode is None:
+                driver.kill()
+        result = json.loads(stdout or b"null") or {}
+        assert result.get("connected") and result.get("echo"), (result, stderr)
+        assert result["status"] == 0, result
+        assert result["seconds"] < 5, result  # at once, not at the next Enter
+        assert "Traceback" not in result["output"], result["output"]
+        assert await asyncio.wait_for(closed, LINE_TIMEOUT) == 1000
+
+
+@async_test
+async def test_client_exits_when_the_server_closes():
+    async def going_away(ws):
+        await ws.recv()
+        await ws.close(1001, "bye")
+
+    async with serve(going_away) as server:
+        process = await start_cli("client", f"ws://127.0.0.1:{server.port}")
+        try:
+            process.stdin.write(b"hello\n")  # stdin stays open: the client must not wait for another line
+            await process.stdin.drain()
+            status, stderr = await finish(process)
+            assert status == 0, stderr
+            assert stderr.splitlines()[-1] == "connection closed: 1001 bye", stderr
         finally:
             await stop_cli(process)
 

@@ -446,8 +446,9 @@ async def run_client(args: argparse.Namespace, opening: connect) -> None:
             try:
                 async for message in ws:
                     print(f"< {message!r}" if isinstance(message, bytes) else f"< {message}", flush=True)
-            except ConnectionClosed as exc:
-                print(f"connection closed: {exc.code} {exc.reason}".rstrip(), file=sys.stderr, flush=True)
+            except ConnectionClosed:  # not cleanly: 1006, 1011, ...
+                pass
+            print(f"connection closed: {ws.close_code} {ws.close_reason}".rstrip(), file=sys.stderr, flush=True)
 
         async def send_lines() -> None:
             async for line in stdin_lines():
