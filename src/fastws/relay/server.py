@@ -7,6 +7,15 @@ small JSON control protocol in text messages::
     {"subscribe": ["prices", "news"]}
     {"unsubscribe": ["news"]}
     {"publish": "prices", "data": "42"}
+    {"subscribe": "prices", "since": 41, "epoch": "9f2c..."}   (one topic; needs envelopes)
+
+History and recovery (``Relay(history=N)``): ``/<topic>?since=41&epoch=9f2c...``
+sends one JSON ``subscribed`` notice first (did the recovery work, and the
+position), then the missed messages and live ones, raw. ``/?envelope=1`` (or
+``/<topic>?envelope=1``) delivers JSON envelopes with the topic and offset of
+each message, and a ``subscribed`` notice per subscription; see
+``fastws.relay.core`` for the formats. A malformed ``since`` is refused with
+400 at the handshake, or closes a control connection with 1008.
 
 It runs on the callback API (``Listener``): a message is fanned out inside
 ``data_received``, with no task or queue in between.
@@ -28,7 +37,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from typing import Any, Optional, Union
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from ..asyncio import Listener, Server, ServerConnection, WebSocket, serve
 from ..frames import CloseCode
@@ -52,10 +61,46 @@ def topic_from_path(path: str) -> str:
     return unquote(path.split("?", 1)[0].lstrip("/"))
 
 
+MAX_OFFSET = (1 << 63) - 1
+MAX_EPOCH_LENGTH = 64
+
+
+def check_since(since: Any, epoch: Any) -> tuple[Optional[int], Optional[str]]:
+    """A valid ``(since, epoch)``, from JSON or parsed query values; ValueError if not."""
+    if since is not None and (type(since) is not int or not 0 <= since <= MAX_OFFSET):
+        raise ValueError("since: expected an offset, an integer >= 0")
+    if epoch is not None and (not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH):
+        raise ValueError("epoch: expected a string of 1 to 64 characters")
+    if epoch is not None and since is None:
+        raise ValueError("epoch without since")
+    return since, epoch
+
+
+def query_options(path: str) -> tuple[Optional[int], Optional[str], bool]:
+    """``since``, ``epoch`` and ``envelope`` from a request target's query; ValueError if malformed."""
+    query = path.partition("?")[2]
+    if not query:
+        return None, None, False
+    values = parse_qs(query, keep_blank_values=True)
+    for name in ("since", "epoch", "envelope"):
+        if len(values.get(name, ())) > 1:
+            raise ValueError(f"{name} is given twice")
+    since_text = values.get("since", [None])[0]
+    since: Optional[int] = None
+    if since_text is not None:
+        if not (since_text.isascii() and since_text.isdigit()) or len(since_text) > 19:
+            raise ValueError("since: expected an offset, an integer >= 0")
+        since = int(since_text)
+    envelope = values.get("envelope", ["0"])[0]
+    if envelope not in ("0", "1", "true", "false"):
+        raise ValueError("envelope: expected 1 or 0")
+    return (*check_since(since, values.get("epoch", [None])[0]), envelope in ("1", "true"))
+
+
 class RelayListener(Listener):
     """One per connection: publishes what it receives, to its path's topic or by control message."""
 
-    __slots__ = ("relay", "echo", "topic", "authorize", "verdicts", "waiting", "expiry")
+    __slots__ = ("relay", "echo", "topic", "authorize", "verdicts", "waiting", "expiry", "envelope")
 
     def __init__(self, relay: Relay, echo: bool = False, authorize: Optional[Authorize] = None) -> None:
         self.relay = relay
@@ -65,6 +110,7 @@ class RelayListener(Listener):
         self.verdicts: dict[Check, Verdict] = {}  # authorize()'s answers, once per topic and action
         self.waiting: Optional[list[Union[str, bytes]]] = None  # received while an async answer is awaited
         self.expiry: Optional[asyncio.TimerHandle] = None
+        self.envelope = False  # deliveries as JSON envelopes with offsets
 
     # -- authorization -----------------------------------------------------------
 
@@ -128,8 +174,13 @@ class RelayListener(Listener):
             if when is not None:
                 delay = max(0.0, when - time.time())
                 self.expiry = ws.loop.call_later(delay, self._expired, ws)
+        try:
+            since, epoch, self.envelope = query_options(ws.path)
+        except ValueError as exc:  # process_request refused these already
+            ws.close_nowait(CloseCode.POLICY_VIOLATION, str(exc)[:120])
+            return
         if self.topic:
-            self.relay.subscribe(ws, self.topic)
+            self.relay.subscribe(ws, self.topic, since=since, epoch=epoch, envelope=self.envelope)
 
     def _expired(self, ws: WebSocket) -> None:
         self.expiry = None
@@ -204,7 +255,8 @@ class RelayListener(Listener):
             if op == "publish":
                 relay.publish(topic, argument, exclude=exclude)
             elif op == "subscribe":
-                relay.subscribe(ws, topic)
+                since, epoch = argument or (None, None)
+                relay.subscribe(ws, topic, since=since, epoch=epoch, envelope=self.envelope)
             else:
                 relay.unsubscribe(ws, topic)
 
@@ -229,8 +281,17 @@ class RelayListener(Listener):
                     if not _valid_topic(value) or not isinstance(data, str):
                         raise ValueError('publish: expected {"publish": topic, "data": text}')
                     operations.append(("publish", value, data))
-                elif name != "data":
+                elif name not in ("data", "since", "epoch"):
                     raise ValueError(f"unknown command {name!r}")
+            if "since" in command or "epoch" in command:
+                position = check_since(command.get("since"), command.get("epoch"))
+                subscribing = [index for index, operation in enumerate(operations) if operation[0] == "subscribe"]
+                if len(subscribing) != 1:
+                    raise ValueError("since: subscribe to one topic at a time")
+                if not self.envelope:
+                    raise ValueError("since needs envelopes: connect to /?envelope=1")
+                index = subscribing[0]
+                operations[index] = ("subscribe", operations[index][1], position)
         except ValueError as exc:  # json.JSONDecodeError is one
             logger.info("%s bad control message: %s", ws.peer, exc)
             ws.close_nowait(CloseCode.POLICY_VIOLATION, f"bad control message: {exc}"[:120])
@@ -309,6 +370,11 @@ class serve_relay:
         """Authorization of the handshake; plain HTTP: ``/stats`` is the JSON
         statistics, anything else a hint."""
         upgrade = "websocket" in request.headers.tokens("Upgrade")
+        if upgrade:
+            try:
+                query_options(request.path)
+            except ValueError as exc:
+                return error_response(400, str(exc))
         if self.authorize is not None and (upgrade or topic_from_path(request.path) == "stats"):
             listener = ws.listener if upgrade else None
             if not isinstance(listener, RelayListener):
@@ -343,6 +409,8 @@ class serve_relay:
         stats = self.relay.stats
         stats.sample()
         self._ticks += 1
+        if self._ticks % 10 == 0:
+            self.relay.expire_history()
         if self.log_interval and self._ticks % max(1, round(self.log_interval)) == 0:
             backplane = self.relay.backplane
             logger.info(
