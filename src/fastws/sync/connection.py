@@ -115,6 +115,10 @@ class WebSocket:
             self.remote_address: Any = sock.getpeername()
         except OSError:
             self.remote_address = None
+        try:
+            self._local_address: Any = sock.getsockname()
+        except OSError:
+            self._local_address = None
         self._id: Optional[uuid.UUID] = None
         self.latency = 0.0
         # _lock guards the sans-I/O Connection, the queue and the outbox; it is
@@ -170,10 +174,7 @@ class WebSocket:
     @property
     def local_address(self) -> Any:
         """This end's socket address (``(host, port)``, or a path for a Unix socket)."""
-        try:
-            return self.socket.getsockname()
-        except OSError:
-            return None
+        return self._local_address
 
     @property
     def reading_paused(self) -> bool:
@@ -317,12 +318,16 @@ class WebSocket:
         assert connection is not None
         if connection.eof_received:
             return
-        action = transport_action(connection)
-        if action is TransportAction.CLOSE:
+        try:
+            self._flush(wait=True)  # our close frame may wait behind another thread's write
+        except ConnectionClosed:
             return
-        self._flush(wait=True)
-        if action is TransportAction.LINGER:
-            self.socket.shutdown(socket.SHUT_WR)
+        action = transport_action(connection)
+        with self._write_lock:  # and a write in flight in another thread ends first
+            if action is TransportAction.CLOSE:
+                return
+            if action is TransportAction.LINGER:
+                self.socket.shutdown(socket.SHUT_WR)
         timeout = self.limits.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

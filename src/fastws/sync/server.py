@@ -176,6 +176,11 @@ class ServerConnection(WebSocket):
             _close_after_answer(self.socket)
             return False
         self.logger.info("%s connected %s", self.peer, self.path)
+        if self._outbox:  # the reader answered a ping while we held the write lock
+            try:
+                self._flush()
+            except ConnectionClosed:
+                pass
         return True
 
     def _refuse_for_shutdown(self) -> None:
