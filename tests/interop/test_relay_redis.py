@@ -242,7 +242,7 @@ async def test_redis_restart_during_traffic(tmp_path, relays):
         outage = asyncio.ensure_future(publish(10**6))
         await a.wait_backplane(lambda s: s["state"] != "connected", "disconnected")
         await b.wait_backplane(lambda s: s["state"] != "connected", "disconnected")
-        await a.wait_backplane(lambda s: s["lost"] > 0, "messages counted as lost")
+        await a.wait_backplane(lambda s: s["buffered"] > 0, "messages kept while Redis is down")
         await redis.start()  # and comes back on the same port
         await a.wait_backplane(lambda s: s["state"] == "connected", "reconnected")
         await b.wait_backplane(lambda s: s["state"] == "connected" and "ticks" in s["subscribed"], "resubscribed")
@@ -253,12 +253,15 @@ async def test_redis_restart_during_traffic(tmp_path, relays):
 
         # Local delivery never stopped: every message, in order.
         assert await receive_until(local_sub, last) == [str(n) for n in range(sent)]
-        # Across processes: in order, a gap for the outage, and traffic again after it.
+        # Across processes: in order, and traffic again after it. What a kept
+        # during the outage was sent once Redis was back (nothing over the
+        # bound: none lost); b hears it if it had resubscribed by then (pub/sub
+        # keeps nothing: the history of test_relay_recovery.py fills that gap).
         remote += [int(m) for m in await receive_until(remote_sub, last)]
         assert remote == sorted(set(remote))
-        assert remote[-100:] == list(range(sent - 100, sent)) and len(remote) < sent
-        lost = (await a.stats())["backplane"]["lost"]
-        assert 0 < lost <= sent - len(remote)
+        assert remote[-100:] == list(range(sent - 100, sent))
+        backplane = (await a.stats())["backplane"]
+        assert backplane["lost"] == 0 and backplane["buffered"] == 0 and backplane["published"] == sent
         for ws in (local_sub, remote_sub, publisher):
             await ws.close()
         a.stop()
