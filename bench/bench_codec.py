@@ -620,7 +620,7 @@ def load_average() -> str:
 def machine() -> dict:
     cpu = cpu_model()
     versions = {}
-    for mod in ("fastws", "websockets", "aiohttp", "wsproto", "wsaccel"):
+    for mod in ("pyfastws", "websockets", "aiohttp", "wsproto", "wsaccel"):
         try:
             from importlib.metadata import version
 

@@ -519,7 +519,7 @@ def machine(args) -> dict:
         "cores": os.cpu_count(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
-        "versions": {d: _version(d) for d in ("fastws", "websockets", "aiohttp")},
+        "versions": {d: _version(d) for d in ("pyfastws", "websockets", "aiohttp")},
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         "warmup": args.warmup,
         "duration": args.duration,

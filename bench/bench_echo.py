@@ -652,7 +652,7 @@ def plot(cells: list[dict], plan: dict, path: str, title: str) -> None:
 
 def machine(args, pinning: Pinning) -> dict:
     cpu = cpu_model()
-    versions = {d: _version(d) for d in ("fastws", "picows", "aiofastnet", "aiohttp", "websockets", "uvloop")}
+    versions = {d: _version(d) for d in ("pyfastws", "picows", "aiofastnet", "aiohttp", "websockets", "uvloop")}
     try:
         versions["node"] = subprocess.run(
             ["node", "--version"], capture_output=True, text=True, timeout=10

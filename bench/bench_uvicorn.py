@@ -288,7 +288,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "client": shlex.join(["python", "-m", "fastws", "bench", "URI", "-c", "1", "-s", "SIZE", "--mode", "MODE"]),
         "rounds": args.rounds,
         "window": args.window,
-        **{name: version(name) for name in ("uvicorn", "starlette", "websockets", "wsproto", "fastws")},
+        **{name: version(name) for name in ("uvicorn", "starlette", "websockets", "wsproto", "pyfastws")},
     }
     failures: list[dict[str, Any]] = []
     cells = measure(args, failures)

@@ -755,7 +755,7 @@ async def test_socks_unreachable():
 @async_test
 async def test_socks_without_python_socks(monkeypatch):
     monkeypatch.setitem(sys.modules, "python_socks", None)  # import python_socks now raises ImportError
-    with pytest.raises(ImportError, match=r"a socks5h:// proxy needs python-socks: pip install fastws\[socks\]"):
+    with pytest.raises(ImportError, match=r'a socks5h:// proxy needs python-socks: pip install "pyfastws\[socks\]"'):
         await open_through("ws://example.com/", "socks5h://127.0.0.1:1080")
 
 

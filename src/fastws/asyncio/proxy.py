@@ -2,7 +2,7 @@
 
 HTTP and HTTPS proxies get a ``CONNECT`` (``fastws.proxy.ConnectTunnel``) on a
 connection to the proxy, TLS to the proxy for https://; SOCKS proxies go
-through python-socks (``pip install fastws[socks]``). Then TLS to the target
+through python-socks (``pip install "pyfastws[socks]"``). Then TLS to the target
 for wss:// (inside the proxy's TLS for an https:// proxy) and the WebSocket
 protocol on top. The caller bounds the whole in time (``open_timeout``);
 cancelled at any point, nothing is left open.
@@ -22,7 +22,7 @@ from ..proxy import ConnectTunnel, Proxy
 
 __all__ = ["create_proxied_connection"]
 
-SOCKS_HINT = "pip install fastws[socks]"
+SOCKS_HINT = 'pip install "pyfastws[socks]"'
 
 
 class _TunnelOpener(asyncio.Protocol):
