@@ -45,7 +45,6 @@ import platform
 import random
 import shlex
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -60,11 +59,10 @@ sys.path.insert(0, HERE)
 import websockets  # noqa: E402
 import websockets.frames  # noqa: E402
 import websockets.utils  # noqa: E402
-from _procs import LIVE, busy_s, cpu_model, kill, proc_cpu_s, self_cpu_s, version  # noqa: E402
 from websockets.protocol import OPEN  # noqa: E402
 from websockets.server import ServerProtocol  # noqa: E402
 
-import fastws  # noqa: E402
+from _procs import LIVE, busy_s, cpu_model, kill, proc_cpu_s, self_cpu_s, version  # noqa: E402
 from fastws import _codec_py  # noqa: E402
 from fastws.connection import Connection  # noqa: E402
 
@@ -98,7 +96,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |"]
     out.append("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
     for r in rows:
-        out.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |")
+        out.append(
+            "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+        )
     return "\n".join(out)
 
 
@@ -229,7 +229,7 @@ def bench_sansio(impls, frames, min_time: float, repeats: int) -> dict:
             if n != count or last() != last_payload:
                 raise SystemExit(f"self-check failed for {name} at {fmt_size(size)}: {n}/{count} messages")
 
-            def timed(loops, make=make):
+            def timed(loops, make=make, chunks=chunks):
                 runners = [with_mask(make, make()[0]) for _ in range(loops)]
                 t = pc()
                 for r in runners:
@@ -315,7 +315,8 @@ def echo_servers(baseline_path: str | None) -> list[tuple[str, list[str], dict]]
     ]
     if baseline_path:
         servers.insert(
-            1, ("fastws twin @ baseline", [py, "-c", BASELINE_SERVER, baseline_path, "servers/fastws_async.py"], twin_env)
+            1,
+            ("fastws twin @ baseline", [py, "-c", BASELINE_SERVER, baseline_path, "servers/fastws_async.py"], twin_env),
         )
     return servers
 
