@@ -280,6 +280,7 @@ USAGE_ERRORS = [
     (["relay", "--max-backlog", "-5"], "relay", "argument --max-backlog: -5 is not at least 1"),
     (["relay", "--close-code", "1000"], "relay", "argument --close-code: invalid choice: 1000"),
     (["relay", "--workers", "2"], "relay", "--workers needs --redis"),
+    (["relay", "--redis", "localhost:6379"], "relay", "--redis localhost:6379: not a Redis URL"),
     (["bench", "ws://127.0.0.1/", "-c", "0"], "bench", "argument -c/--connections"),
     ([], "", "the following arguments are required"),
 ]

@@ -101,16 +101,16 @@ class CommandError(Exception):
     (its ``__cause__``, shown with ``--debug``, is the original exception)."""
 
 
+ASYNCIO_WORDS = ("Connect call failed", "error while attempting to bind")
+
+
 def reason_of(exc: BaseException) -> str:
     """An exception as the end of a one-line message: the system's words for an OSError."""
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, WebSocketError):
-        if exc.errno and exc.strerror.startswith("Connect call failed"):  # asyncio's words: the system's are clearer
+        if exc.errno and exc.strerror.startswith(ASYNCIO_WORDS):  # the system's words are clearer
             return os.strerror(exc.errno)
         return exc.strerror
-    text = str(exc)
-    if isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None):
-        text = f"{exc.reason} ({text})"
-    return text or type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 def listen_error(where: str, exc: OSError) -> CommandError:
@@ -680,6 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def parse_args(argv: list[str], parser: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
     """Parse and check the command line (a usage error exits with status 2)."""
     parser = parser or build_parser()
@@ -697,11 +700,13 @@ def parse_args(argv: list[str], parser: Optional[argparse.ArgumentParser] = None
             command.error("--tls-key needs --tls-cert")
         if args.workers > 1 and args.port == 0:
             command.error("--workers needs a fixed --port (each worker would pick its own with 0)")
-    elif args.command == "relay" and args.workers > 1:
+    elif args.command == "relay":
         command = parser_for(parser, "relay")
-        if not args.redis:
+        if args.redis is not None and not args.redis.startswith(REDIS_SCHEMES):
+            command.error(f"--redis {args.redis}: not a Redis URL (redis://host:port, rediss://, unix://)")
+        if args.workers > 1 and not args.redis:
             command.error("--workers needs --redis (workers share topics through it)")
-        if args.port == 0:
+        if args.workers > 1 and args.port == 0:
             command.error("--workers needs a fixed --port (each worker would pick its own with 0)")
     elif args.command == "client" and args.uri is None:
         if args.unix is None:
