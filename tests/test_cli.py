@@ -310,6 +310,7 @@ def one_shots(tmp_path_factory):
             "bench refused": (["bench", f"ws://127.0.0.1:{refused}/", "-n", "1", "-q"], None),
             "serve port in use": (["serve", "--port", str(in_use)], None),
             "relay port in use": (["relay", "--port", str(in_use)], None),
+            "serve workers port in use": (["serve", "--port", str(in_use), "--workers", "2"], None),
             "relay without redis": (["relay", "--port", "0", "--redis", "redis://127.0.0.1:6379"], without_redis),
             "serve tls missing": (["serve", "--port", "0", "--tls-cert", missing], None),
             "debug before": (["--debug", "client", f"ws://127.0.0.1:{refused}/"], None),
@@ -374,10 +375,11 @@ def test_bench_refused_is_one_line(one_shots):
     assert_one_line_error(one_shots.results["bench refused"], "bench", 1, "cannot connect")
 
 
-@pytest.mark.parametrize("command", ["serve", "relay"])
+@pytest.mark.parametrize("command", ["serve", "relay", "serve workers"])
 def test_port_in_use_is_a_one_line_error(one_shots, command):
     result = one_shots.results[f"{command} port in use"]
-    assert_one_line_error(result, command, 1, f"fastws {command}: cannot listen on 127.0.0.1:{one_shots.in_use}: ")
+    name = command.split()[0]
+    assert_one_line_error(result, name, 1, f"fastws {name}: cannot listen on 127.0.0.1:{one_shots.in_use}: ")
 
 
 def test_relay_redis_without_the_package_is_one_line(one_shots):

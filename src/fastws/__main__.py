@@ -285,12 +285,26 @@ async def run_relay(args: argparse.Namespace) -> None:
 # -- worker processes -------------------------------------------------------------
 
 
+def probe_port(host: str, port: int) -> None:
+    """Bind host:port with SO_REUSEPORT, as each worker will, and let it go: a port in use is a CommandError."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                probe.bind(address)
+    except OSError as exc:
+        raise listen_error(f"{host}:{port}", exc) from exc
+
+
 def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
     """``--workers N``: N processes of this command on one port (SO_REUSEPORT;
     the kernel spreads the connections). SIGINT and SIGTERM are passed on; if
     one worker fails, the others are stopped. The status is the first failure's, or 0."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise CommandError("--workers needs SO_REUSEPORT, which this platform lacks")
+    probe_port(args.host, args.port)  # one error line here, rather than one per worker
     # The last --workers wins: each worker is the same command, alone on the shared port.
     command = [sys.executable, "-m", "fastws", *argv, "--workers", "1", "--reuse-port"]
     # Their own sessions: a terminal's Ctrl-C reaches them once, from here.
