@@ -9,6 +9,7 @@ import pytest
 import fastws.connection
 from fastws import broadcast, connect, serve
 from fastws.connection import PreparedMessage
+from fastws.extensions.permessage_deflate import PerMessageDeflate
 
 from .support.asyncio import async_test
 
@@ -138,5 +139,69 @@ async def test_client_side_connections_send_masked_frames(backend):
         await asyncio.wait_for(done.wait(), TIMEOUT)  # an unmasked frame would have failed them with 1002
         assert sorted(received, key=repr) == ["from a client"] * 3 + [b"\x00\x01"] * 3
         for client in clients:
+            await client.close()
+            assert client.close_code == 1000
+
+
+@async_test
+async def test_compressed_connections_share_one_compressed_frame(backend):
+    """permessage-deflate without server context takeover: one compression per
+    message for every compressed connection; the others share the plain frame."""
+    import types
+    import zlib
+
+    compressions = []
+    counting = types.SimpleNamespace(**{name: getattr(zlib, name) for name in ("DEFLATED", "Z_SYNC_FLUSH", "error")})
+    counting.compressobj = lambda *args: compressions.append(args) or zlib.compressobj(*args)
+    counting.decompressobj = zlib.decompressobj
+    settings = PerMessageDeflate(server_no_context_takeover=True, zlib=counting)
+    room = Room()
+    async with serve(room.handler, compression=settings) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        compressed = [await connect(url) for _ in range(4)]
+        plain = [await connect(url, compression=None) for _ in range(2)]
+        await room.wait_for(6)
+        assert sum(ws.connection.deflate is not None for ws in room.members) == 4
+        writes: dict = {ws: [] for ws in room.members}
+
+        def recording(ws):
+            write = ws.transport.write
+            return lambda data: (writes[ws].append(data), write(data))[1]
+
+        for ws in room.members:
+            ws.transport.write = recording(ws)
+        messages = ['{"seq": ' + str(i) + ', "payload": "' + "abc" * 300 + '"}' for i in range(10)]
+        for message in messages:
+            assert broadcast(room.members, message) == (6, 0, 0)
+        for client in compressed + plain:
+            assert [await recv(client) for _ in messages] == messages
+        assert len(compressions) == len(messages)  # once per message, not per connection
+        wire = {ws: b"".join(data) for ws, data in writes.items()}
+        deflating = [wire[ws] for ws in room.members if ws.connection.deflate is not None]
+        others = [wire[ws] for ws in room.members if ws.connection.deflate is None]
+        assert len(set(deflating)) == 1 and len(set(others)) == 1  # identical bytes on every connection of a kind
+        assert len(deflating[0]) * 5 < len(others[0])
+        assert deflating[0][0] & 0x40 and not others[0][0] & 0x40
+        for client in compressed + plain:
+            await client.close()
+
+
+@async_test
+async def test_broadcast_between_direct_sends_with_context_takeover(backend):
+    """With server context takeover (the default), a connection takes the shared
+    compressed frame too; what it sends itself afterwards still inflates."""
+    room = Room()
+    async with serve(room.handler) as server:
+        clients = [await connect(f"ws://127.0.0.1:{server.port}/") for _ in range(3)]
+        await room.wait_for(3)
+        assert all(not ws.connection.deflate.send_reset for ws in room.members)
+        expected = []
+        for i in range(5):
+            for ws in room.members:
+                ws.send_soon(f"direct {i} " * 20)
+            broadcast(room.members, f"shared {i} " * 20)
+            expected += [f"direct {i} " * 20, f"shared {i} " * 20]
+        for client in clients:
+            assert [await recv(client) for _ in expected] == expected
             await client.close()
             assert client.close_code == 1000

@@ -10,7 +10,7 @@ import pytest
 
 import fastws.connection
 from fastws import connect, serve
-from fastws.connection import Connection
+from fastws.connection import Connection, PreparedMessage
 from fastws.exceptions import InvalidHandshake
 from fastws.extensions.permessage_deflate import PerMessageDeflate, parse_extensions
 
@@ -205,3 +205,115 @@ def test_deflate_implementation_is_pluggable(codec):
     assert client.receive_data(server.send(message)) == [codec.Frame(1, message)]
     assert server.receive_data(client.send(message)) == [codec.Frame(1, message)]
     assert calls == ["compress", "decompress"]
+
+
+# -- prepared messages: one compressed copy shared by many connections ----------------------
+
+
+def test_prepared_message_is_compressed_once_for_every_no_takeover_session(codec):
+    """The relay's case: sessions without server context takeover and the same
+    window share one compressed frame, which every peer inflates."""
+    calls = []
+    import types
+
+    counting = types.SimpleNamespace(**{name: getattr(zlib, name) for name in ("DEFLATED", "Z_SYNC_FLUSH", "error")})
+    counting.compressobj = lambda *args: calls.append(args) or zlib.compressobj(*args)
+    counting.decompressobj = zlib.decompressobj
+    settings = PerMessageDeflate(server_no_context_takeover=True, zlib=counting)
+    pairs = [negotiate(settings, PerMessageDeflate(), codec) for _ in range(5)]
+    message = '{"type": "price", "symbol": "ABCDEF", "bid": 101.25, "ask": 101.5}' * 10
+    prepared = PreparedMessage(message, codec)
+    wires = [server.send_prepared(prepared) for server, _, _ in pairs]
+    assert len(calls) == 1  # one compression for five connections
+    assert all(wire is wires[0] for wire in wires)  # the very same bytes object
+    assert wires[0][0] == 0xC1 and len(wires[0]) < len(prepared.frames) // 4  # FIN + RSV1 + TEXT, compressed
+    second = PreparedMessage("second " * 20, codec)
+    for server, client, _ in pairs:
+        assert client.receive_data(wires[0]) == [codec.Frame(1, message)]
+        # the next shared message decodes after it, whatever the peer's window holds
+        assert client.receive_data(server.send_prepared(second)) == [codec.Frame(1, "second " * 20)]
+    assert len(calls) == 2
+
+
+def test_prepared_message_plain_and_compressed_connections_side_by_side(codec):
+    plain_server, plain_client = Connection(is_client=False, codec=codec), Connection(is_client=True, codec=codec)
+    server, client, _ = negotiate(PerMessageDeflate(server_no_context_takeover=True), PerMessageDeflate(), codec)
+    prepared = PreparedMessage(bytes(4096), codec)
+    plain = plain_server.send_prepared(prepared)
+    assert plain is prepared.frames and not plain[0] & 0x40
+    compressed = server.send_prepared(prepared)
+    assert compressed[0] & 0x40 and len(compressed) < 100
+    assert plain_client.receive_data(plain) == [codec.Frame(2, bytes(4096))]
+    assert client.receive_data(compressed) == [codec.Frame(2, bytes(4096))]
+    assert "compressed for windows [11]" in repr(prepared)
+
+
+def test_prepared_message_one_copy_per_window_size(codec):
+    """A peer that limits the server's window to 9 bits cannot take a copy
+    compressed with 11: it gets its own, made once too."""
+    settings = PerMessageDeflate(server_no_context_takeover=True)
+    wide = [negotiate(settings, PerMessageDeflate(), codec) for _ in range(2)]
+    narrow = [negotiate(settings, PerMessageDeflate(server_max_window_bits=9), codec) for _ in range(2)]
+    assert wide[0][0].deflate.send_window_bits == 11 and narrow[0][0].deflate.send_window_bits == 9
+    message = "".join(f"{i:04d}" for i in range(600))  # 2400 bytes: long references tell the windows apart
+    prepared = PreparedMessage(message, codec)
+    wires = [server.send_prepared(prepared) for server, _, _ in wide + narrow]
+    assert wires[0] is wires[1] and wires[2] is wires[3] and wires[0] != wires[2]
+    for (_, client, _), wire in zip(wide + narrow, wires):
+        assert client.receive_data(wire) == [codec.Frame(1, message)]
+
+
+def test_prepared_message_with_server_context_takeover(codec):
+    """A session with context takeover may take the shared copy too (it refers
+    to nothing before it); its own compressor then restarts, since the peer's
+    window holds a message that compressor never saw."""
+    server, client, value = negotiate(PerMessageDeflate(), PerMessageDeflate(), codec)
+    assert "server_no_context_takeover" not in value and not server.deflate.send_reset
+    message = '{"type": "price", "symbol": "ABCDEF", "bid": 101.25, "ask": 101.5}'
+    sequence = [server.send(message), server.send(message)]  # the second refers back to the first
+    assert len(sequence[1]) < len(sequence[0])
+    assert server.deflate._encoder is not None
+    shared = server.send_prepared(PreparedMessage("zzzz" + message[::-1] * 3, codec))
+    assert shared[0] & 0x40
+    assert server.deflate._encoder is None  # reset
+    sequence += [shared, server.send(message), server.send(message)]
+    received = [event for wire in sequence for event in client.receive_data(wire)]
+    assert [event.payload for event in received] == [message, message, "zzzz" + message[::-1] * 3, message, message]
+
+
+def test_stale_compressor_after_a_shared_copy_would_corrupt(codec):
+    """Why the reset above is needed: a compressor that keeps its window across
+    a shared copy refers to the wrong bytes at the peer."""
+    server, client, _ = negotiate(PerMessageDeflate(), PerMessageDeflate(), codec)
+    message = "abcdefghijklmnopqrstuvwxyz0123456789" * 3
+    assert client.receive_data(server.send(message)) == [codec.Frame(1, message)]
+    shared = PreparedMessage("0123456789" * 20, codec).deflated(server.deflate)  # no send_prepared: no reset
+    assert client.receive_data(shared) == [codec.Frame(1, "0123456789" * 20)]
+    stale = server.send(message)  # refers back 108 bytes: at the peer, into the shared copy
+    [event] = client.receive_data(stale)
+    assert len(event.payload) == len(message) and event.payload != message  # silently wrong
+
+
+def test_prepared_message_thresholds_and_tiny_windows(codec):
+    server, client, _ = negotiate(
+        PerMessageDeflate(server_no_context_takeover=True, threshold=64), PerMessageDeflate(), codec
+    )
+    small = PreparedMessage("x" * 63, codec)
+    assert server.send_prepared(small) is small.frames
+    large = PreparedMessage("x" * 64, codec)
+    assert server.send_prepared(large)[0] & 0x40
+    # a peer that allows only an 8-bit window: zlib cannot compress for it
+    value, session = PerMessageDeflate().accept_offer(["permessage-deflate; server_max_window_bits=8"])
+    eight = Connection(is_client=False, deflate=session, codec=codec)
+    assert eight.send_prepared(large) is large.frames
+
+
+def test_client_connections_compress_and_mask_their_own_copy(codec):
+    server, client, _ = negotiate(PerMessageDeflate(server_no_context_takeover=True), PerMessageDeflate(), codec)
+    prepared = PreparedMessage("hello " * 100, codec)
+    first, second = client.send_prepared(prepared), client.send_prepared(prepared)
+    assert first[1] & 0x80 and second[1] & 0x80  # masked
+    assert first[0] & 0x40  # compressed by the client's own session
+    assert first != second  # fresh mask keys
+    assert prepared._deflated is None  # no shared copy made for clients
+    assert server.receive_data(first + second) == [codec.Frame(1, "hello " * 100)] * 2

@@ -59,20 +59,49 @@ class PreparedMessage:
     client-side connection masks each frame with a fresh key (RFC 6455 §5.3),
     so it encodes ``message`` again; the gate (``Connection.send_prepared``)
     decides which, so an unmasked frame never leaves a client.
+
+    Server connections with permessage-deflate share one compressed copy
+    (``deflated()``): compressed on first use with a fresh LZ77 window, so it
+    refers to nothing sent before it and any peer can inflate it, whatever
+    context it keeps (RFC 7692 §7.2.3.1). One copy per server window size is
+    kept (a copy compressed with a larger window than a peer allows would not
+    be valid for it); a server whose connections all negotiate the same
+    window, like the relay, compresses each message once.
     """
 
-    __slots__ = ("message", "frames")
+    __slots__ = ("message", "frames", "codec", "_deflated")
 
     def __init__(self, message: Union[str, bytes, bytearray, memoryview], codec: Optional[ModuleType] = None) -> None:
         if isinstance(message, (bytearray, memoryview)):
             message = bytes(message)  # frozen: the frames and the message must not drift apart
         self.message: Union[str, bytes] = message
+        self.codec: ModuleType = codec or default_codec
         opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
-        self.frames: bytes = (codec or default_codec).encode_message(opcode, message)
+        self.frames: bytes = self.codec.encode_message(opcode, message)
+        self._deflated: Optional[dict[int, bytes]] = None  # server window bits -> compressed frames
+
+    def deflated(self, deflate: Deflate) -> bytes:
+        """The frames of the message compressed for ``deflate``'s window (RSV1 set),
+        compressed once per window size; ``frames`` if the session cannot compress
+        or the message is under its threshold."""
+        message = self.message
+        if not deflate.can_compress or len(message) < deflate.settings.threshold:
+            return self.frames
+        bits = deflate.send_window_bits
+        cache = self._deflated
+        if cache is None:
+            cache = self._deflated = {}
+        frames = cache.get(bits)
+        if frames is None:
+            data = message.encode("utf-8") if isinstance(message, str) else message
+            opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
+            frames = cache[bits] = self.codec.encode_message(opcode, deflate.compress_alone(data), rsv1=True)
+        return frames
 
     def __repr__(self) -> str:
         kind = type(self.message).__name__
-        return f"<PreparedMessage {kind} of {len(self.message)}, {len(self.frames)} bytes framed>"
+        compressed = f", compressed for windows {sorted(self._deflated)}" if self._deflated else ""
+        return f"<PreparedMessage {kind} of {len(self.message)}, {len(self.frames)} bytes framed{compressed}>"
 
 
 class Connection:
@@ -299,11 +328,24 @@ class Connection:
 
         Refused like ``send()`` while closing or while a fragmented message is
         being sent (a data frame may not interrupt one, RFC 6455 §5.4). A
-        client encodes its own masked copy; a server shares ``prepared.frames``
-        (uncompressed: permessage-deflate lets any message go uncompressed,
-        RFC 7692 §6)."""
+        client encodes (and compresses) its own masked copy. A server shares
+        ``prepared.frames``, or with permessage-deflate the compressed copy
+        ``prepared.deflated()`` made once for every connection with the same
+        window. With server context takeover, that copy is valid too (it
+        refers to nothing before it), but the connection's own compressor is
+        reset after it: the peer's window now holds a message our compressor
+        never saw, so its next message starts afresh."""
         if self.state is _OPEN and not self._sending_fragments and not self.is_client:
-            return prepared.frames
+            deflate = self.deflate
+            if deflate is None:
+                return prepared.frames
+            frames = prepared.deflated(deflate)
+            if frames is not prepared.frames and not deflate.send_reset:
+                # The peer's window now holds this message, which our own
+                # compressor never saw: its next message must not refer back
+                # to what came before (RFC 7692 lets a sender reset at will).
+                deflate.reset_compressor()
+            return frames
         # A client masks every frame with a key of its own: it encodes its own
         # copy. send() also raises what it would while closing or mid-fragment.
         return self.send(prepared.message)

@@ -288,6 +288,22 @@ class Deflate:
             return compressed[:-4]
         return compressed
 
+    def compress_alone(self, data: Union[bytes, bytearray, memoryview]) -> bytes:
+        """Compress one message with a fresh window, leaving this session's
+        context untouched: the result refers to nothing sent before it, so any
+        session with the same (or a larger) send window may send it, whatever
+        context the peer keeps. Used for messages shared by many connections."""
+        library = self.settings.zlib
+        encoder = library.compressobj(
+            self.settings.level, library.DEFLATED, -self.send_window_bits, self.settings.mem_level
+        )
+        compressed = encoder.compress(data) + encoder.flush(library.Z_SYNC_FLUSH)
+        return compressed[:-4] if compressed.endswith(_TRAILER) else compressed
+
+    def reset_compressor(self) -> None:
+        """Start the next compressed message with an empty window."""
+        self._encoder = None
+
     def decompress(self, data: bytes, max_size: Optional[int]) -> bytes:
         """Inflate one message, producing at most ``max_size`` bytes.
 
