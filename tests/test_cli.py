@@ -836,3 +836,64 @@ async def test_relay_logs_peers_as_host_colon_port():
         assert "('127.0.0.1'" not in stderr
     finally:
         await stop_cli(process)
+
+
+# -- relay: who may connect, and recovery -------------------------------------------------
+
+
+@async_test
+async def test_relay_token_origin_and_history():
+    """--token refuses clients without it (401); --origin refuses other pages (403);
+    --history lets a subscriber that comes back with ?since= get what it missed."""
+    process, port = await start_listening(
+        "relay", "--port", "0", "--token", "s3cret", "--origin", "https://app.example", "--history", "10"
+    )
+    base = f"ws://127.0.0.1:{port}/news"
+    app = {"origin": "https://app.example", "proxy": None}
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(base, **app)
+        assert refused.value.status == 401
+        with pytest.raises(InvalidStatus) as other_page:
+            await connect(f"{base}?token=s3cret", origin="https://evil.example", proxy=None)
+        assert other_page.value.status == 403
+        async with connect(base, extra_headers={"Authorization": "Bearer s3cret"}, **app) as publisher:
+            for n in range(1, 4):
+                await publisher.send(f"update {n}")
+            # A subscriber that saw offset 1 comes back: a notice, then 2 and 3.
+            async with connect(f"{base}?token=s3cret&since=1", **app) as late:
+                notice = json.loads(await asyncio.wait_for(late.recv(), LINE_TIMEOUT))
+                assert notice["subscribed"] == "news" and notice["recovered"] is True, notice
+                assert [await asyncio.wait_for(late.recv(), LINE_TIMEOUT) for _ in range(2)] == ["update 2", "update 3"]
+    finally:
+        await stop_cli(process)
+
+
+@async_test
+async def test_relay_jwt_claims_decide_the_topics():
+    import time
+
+    import jwt  # PyJWT, in the test-core extra
+
+    env = {**os.environ, "FASTWS_JWT_SECRET": "k" * 32}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fastws", "relay", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), LINE_TIMEOUT)
+        assert line.startswith(b"listening on "), line
+        port = int(line.rsplit(b":", 1)[1])
+        claims = {"exp": int(time.time()) + 60, "subscribe": ["news"], "publish": []}
+        token = jwt.encode(claims, "k" * 32, algorithm="HS256")
+        async with connect(f"ws://127.0.0.1:{port}/news?token={token}", proxy=None):
+            pass
+        with pytest.raises(InvalidStatus) as outside:
+            await connect(f"ws://127.0.0.1:{port}/secret?token={token}", proxy=None)
+        assert outside.value.status == 403
+        forged = jwt.encode(claims, "x" * 32, algorithm="HS256")
+        with pytest.raises(InvalidStatus) as tampered:
+            await connect(f"ws://127.0.0.1:{port}/news?token={forged}", proxy=None)
+        assert tampered.value.status == 401
+    finally:
+        await stop_cli(process)

@@ -251,13 +251,25 @@ async def run_relay(args: argparse.Namespace) -> None:
     backplane = None
     if args.redis:
         try:
-            backplane = RedisBackplane(args.redis)
+            backplane = RedisBackplane(args.redis, max_outbox=args.max_outbox)
         except ImportError as exc:
             raise CommandError("--redis needs the redis package (pip install redis)") from exc
         except ValueError as exc:
             raise CommandError(f"--redis {args.redis}: {exc}") from exc
-    relay = Relay(max_backlog=args.max_backlog, policy=args.policy, close_code=args.close_code, backplane=backplane)
+    relay = Relay(
+        max_backlog=args.max_backlog,
+        policy=args.policy,
+        close_code=args.close_code,
+        backplane=backplane,
+        history=args.history,
+        history_ttl=args.history_ttl or None,
+    )
     options: dict[str, Any] = {"reuse_port": True} if args.reuse_port else {}
+    if args.origin:
+        options["origins"] = args.origin
+    authorize = relay_authorization(args)
+    if authorize is not None:
+        options["authorize"] = authorize
     relay_server = serve_relay(
         args.host, args.port, relay=relay, echo=args.echo, log_interval=args.stats_interval, **options
     )
@@ -280,6 +292,27 @@ async def run_relay(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await relay_server.__aexit__(None, None, None)  # every connection closed with 1001, the backplane stopped
+
+
+def relay_authorization(args: argparse.Namespace) -> Any:
+    """``--token`` (shared secrets) or ``--jwt-secret`` (signed tokens listing topics), or None.
+
+    Both also come from the environment (FASTWS_RELAY_TOKEN, FASTWS_JWT_SECRET),
+    which other users of the machine cannot read from the process list."""
+    from .relay.auth import JWTAuth, TokenAuth
+
+    tokens = args.token or ([os.environ["FASTWS_RELAY_TOKEN"]] if os.environ.get("FASTWS_RELAY_TOKEN") else [])
+    secret = args.jwt_secret or os.environ.get("FASTWS_JWT_SECRET")
+    if tokens and secret:
+        raise CommandError("--token and --jwt-secret exclude each other: choose one policy")
+    if tokens:
+        return TokenAuth(tokens)
+    if secret:
+        try:
+            return JWTAuth(secret, audience=args.jwt_audience, issuer=args.jwt_issuer, leeway=args.jwt_leeway)
+        except ImportError as exc:
+            raise CommandError('--jwt-secret needs PyJWT: pip install "pyfastws[jwt]"') from exc
+    return None
 
 
 # -- worker processes -------------------------------------------------------------
@@ -504,14 +537,23 @@ def port_number(text: str) -> int:
     return port
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not at least {minimum}")
+        return value
+
+    return parse
+
+
+positive_int = at_least(1)
+non_negative_int = at_least(0)
 
 
 def non_negative_float(text: str) -> float:
@@ -666,6 +708,55 @@ def build_parser() -> argparse.ArgumentParser:
         help=("processes on one port (SO_REUSEPORT; needs --redis and a fixed --port)"),
     )
     relay.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT")
+    relay.add_argument(
+        "--origin",
+        action="append",
+        metavar="ORIGIN",
+        help=("accept only handshakes with this Origin, as https://example.com (repeatable; others get 403)"),
+    )
+    relay.add_argument(
+        "--token",
+        action="append",
+        metavar="TOKEN",
+        help=("clients must send it (Authorization: Bearer TOKEN or ?token=TOKEN); repeatable; or FASTWS_RELAY_TOKEN"),
+    )
+    relay.add_argument(
+        "--jwt-secret",
+        metavar="KEY",
+        help=(
+            "clients must send an HS256 JWT signed with KEY whose claims list the topics they may "
+            "subscribe to and publish on (needs PyJWT); or FASTWS_JWT_SECRET"
+        ),
+    )
+    relay.add_argument("--jwt-audience", metavar="AUD", help="with --jwt-secret: the required aud claim")
+    relay.add_argument("--jwt-issuer", metavar="ISS", help="with --jwt-secret: the required iss claim")
+    relay.add_argument(
+        "--jwt-leeway", type=non_negative_float, default=0.0, metavar="SECONDS", help="clock skew tolerated (0)"
+    )
+    relay.add_argument(
+        "--history",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help=(
+            "keep the last N messages of each topic for subscribers that reconnect with ?since=OFFSET "
+            "(default 0: none; with --redis, in Redis Streams)"
+        ),
+    )
+    relay.add_argument(
+        "--history-ttl",
+        type=non_negative_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long history is kept (default 3600; 0: for ever)",
+    )
+    relay.add_argument(
+        "--max-outbox",
+        type=positive_int,
+        default=10000,
+        metavar="N",
+        help="with --redis: messages kept while Redis is down, sent when it returns (default 10000)",
+    )
     relay.add_argument(
         "--stats-interval",
         type=non_negative_float,
