@@ -37,11 +37,17 @@ __all__ = [
 
 # RFC 6455 §5.2: the 4-bit opcode. 3-7 and 11-15 are reserved.
 OP_CONT = 0x0
+"""Continuation frame: the next fragment of a message (RFC 6455 §5.4)."""
 OP_TEXT = 0x1
+"""Text frame: UTF-8 (RFC 6455 §5.6)."""
 OP_BINARY = 0x2
+"""Binary frame."""
 OP_CLOSE = 0x8
+"""Close frame: an optional code and reason (RFC 6455 §5.5.1)."""
 OP_PING = 0x9
+"""Ping: answered by a pong with the same payload (RFC 6455 §5.5.2)."""
 OP_PONG = 0xA
+"""Pong (RFC 6455 §5.5.3)."""
 OPCODES = (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG)
 
 MAX_FRAME_SIZE = 1 << 20

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._codec import Frame, FrameParser, apply_mask, apply_mask_inplace, encode_frame, encode_message
 
     BACKEND: Literal["cython", "python"]
+    """Which backend is in use: "cython" (the compiled codec) or "python" (the twin)."""
 else:
     if _requested == "python":
         from . import _codec_py as _backend

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""Appended to Sec-WebSocket-Key before hashing it into Sec-WebSocket-Accept (RFC 6455 §4.2.2)."""
 
 MAX_HEADER_SIZE = 16384
 """Limit on an HTTP request or response head (request line + headers): 16 KiB.

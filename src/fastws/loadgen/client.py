@@ -18,6 +18,7 @@ from .report import BenchResult, format_us
 __all__ = ["MODES", "Bench", "bench"]
 
 MODES = ("roundtrip", "pipelined", "rate")
+"""How the load is offered: one message in flight, a window of them, or a fixed rate (open loop)."""
 
 _perf = time.perf_counter
 

@@ -108,6 +108,7 @@ class BenchResult:
 
 
 def format_us(value: float) -> str:
+    """A latency in microseconds, in the unit that reads best (us, ms, s)."""
     if value < 1000:
         return f"{value:.0f}us"
     if value < 1_000_000:
@@ -116,6 +117,7 @@ def format_us(value: float) -> str:
 
 
 def format_size(size: int) -> str:
+    """A message size as 256B, 8KiB or 1MiB."""
     for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale and size % scale == 0:
             return f"{size // scale}{unit}"
@@ -123,6 +125,7 @@ def format_size(size: int) -> str:
 
 
 def import_pyplot():
+    """matplotlib.pyplot on a non-interactive backend, or a clear error if matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
