@@ -266,9 +266,11 @@ WS_PURE_SERVER = (
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 BASELINE_SERVER = (
-    "import importlib.util, runpy, sys; "
-    "spec = importlib.util.spec_from_file_location('fastws._codec_py', sys.argv[1]); "
-    "m = importlib.util.module_from_spec(spec); sys.modules['fastws._codec_py'] = m; spec.loader.exec_module(m); "
+    "import importlib.util, runpy, sys; import fastws.codec; "
+    "spec = importlib.util.spec_from_file_location('fastws._codec_py_baseline', sys.argv[1]); "
+    "m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m); "
+    "[setattr(fastws.codec, n, getattr(m, n)) for n in m.__all__]; "
+    "assert fastws.codec.FrameParser is m.FrameParser; "
     "sys.argv = sys.argv[2:]; sys.path.insert(0, 'servers'); runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
