@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import struct
 import subprocess
 import sys
@@ -26,8 +27,14 @@ def backend(codec, monkeypatch):
     return codec
 
 
+# Incompressible filler: the relay compresses for subscribers that negotiate
+# permessage-deflate, and a slow consumer's buffers must fill (the slow-consumer
+# tests connect without compression, which is tested in test_relay_compression).
+NOISE = random.Random(0).randbytes(1 << 17)
+
+
 def numbered(n: int, size: int = 256) -> bytes:
-    return struct.pack("!I", n) + bytes(size - 4)
+    return struct.pack("!I", n) + NOISE[: size - 4]
 
 
 def number(message) -> int:
@@ -116,7 +123,7 @@ async def test_bad_control_messages_close_the_connection(backend, message, code)
 async def stalled_subscriber(url: str):
     """A subscriber that reads nothing until told: its receive queue and then
     the TCP buffers fill, and the relay sees its write buffer above the limit."""
-    ws = await connect(url, max_queue=1)
+    ws = await connect(url, max_queue=1, compression=None)
     return ws
 
 
@@ -127,9 +134,9 @@ async def slow_consumer_run(backend, policy, total=300, size=65536, backlog=32):
     server_cm = serve_relay(relay=relay, write_limit=65536)
     server = await server_cm.__aenter__()
     url = f"ws://127.0.0.1:{server.port}/firehose"
-    fast = await connect(url, max_message_size=None)
+    fast = await connect(url, max_message_size=None, compression=None)
     slow = await stalled_subscriber(url)
-    publisher = await connect(url)
+    publisher = await connect(url, compression=None)
     got = asyncio.ensure_future(receive(fast, total, timeout=60))
     for n in range(total):
         await publisher.send(numbered(n, size))
@@ -183,8 +190,8 @@ async def test_slow_consumer_close_policy_closes_with_its_code(backend, close_co
     async with serve_relay(relay=relay, write_limit=65536) as server:
         url = f"ws://127.0.0.1:{server.port}/firehose"
         slow = await stalled_subscriber(url)
-        fast = await connect(url, max_message_size=None)
-        async with connect(url) as publisher:
+        fast = await connect(url, max_message_size=None, compression=None)
+        async with connect(url, compression=None) as publisher:
             got = asyncio.ensure_future(receive(fast, 300, timeout=60))
             for n in range(300):
                 await publisher.send(numbered(n, 65536))

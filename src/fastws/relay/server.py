@@ -40,17 +40,26 @@ from typing import Any, Optional, Union
 from urllib.parse import parse_qs, unquote
 
 from ..asyncio import Listener, Server, ServerConnection, WebSocket, serve
+from ..extensions.permessage_deflate import PerMessageDeflate
 from ..frames import CloseCode
 from ..handshake import Headers, Request, Response, error_response
 from .auth import Authorize, Denied
 from .core import Relay
 
-__all__ = ["serve_relay", "RelayListener", "MAX_TOPIC_LENGTH", "MAX_WAITING"]
+__all__ = ["serve_relay", "RelayListener", "MAX_TOPIC_LENGTH", "MAX_WAITING", "RELAY_COMPRESSION"]
 
 logger = logging.getLogger("fastws.relay")
 
 MAX_TOPIC_LENGTH = 256
 MAX_WAITING = 256  # messages held while an async authorize() answers; one more closes with 1008
+
+RELAY_COMPRESSION = PerMessageDeflate(server_no_context_takeover=True, client_no_context_takeover=True)
+"""The relay's permessage-deflate: no context takeover either way. Every
+message is compressed once and the same frame goes to every subscriber that
+negotiated compression (``PreparedMessage.deflated``); no connection holds a
+zlib state between messages, so an idle subscriber costs no compression memory
+on either side. Server window 2^11 for every connection (a peer that asks for
+a smaller one gets a copy of its own, also made once per message)."""
 
 Check = tuple[str, Optional[str]]  # (action, topic)
 Verdict = Optional[Denied]  # None: allowed
@@ -326,9 +335,11 @@ class serve_relay:
     slow-consumer settings, and the backplane if any (started and stopped
     here). ``echo`` sends publishers their own messages too. Rates are sampled
     every second and logged every ``log_interval`` seconds. Other keywords go
-    to ``fastws.serve`` (limits, ``ssl``, ``reuse_port``, ``origins``, ...);
-    compression is off by default, since one encoded frame is shared by all
-    subscribers.
+    to ``fastws.serve`` (limits, ``ssl``, ``reuse_port``, ``origins``, ...).
+    ``compression`` is ``RELAY_COMPRESSION`` by default: permessage-deflate
+    without context takeover, so each message is compressed once for all the
+    subscribers that negotiated it, while the others share one uncompressed
+    frame; ``compression=None`` turns it off.
 
     ``authorize(request, topic, action)`` (sync or async; see
     ``fastws.relay.auth`` for ``TokenAuth`` and ``JWTAuth``) decides who may
@@ -354,7 +365,7 @@ class serve_relay:
         self.log_interval = log_interval
         self._ticker: Optional[asyncio.TimerHandle] = None
         self._ticks = 0
-        options.setdefault("compression", None)
+        options.setdefault("compression", RELAY_COMPRESSION)
         relay_ = self.relay
         self._serve = serve(
             host=host,
