@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import atexit
 import base64
+import bisect
 import datetime
 import hashlib
 import json
@@ -53,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
@@ -275,6 +277,236 @@ class _Publisher(_Conn):
         )
 
 
+# -- the compressed variant: 1 KiB JSON text, subscribers with or without permessage-deflate --
+# Text payload: '{"seq":"<12 digits>","t":"<20 digits>",' + one of JSON_BODIES: 1024 bytes of JSON.
+# Every subscriber of a relay that encodes once receives the very same bytes, so the
+# client checks them against one shared stream: the first subscriber to receive a
+# frame parses it (inflates it if compressed; sequence numbers in order) and appends
+# it to the stream; every other subscriber compares what it reads with the stream,
+# a C-level compare per read, whatever the frames' (compressed, varying) sizes.
+
+JSON_SIZE = 1024
+JSON_PREFIX = 49  # len('{"seq":"000000000000","t":"00000000000000000000",')
+
+
+def _json_bodies(count: int = 64) -> list[bytes]:
+    import random
+
+    rng = random.Random(18)
+    bodies = []
+    for _ in range(count):
+        items = []
+        while True:
+            item = {
+                "symbol": "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4)),
+                "bid": round(rng.uniform(10, 500), 2),
+                "ask": round(rng.uniform(10, 500), 2),
+                "volume": rng.randint(1, 10**6),
+                "venue": rng.choice(["XNAS", "XNYS", "BATS", "ARCX"]),
+            }
+            head = '"type":"tick","items":' + json.dumps(items + [item], separators=(",", ":")) + ',"pad":"'
+            if JSON_PREFIX + len(head) + 2 > JSON_SIZE:
+                break
+            items.append(item)
+        head = '"type":"tick","items":' + json.dumps(items, separators=(",", ":")) + ',"pad":"'
+        body = (head + "x" * (JSON_SIZE - JSON_PREFIX - len(head) - 2) + '"}').encode()
+        assert JSON_PREFIX + len(body) == JSON_SIZE
+        bodies.append(body)
+    return bodies
+
+
+JSON_BODIES = _json_bodies()
+DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"  # Chromium's offer
+
+
+class _JsonPublisher(_Publisher):
+    """Sends masked 1 KiB JSON text frames (never compressed: it offers no extension)."""
+
+    def __init__(self, bench: _Client, path: str) -> None:
+        super().__init__(bench, path)
+        self.header = b"\x81\xfe\x04\x00" + self.mask
+        self.mask_int = int.from_bytes(self.mask * (JSON_SIZE // 4), "big")
+
+    def frames(self, first: int, stamps: list[int]) -> bytes:
+        header, mask, bodies = self.header, self.mask_int, JSON_BODIES
+        out = []
+        for i, stamp in enumerate(stamps):
+            seq = first + i
+            payload = b'{"seq":"%012d","t":"%020d",' % (seq, stamp) + bodies[seq % len(bodies)]
+            out.append(header + (int.from_bytes(payload, "big") ^ mask).to_bytes(JSON_SIZE, "big"))
+        return b"".join(out)
+
+
+class _Stream:
+    """The frames every subscriber must receive, in order, as one byte string."""
+
+    def __init__(self, bench: _Client, deflate: bool) -> None:
+        self.bench = bench
+        self.deflate = deflate
+        self.data = bytearray()
+        self.ends: list[int] = []  # end offset of each frame
+        self.first = -1  # the sequence number of the first frame
+
+    def frame(self, data: Any, at: int) -> Optional[tuple[int, int, int]]:
+        """The frame at ``data[at:]``: (end, opcode, seq), seq -1 for a control frame; None if incomplete."""
+        size = len(data)
+        if size - at < 2:
+            return None
+        b0, b1 = data[at], data[at + 1]
+        length, start = b1 & 127, at + 2
+        if length == 126:
+            if size - start < 2:
+                return None
+            length, start = int.from_bytes(data[start : start + 2], "big"), start + 2
+        elif length == 127:
+            if size - start < 8:
+                return None
+            length, start = int.from_bytes(data[start : start + 8], "big"), start + 8
+        if b1 & 128:
+            self.bench.error("masked frame from the server")
+            return (start + 4 + length, b0 & 15, -1) if size >= start + 4 + length else None
+        end = start + length
+        if size < end:
+            return None
+        opcode = b0 & 15
+        if opcode != 1:
+            return end, opcode, -1
+        payload = bytes(data[start:end])
+        if bool(b0 & 0x40) != self.deflate:
+            self.bench.error("compressed frame without permessage-deflate" if b0 & 0x40 else "uncompressed frame")
+            return end, opcode, -1
+        if self.deflate:
+            payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+        if len(payload) != JSON_SIZE or payload[:8] != b'{"seq":"':
+            self.bench.error("unexpected message")
+            return end, opcode, -1
+        return end, opcode, int(payload[8:20])
+
+    def extend(self, data: Any) -> int:
+        """Append the whole frames at the start of ``data`` (which follows the
+        stream); return the bytes taken."""
+        at = 0
+        while True:
+            found = self.frame(data, at)
+            if found is None:
+                return at
+            end, opcode, seq = found
+            if opcode == 8:
+                return len(data)  # the close frame at the end: nothing after it
+            if seq < 0:
+                return len(data)  # an error was counted
+            expected = self.first + len(self.ends)
+            if self.first < 0:
+                self.first = seq
+            elif seq != expected:
+                self.bench.error("sequence numbers out of order")
+                return len(data)
+            self.data += data[at:end]
+            self.ends.append(len(self.data))
+            at = end
+
+    def position(self, seq: int) -> int:
+        """The offset of frame ``seq`` in the stream (its end if it is the next one)."""
+        index = seq - self.first
+        return 0 if index == 0 else self.ends[index - 1]
+
+
+class _StreamSubscriber(_Conn):
+    """A subscriber of the compressed variant: compares its bytes with the shared stream."""
+
+    def __init__(self, bench: _Client, path: str, index: int) -> None:
+        super().__init__(bench, path)
+        self.index = index
+        self.buf = b""
+        self.pos = -1  # offset in the stream of the next byte expected (-1: nothing received yet)
+        self.next = -1
+        self.received = 0
+        self.lost = 0
+        self.reordered = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        extension = DEFLATE_OFFER if self.bench.stream.deflate else b""
+        transport.write(
+            b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+            % (self.path.encode(), host.encode(), port, self.key, extension)
+        )
+
+    def handshake(self, data: bytes) -> None:
+        if not self.bench.stream.deflate:
+            super().handshake(data)
+            return
+        head = self.head + data
+        end = head.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = head[:end].lower().split(b"\r\n")
+            answer = b"".join(line for line in lines if line.startswith(b"sec-websocket-extensions:"))
+            if b"permessage-deflate" not in answer or b"server_no_context_takeover" not in answer:
+                self.head = b""
+                self.fail(f"no permessage-deflate without server context takeover: {answer!r}")
+                return
+            # accepted: hand the rest to the plain handshake check, without the extension line
+            kept = b"\r\n".join(
+                line for line in head[:end].split(b"\r\n") if not line.lower().startswith(b"sec-websocket-extensions:")
+            )
+            self.head = b""
+            super().handshake(kept + head[end:])
+            return
+        self.head = head
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            self.handshake(data)
+            return
+        stream = self.bench.stream
+        if self.buf:
+            data = self.buf + data
+            self.buf = b""
+        pos = self.pos
+        if pos < 0:  # the first frame: where is it in the stream?
+            found = stream.frame(data, 0)
+            if found is None:
+                self.buf = data
+                return
+            seq = found[2]
+            if seq < 0:
+                self.buf = b""
+                return
+            if stream.first < 0 or seq == stream.first + len(stream.ends):
+                pos = len(stream.data)
+            elif stream.first <= seq < stream.first + len(stream.ends):
+                pos = stream.position(seq)
+            else:
+                self.bench.error("first frame before the stream")
+                return
+        size = len(data)
+        common = min(size, len(stream.data) - pos)
+        view = memoryview(data)
+        if common > 0 and memoryview(stream.data)[pos : pos + common] != view[:common]:
+            self.bench.error("bytes differ from the other subscribers'")
+            self.transport.abort()
+            return
+        used = common
+        if common < size:
+            used += stream.extend(view[common:])
+            self.buf = data[used:]
+        before = bisect.bisect_right(stream.ends, pos)
+        after = bisect.bisect_right(stream.ends, pos + used)
+        self.pos = pos + used
+        count = after - before
+        if count:
+            self.received += count
+            self.next = stream.first + after
+            b = self.bench
+            b.nexts[self.index] = self.next
+            b.delivered += count
+            if not b.pump_scheduled:
+                b.pump_scheduled = True
+                b.loop.call_soon(b.pump)
+
+
 class _Client:
     """The client process: N subscribers and a publisher on one topic."""
 
@@ -292,6 +524,7 @@ class _Client:
         self.latencies: list[int] = []
         self.errors: dict[str, int] = {}
         self.closing = False
+        self.stream = _Stream(self, getattr(args, "deflate", False))  # the compressed variant (--json)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -321,12 +554,15 @@ class _Client:
         gate = asyncio.Semaphore(a.connect_concurrency)
         t_connect = time.monotonic()
 
+        subscriber_class: Any = _StreamSubscriber if a.json else _Subscriber
+        publisher_class: Any = _JsonPublisher if a.json else _Publisher
+
         async def subscribe(i: int) -> _Subscriber:
             async with gate:
-                return await self.connect(lambda: _Subscriber(self, path, i), a.timeout)  # type: ignore[return-value]
+                return await self.connect(lambda: subscriber_class(self, path, i), a.timeout)  # type: ignore[return-value]
 
         self.subs = list(await asyncio.gather(*(subscribe(i) for i in range(a.subscribers))))
-        self.pub = await self.connect(lambda: _Publisher(self, path), a.timeout)  # type: ignore[assignment]
+        self.pub = await self.connect(lambda: publisher_class(self, path), a.timeout)  # type: ignore[assignment]
         connect_s = time.monotonic() - t_connect
 
         # Probe until every subscriber has received something: then the relay has
@@ -406,6 +642,10 @@ class _Client:
             "reordered": sum(sub.reordered for sub in self.subs),
             "errors": self.errors,
         }
+        if a.json:
+            stream = self.stream
+            result["mode"] = "deflate" if a.deflate else "plain"
+            result["wire_bytes_per_msg"] = round(len(stream.data) / len(stream.ends), 1) if stream.ends else None
         if a.phase == "latency":
             lat = sorted(self.latencies)
             result["rate"] = a.rate
@@ -437,7 +677,11 @@ def client_main(argv: list[str]) -> int:
     ap.add_argument("--connect-concurrency", type=int, default=50)
     ap.add_argument("--server-pid", type=int, default=0)
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--json", action="store_true", help="1 KiB JSON text messages (the compressed variant)")
+    ap.add_argument("--deflate", action="store_true", help="with --json: subscribers offer permessage-deflate")
     args = ap.parse_args(argv)
+    if args.json and args.phase != "throughput":
+        ap.error("--json measures the throughput phase only")
 
     async def main() -> dict[str, Any]:
         return await _Client(args).run()
@@ -491,12 +735,18 @@ def fastws_relay_available() -> bool:
     return proc.returncode == 0
 
 
-def run_cell(server: Relay, n: int, phase: str, loop: str, args, pinning: Pinning, rate: float, tag: str) -> dict:
+def run_cell(
+    server: Relay, n: int, phase: str, loop: str, args, pinning: Pinning, rate: float, tag: str, mode: str = ""
+) -> dict:
     cmd = [PY, os.path.abspath(__file__), "client", "--port", str(server.port), "--topic", tag]
+    if mode:  # the compressed variant: 1 KiB JSON, subscribers with ("deflate") or without ("plain") compression
+        cmd += ["--json"] + (["--deflate"] if mode == "deflate" else [])
     cmd += ["--subscribers", str(n), "--phase", phase, "--window", str(args.window), "--rate", f"{rate:.3f}"]
     cmd += ["--duration", str(args.duration), "--warmup", str(args.warmup), "--timeout", str(args.timeout)]
     cmd += ["--server-pid", str(server.proc.pid)]  # type: ignore[union-attr]
     cell: dict[str, Any] = {"server": server.spec.key, "loop": loop, "subscribers": n, "phase": phase}
+    if mode:
+        cell["mode"] = mode
     busy0, self0, wall0 = _busy_s(), _self_cpu_s(), time.monotonic()
     kids0 = _children_cpu_s()
     srv0 = server.cpu_s()
@@ -653,6 +903,99 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
     return "\n".join(out)
 
 
+COMPRESSED_BEGIN = "<!-- compressed fan-out: written by bench_fanout.py --compressed -->"
+COMPRESSED_END = "<!-- end of compressed fan-out -->"
+
+
+def markdown_compressed(meta: dict, cells: list[dict], plan: dict) -> str:
+    """The compressed variant's section of fanout.md."""
+    ix = {(c["loop"], c["subscribers"], c["mode"]): c for c in cells}
+    out = [COMPRESSED_BEGIN, "## Compressed fan-out (1 KiB JSON)", ""]
+    out.append(f"- command: `{meta['command']}`; date: {meta['date']}")
+    out.append(
+        f"- machine: {meta['cpu']}, {meta['cores']} cores; Python {meta['python']}; fastws {meta['versions']['fastws']}"
+    )
+    out.append(
+        f"- `fastws relay` (permessage-deflate without context takeover by default), one publisher, N subscribers, "
+        f"1024-byte JSON text messages (64 bodies of ticker data, sequence number and stamp in front); "
+        f"subscribers offer permessage-deflate as Chromium does (`deflate`) or nothing (`plain`); throughput "
+        f"phase: window {meta['window']}, {meta['warmup']} s warmup + {meta['duration']} s measured; "
+        f"pinning: {meta['pinning']}"
+        + (f"; best of {meta['repeat']} interleaved runs per cell" if meta["repeat"] > 1 else "")
+    )
+    out.append(f"- load from other processes: {meta['load']}")
+    out.append("")
+    out.append(
+        "Every subscriber's bytes are checked against the others' (the relay encodes once) and the first copy "
+        "is parsed and inflated: sequence numbers in order, none missing. CPU µs/msg = the relay process's CPU "
+        "time ÷ deliveries; wire B/msg = bytes of one delivered frame."
+    )
+    out.append("")
+    out.append(
+        "| loop | subscribers | subscribers' compression | delivered msg/s | CPU µs/msg | relay CPU | client CPU "
+        "| wire B/msg | loss |"
+    )
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for loop in plan["loops"]:
+        for n in plan["subscribers"]:
+            for mode in ("plain", "deflate"):
+                c = ix.get((loop, n, mode))
+                if not c:
+                    continue
+                cpu = c.get("server_us_per_delivery")
+                row = [
+                    loop,
+                    str(n),
+                    mode,
+                    fmt_rate(c.get("delivered_per_s")) if c.get("deliveries") else "fail",
+                    f"{cpu:.2f}" if cpu else "",
+                    f"{c['server_cpu']:.2f}" if "server_cpu" in c else "",
+                    f"{c['client_cpu']:.2f}" if "client_cpu" in c else "",
+                    f"{c['wire_bytes_per_msg']:.0f}" if c.get("wire_bytes_per_msg") else "",
+                    str(c.get("lost", 0) + c.get("reordered", 0)),
+                ]
+                out.append("| " + " | ".join(row) + " |")
+    out.append("")
+    out.append("| loop | subscribers | CPU/msg deflate ÷ plain | msg/s deflate ÷ plain | wire bytes deflate ÷ plain |")
+    out.append("|---|---:|---:|---:|---:|")
+    for loop in plan["loops"]:
+        for n in plan["subscribers"]:
+            d, p = ix.get((loop, n, "deflate"), {}), ix.get((loop, n, "plain"), {})
+            ratios = [
+                _ratio(d.get(k), p.get(k)) for k in ("server_us_per_delivery", "delivered_per_s", "wire_bytes_per_msg")
+            ]
+            if any(ratios):
+                out.append(f"| {loop} | {n} | " + " | ".join(f"{r:.2f}" if r else "" for r in ratios) + " |")
+    failed = [c for c in cells if c.get("error")]
+    if failed:
+        out.append("")
+        for c in failed:
+            out.append(f"- failed: {c['loop']}, {c['subscribers']} subscribers, {c['mode']}: {c['error']}")
+    out.append(COMPRESSED_END)
+    return "\n".join(out)
+
+
+def with_section(report: str, section: str) -> str:
+    """``report`` with the compressed section (kept from the file, or replaced)."""
+    start = report.find(COMPRESSED_BEGIN)
+    if start >= 0:
+        end = report.find(COMPRESSED_END, start)
+        end = len(report) if end < 0 else end + len(COMPRESSED_END)
+        report = report[:start].rstrip("\n") + report[end:]
+    return report.rstrip("\n") + ("\n\n" + section if section else "") + "\n"
+
+
+def existing_section(path: str) -> str:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start = text.find(COMPRESSED_BEGIN)
+    end = text.find(COMPRESSED_END, start)
+    return text[start : end + len(COMPRESSED_END)] if start >= 0 and end >= 0 else ""
+
+
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a and b else None
 
@@ -704,11 +1047,18 @@ def main() -> int:
     ap.add_argument("--output", default=RESULTS_DIR, help="directory for fanout.md and fanout.json (bench/results)")
     ap.add_argument("--no-save", action="store_true", help="print only; write no fanout.md / fanout.json")
     ap.add_argument("--report", metavar="FILE.json", help="only print the report of an earlier run's JSON")
+    ap.add_argument(
+        "--compressed",
+        action="store_true",
+        help="the compressed variant: fastws relay only, 1 KiB JSON, subscribers with and without permessage-deflate "
+        "(throughput); its section of fanout.md is replaced, raw numbers in fanout-compressed.json",
+    )
     args = ap.parse_args()
     if args.report:
         with open(args.report) as f:
             saved = json.load(f)
-        print(markdown(saved["meta"], saved["cells"], saved["plan"]))
+        render = markdown_compressed if saved.get("compressed") else markdown
+        print(render(saved["meta"], saved["cells"], saved["plan"]))
         return 0
     if args.duration is None:
         args.duration = 1.0 if args.quick else 5.0
@@ -725,6 +1075,8 @@ def main() -> int:
     if "uvloop" in plan["loops"] and _version("uvloop") == "not installed":
         print("bench_fanout: uvloop not installed: uvloop runs skipped", file=sys.stderr)
         plan["loops"].remove("uvloop")
+    if args.compressed:
+        plan["servers"] = ["fastws"]
     if "fastws" in plan["servers"] and not fastws_relay_available():
         print("bench_fanout: `python -m fastws relay` is not available: fastws skipped", file=sys.stderr)
         plan["servers"].remove("fastws")
@@ -737,6 +1089,8 @@ def main() -> int:
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     total = len(plan["loops"]) * len(plan["subscribers"]) * len(plan["servers"]) * 2 * args.repeat
+    if args.compressed:
+        return compressed_main(args, plan, meta, pinning, logdir)
     print(f"bench_fanout: {total} cells, relay logs in {logdir}", file=sys.stderr)
     cells: list[dict] = []
     busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
@@ -820,11 +1174,83 @@ def main() -> int:
     print(report)
     if not args.no_save:
         os.makedirs(args.output, exist_ok=True)
-        with open(os.path.join(args.output, "fanout.md"), "w") as f:
-            f.write(report + "\n")
+        path = os.path.join(args.output, "fanout.md")
+        report = with_section(report, existing_section(path))  # the compressed variant's, from its own run
+        with open(path, "w") as f:
+            f.write(report)
         with open(os.path.join(args.output, "fanout.json"), "w") as f:
             json.dump({"meta": meta, "plan": plan, "quick": args.quick, "cells": cells}, f, indent=1)
         print(f"bench_fanout: report in {args.output}/fanout.md and fanout.json", file=sys.stderr)
+    return 1 if any(c.get("error") for c in cells) else 0
+
+
+def compressed_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> int:
+    """``--compressed``: fastws relay, 1 KiB JSON, plain and deflate subscribers, interleaved."""
+    total = len(plan["loops"]) * len(plan["subscribers"]) * 2 * args.repeat
+    print(f"bench_fanout --compressed: {total} cells, relay logs in {logdir}", file=sys.stderr)
+    cells: list[dict] = []
+    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    done = 0
+    try:
+        for loop in plan["loops"]:
+            server = Relay(SPEC["fastws"], loop, pinning, logdir, args.start_timeout)
+            server.start()
+            try:
+                for n in plan["subscribers"]:
+                    best: dict[str, dict] = {}
+                    for mode in [m for _ in range(args.repeat) for m in ("plain", "deflate")]:
+                        done += 1
+                        if not server.alive():
+                            server.start()
+                        cell = run_cell(server, n, "throughput", loop, args, pinning, 0, f"json-{n}-{done}", mode)
+                        print(
+                            f"[{done}/{total} {time.monotonic() - wall0:4.0f}s] {loop:7} {n:5} {mode:8} "
+                            f"{fmt_rate(cell.get('delivered_per_s')) if cell.get('deliveries') else 'fail':>10} "
+                            f"delivered/s  CPU {cell.get('server_us_per_delivery') or 0:.2f} µs/msg  "
+                            f"wire {cell.get('wire_bytes_per_msg')} B  loss {cell.get('lost', '?')}  "
+                            f"other load {cell.get('other_load', 0):.2f}"
+                            + (f"  ERROR {cell['error']}" if cell.get("error") else ""),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        previous = best.get(mode)
+                        cell["runs"] = (previous["runs"] if previous else []) + [cell.get("delivered_per_s")]
+                        if previous is None or (
+                            not cell.get("error")
+                            and (cell.get("delivered_per_s") or 0) > (previous.get("delivered_per_s") or 0)
+                        ):
+                            best[mode] = cell
+                        else:
+                            previous["runs"] = cell["runs"]
+                    cells.extend(best.values())
+            finally:
+                server.stop()
+    except KeyboardInterrupt:
+        print("bench_fanout: interrupted; reporting what was measured", file=sys.stderr)
+    finally:
+        _kill_all()
+    wall = time.monotonic() - wall0
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None:
+        other = max(0.0, (busy1 - busy0) - (_children_cpu_s() - kids0) - (_self_cpu_s() - self0)) / wall
+        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
+    else:
+        meta["load"] = "n/a"
+    section = markdown_compressed(meta, cells, plan)
+    print(section)
+    if not args.no_save:
+        os.makedirs(args.output, exist_ok=True)
+        path = os.path.join(args.output, "fanout.md")
+        try:
+            with open(path) as f:
+                report = f.read()
+        except OSError:
+            report = "# fastws fan-out benchmark\n"
+        with open(path, "w") as f:
+            f.write(with_section(report, section))
+        with open(os.path.join(args.output, "fanout-compressed.json"), "w") as f:
+            json.dump({"meta": meta, "plan": plan, "compressed": True, "cells": cells}, f, indent=1)
+        print(f"bench_fanout: section in {path}, raw numbers in fanout-compressed.json", file=sys.stderr)
     return 1 if any(c.get("error") for c in cells) else 0
 
 
