@@ -897,3 +897,18 @@ async def test_relay_jwt_claims_decide_the_topics():
         assert tampered.value.status == 401
     finally:
         await stop_cli(process)
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+@async_test
+async def test_relay_compression_switch(setting):
+    process, port = await start_listening("relay", "--port", "0", "--compression", setting)
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/news", proxy=None) as ws:
+            negotiated = ws.response.headers.get("Sec-WebSocket-Extensions")
+        if setting == "on":
+            assert "permessage-deflate" in negotiated and "server_no_context_takeover" in negotiated
+        else:
+            assert negotiated is None
+    finally:
+        await stop_cli(process)

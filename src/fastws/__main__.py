@@ -267,6 +267,8 @@ async def run_relay(args: argparse.Namespace) -> None:
     options: dict[str, Any] = {"reuse_port": True} if args.reuse_port else {}
     if args.origin:
         options["origins"] = args.origin
+    if args.compression == "off":
+        options["compression"] = None  # on: the relay's default, one compressed frame shared by subscribers
     authorize = relay_authorization(args)
     if authorize is not None:
         options["authorize"] = authorize
@@ -713,6 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ORIGIN",
         help=("accept only handshakes with this Origin, as https://example.com (repeatable; others get 403)"),
+    )
+    relay.add_argument(
+        "--compression",
+        choices=["on", "off"],
+        default="on",
+        help="permessage-deflate without context takeover: each message compressed once for all (default on)",
     )
     relay.add_argument(
         "--token",
