@@ -502,6 +502,14 @@ def main() -> int:
         f"echo: {echo_repeats} runs of {echo_duration} s (+0.3 s warm-up) per server and size, in turns",
         "load during the run": load or "n/a",
     }
+    if args.baseline:
+        subject = subprocess.run(
+            ["git", "log", "-1", "--format=%cs %s", args.baseline], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        meta["baseline"] = (
+            f"`fastws twin @ {short}` is src/fastws/_codec_py.py as of {short} ({subject[:60]}…), "
+            "timed in the same run as the working tree's: before and after side by side"
+        )
     names = [name for name, _ in impls]
     text = report(meta, sansio, names, echo, echo_names or [])
     print(text)
