@@ -45,6 +45,7 @@ import platform
 import random
 import shlex
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -415,8 +416,9 @@ def _echo_report(lines: list[str], echo: dict | None, echo_names: list[str], pee
         lines += [
             "Client: `python -m fastws bench --mode roundtrip` on the compiled codec, the same for every server. "
             "msg/s: best run (spread); server µs/echo: the server process's CPU time ÷ echoes, lowest run. "
-            f"Ratios to `{peer}`: msg/s (best ÷ best) and CPU per echo (theirs ÷ ours, > 1 means the "
-            "twin needs less CPU).",
+            f"Ratios to `{peer}`: msg/s (best ÷ best; in brackets the median and range of the ratios "
+            "run by run, each pair measured back to back) and CPU per echo (theirs ÷ ours, > 1 means "
+            "the twin needs less CPU).",
             "",
         ]
         header = ["server"] + [f"{fmt_size(s)} msg/s" for s in sizes] + [f"{fmt_size(s)} µs/echo" for s in sizes]
@@ -438,7 +440,9 @@ def _echo_report(lines: list[str], echo: dict | None, echo_names: list[str], pee
             for s in sizes:
                 ours = max(r for r, _ in echo[s][name])
                 theirs = max(r for r, _ in echo[s][peer])
-                cells.append(f"{ours / theirs:.2f}×")
+                per_run = sorted(a / b for (a, _), (b, _) in zip(echo[s][name], echo[s][peer]))
+                median = statistics.median(per_run)
+                cells.append(f"{ours / theirs:.2f}× (median {median:.2f}, {per_run[0]:.2f}–{per_run[-1]:.2f})")
             for s in sizes:
                 ours = min(u for _, u in echo[s][name])
                 theirs = min(u for _, u in echo[s][peer])
