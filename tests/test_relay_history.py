@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+import fastws.relay
 import fastws.relay.core
 from fastws import connect
 from fastws.exceptions import ConnectionClosed, InvalidStatus
@@ -318,3 +319,87 @@ async def test_subscribers_that_disconnect_at_random_recover_or_are_told():
 async def test_churn_soak(seed):
     summary = await churn(seed=seed, subscribers=40, messages=5000, history=100)
     assert summary["recovered"] > 0
+
+
+# -- gaps told to raw subscribers: closed with GAP_CLOSE_CODE ------------------------
+
+
+async def read_until_closed(ws) -> tuple[list, int]:
+    """Everything ``ws`` receives until it is closed, and the close code."""
+    got: list = []
+    try:
+        while True:
+            got.append(await asyncio.wait_for(ws.recv(), STEP))
+    except ConnectionClosed as closed:
+        return got, closed.code
+
+
+@async_test
+async def test_a_gap_closes_raw_subscribers_with_since_with_4002():
+    relay = Relay(history=100)
+    async with serve_relay(relay=relay) as server:
+        url = f"ws://127.0.0.1:{server.port}/t"
+        for n in range(1, 4):
+            relay.publish("t", f"m{n}")
+        history = relay._history["t"]
+        epoch = history.epoch
+        counting = await connect(f"{url}?since=3&epoch={epoch}")  # counts offsets
+        plain = await connect(url)  # does not: not told
+        async with connect(url + "?envelope=1") as envelope:
+            assert (await receive_json(counting))[0]["recovered"] is True
+            await receive_json(envelope)
+            await wait_for(lambda: relay.topics() == {"t": 3})
+            relay.publish("t", "m4")
+            # Messages 5 and 6 are lost, and the history with them (as when Redis loses its data).
+            history.offset += 2
+            history.entries.clear()
+            relay.gap("t", epoch, 6, "history gone")
+            relay.publish("t", "m7")
+            got, code = await read_until_closed(counting)
+            assert got == ["m4"] and code == fastws.relay.GAP_CLOSE_CODE == 4002  # nothing after the gap
+            assert await receive(plain, 2) == ["m4", "m7"]
+            assert await receive_json(envelope, 3) == [
+                {"topic": "t", "offset": 4, "data": "m4"},
+                {"gap": "t", "epoch": epoch, "offset": 6, "reason": "history gone"},
+                {"topic": "t", "offset": 7, "data": "m7"},
+            ]
+        assert relay.stats.closed_gap == 1 and relay.stats.gaps == 1
+        # It reconnects with the offset it counted (3 + 1): told what was lost, then live.
+        async with connect(f"{url}?since=4&epoch={epoch}") as again:
+            assert await receive_json(again) == [
+                {"subscribed": "t", "epoch": epoch, "offset": 7, "recovered": False, "reason": "history gone"}
+            ]
+            relay.publish("t", "m8")
+            assert await receive(again) == ["m8"]
+        await plain.close()
+
+
+@pytest.mark.parametrize("policy", ["drop-oldest", "drop-newest"])
+@async_test
+async def test_a_raw_subscriber_with_since_is_closed_not_dropped_and_recovers(policy):
+    """Under a drop policy a full backlog would make a counting raw subscriber
+    skip messages unknowingly: it is closed with 4002 instead, and recovers
+    everything from the history."""
+    total, size = 200, 65536
+    relay = Relay(history=total, max_backlog=8, policy=policy)
+    async with serve_relay(relay=relay, write_limit=65536) as server:
+        url = f"ws://127.0.0.1:{server.port}/t"
+        slow = await connect(f"{url}?since=0", max_queue=1, compression=None, max_message_size=None)
+        plain = await connect(url, max_queue=1, compression=None, max_message_size=None)  # also stalled
+        await wait_for(lambda: relay.topics() == {"t": 2})
+        noise = random.Random(0).randbytes(size)
+        for n in range(1, total + 1):
+            relay.publish("t", n.to_bytes(4, "big") + noise)
+            await asyncio.sleep(0)  # one message per loop iteration: the buffers fill, then the backlog
+        assert relay.stats.closed_gap == 1 and relay.stats.dropped > 0  # plain had messages dropped
+        got, code = await read_until_closed(slow)
+        assert code == 4002
+        notice = json.loads(got[0])
+        assert notice == {"subscribed": "t", "epoch": relay._history["t"].epoch, "offset": 0, "recovered": True}
+        numbers = [int.from_bytes(m[:4], "big") for m in got[1:]]
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) < total  # counted, no hole
+        async with connect(f"{url}?since={len(numbers)}&epoch={notice['epoch']}", max_message_size=None) as again:
+            assert (await receive_json(again))[0]["recovered"] is True
+            rest = [int.from_bytes(m[:4], "big") for m in await receive(again, total - len(numbers))]
+            assert numbers + rest == list(range(1, total + 1))  # every message once, in order
+        plain.transport.abort()

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from fastws import connect
+from fastws.exceptions import ConnectionClosed
 
 from ..support.asyncio import async_test
 from .peers import PeerProcess, stop_process_group
@@ -227,11 +228,14 @@ async def test_redis_losing_its_data_is_told_as_a_gap(tmp_path, relays):
     try:
         a = relays(redis.url)
         sub, notice = await subscribe(a, "t")
+        raw = await connect(a.url("t?since=0"))  # a raw subscriber that counts offsets
+        assert (await receive_json(raw))[0]["recovered"] is True
         await a.backplane(lambda s: "t" in s["subscribed"], "subscribed")
         async with connect(a.url("t")) as publisher:
             for n in range(1, 4):
                 await publisher.send(f"m{n}")
             assert await receive_json(sub, 3) == envelopes("t", range(1, 4))
+            assert [await asyncio.wait_for(raw.recv(), STEP) for _ in range(3)] == ["m1", "m2", "m3"]
             redis.stop()
             await a.backplane(lambda s: s["state"] != "connected", "disconnected")
             await redis.start()
@@ -242,6 +246,19 @@ async def test_redis_losing_its_data_is_told_as_a_gap(tmp_path, relays):
         assert gap["gap"] == "t" and gap["reason"] == "epoch changed" and gap["epoch"] != notice["epoch"]
         assert (first["offset"], first["data"], second["offset"]) == (1, "n1", 2)
         assert gap["offset"] == 0  # the new epoch starts here: nothing of it was missed
+        # The raw one is closed with 4002 before n1, reconnects with what it counted, and is told.
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(raw.recv(), STEP)
+        assert closed.value.code == 4002 and closed.value.reason == "gap: reconnect with since"
+        async with connect(a.url(f"t?since=3&epoch={notice['epoch']}")) as again:
+            [told] = await receive_json(again)
+            assert told == {
+                "subscribed": "t",
+                "epoch": gap["epoch"],
+                "offset": 2,
+                "recovered": False,
+                "reason": "epoch changed",
+            }
         await sub.close()
     finally:
         redis.stop()

@@ -9,11 +9,12 @@ is the ready server behind ``fastws relay``; ``RedisBackplane`` (needs the
 
 from .auth import TOKEN_EXPIRED, Denied, JWTAuth, TokenAuth
 from .backplane import RedisBackplane, pack, unpack
-from .core import Relay, RelayStats, SlowConsumerPolicy
+from .core import GAP_CLOSE_CODE, Relay, RelayStats, SlowConsumerPolicy
 from .server import RelayListener, serve_relay
 
 __all__ = [
     "Denied",
+    "GAP_CLOSE_CODE",
     "JWTAuth",
     "Relay",
     "RelayListener",

@@ -32,6 +32,16 @@ to ``offset``), then live ones; ``recovered`` is there when ``since`` was
 given: false (with a ``reason``) if the history does not reach back, and the
 deliveries resume after ``offset``. A ``gap`` says that messages up to
 ``offset`` could not be delivered (Redis lost them).
+
+Raw subscribers get no JSON in their stream (a client could not tell a notice
+from data), so a gap is told to them by closing: one that subscribed with
+``since`` (it counts offsets) is closed with ``GAP_CLOSE_CODE`` (4002, "gap:
+reconnect with since") when messages it cannot be given are found, before any
+message after them; it reconnects with the offset it counted, and the
+``subscribed`` notice says whether the missed messages were recovered. This
+happens when the backplane finds a jump in offsets (``gap()``) and when its
+backlog is full under the drop-oldest or drop-newest policy (dropping would
+silently break its count). Raw subscribers without ``since`` are not told.
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ from ..frames import CloseCode
 if TYPE_CHECKING:
     from ..asyncio.protocol import WebSocket
 
-__all__ = ["Publication", "Recovery", "Relay", "SlowConsumerPolicy"]
+__all__ = ["GAP_CLOSE_CODE", "Publication", "Recovery", "Relay", "SlowConsumerPolicy"]
 
 Message = Union[str, bytes]
 
@@ -68,6 +78,14 @@ logger = logging.getLogger("fastws.relay")
 # send_prepared picks the copy it can take, so compressed and plain
 # subscribers of a topic are fanned out together.
 RAW, ENVELOPE = 0, 1
+
+GAP_CLOSE_CODE = 4002
+"""The close code of a raw subscriber that subscribed with ``since`` when
+messages it cannot be given are found: reconnect with the last offset counted
+(``?since=``); the ``subscribed`` notice says whether they were recovered. In
+4000-4999 (RFC 6455 §7.4.2: for applications), distinct from 1013 (the
+slow-consumer close) and 4001 (token expired)."""
+GAP_CLOSE_REASON = "gap: reconnect with since"
 
 
 def new_epoch() -> str:
@@ -192,7 +210,7 @@ class TopicHistory:
 class _Subscriber:
     """One connection's subscriptions, and its backlog while it cannot be written to."""
 
-    __slots__ = ("ws", "topics", "backlog", "draining", "kind", "recovering")
+    __slots__ = ("ws", "topics", "backlog", "draining", "kind", "recovering", "counting")
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
@@ -200,6 +218,7 @@ class _Subscriber:
         self.backlog: list[PreparedMessage] = []  # held while writing is paused or a fragmented message is sent
         self.draining: Optional[asyncio.Task] = None  # waits until the connection can be written to
         self.kind = RAW
+        self.counting = False  # raw, subscribed with since: told of gaps by GAP_CLOSE_CODE
         # Topics being recovered from Redis: live publications wait in a list,
         # then an int: the last offset replayed (live ones up to it are skipped).
         self.recovering: Optional[dict[str, Union[list[Publication], int]]] = None
@@ -282,6 +301,8 @@ class Relay:
             subscriber = self._subscribers[ws] = _Subscriber(ws)
         if envelope:
             subscriber.kind = ENVELOPE
+        elif since is not None:
+            subscriber.counting = True
         subscriber.topics.add(topic)
         members = self._topics.get(topic)
         if members is None:
@@ -479,7 +500,8 @@ class Relay:
 
     def gap(self, topic: str, epoch: Optional[str], offset: Optional[int], reason: str) -> None:
         """Tell the envelope subscribers of ``topic`` that messages up to
-        ``offset`` could not be delivered (raw subscribers are not told)."""
+        ``offset`` could not be delivered; close the raw ones that subscribed
+        with ``since`` with ``GAP_CLOSE_CODE`` (other raw subscribers are not told)."""
         members = self._topics.get(topic)
         if not members:
             return
@@ -487,7 +509,18 @@ class Relay:
         for subscriber in list(members):
             if subscriber.kind == ENVELOPE:
                 self._send(subscriber, notice)
+            elif subscriber.counting:
+                self._close_for_gap(subscriber, reason)
         self.stats.gaps += 1
+
+    def _close_for_gap(self, subscriber: _Subscriber, why: str) -> None:
+        ws = subscriber.ws
+        if not ws.open or ws.closed:
+            return
+        self.stats.closed_gap += 1
+        logger.info("%s missed messages (%s); closing (%d) to reconnect with since", ws.peer, why, GAP_CLOSE_CODE)
+        subscriber.backlog.clear()  # nothing after the gap
+        ws.close_nowait(GAP_CLOSE_CODE, GAP_CLOSE_REASON)
 
     def _fan_out(self, websockets: list[WebSocket], prepared: PreparedMessage) -> int:
         queued = len(websockets)
@@ -515,6 +548,9 @@ class Relay:
         backlog = subscriber.backlog
         if len(backlog) >= self.max_backlog:
             self.stats.dropped += 1
+            if subscriber.counting and self.policy is not SlowConsumerPolicy.CLOSE:
+                self._close_for_gap(subscriber, "backlog full")  # a drop would break its count
+                return False
             if self.policy is SlowConsumerPolicy.DROP_OLDEST:
                 del backlog[0]
             else:
@@ -560,6 +596,7 @@ class RelayStats:
         self.closed_slow = 0  # subscribers closed by SlowConsumerPolicy.CLOSE
         self.recovered = 0  # missed messages sent to subscribers that came back with since
         self.gaps = 0  # gap notices (messages the backplane lost)
+        self.closed_gap = 0  # raw subscribers with since closed with GAP_CLOSE_CODE
         self.started = time.monotonic()
         self._last = (self.started, 0, 0)
         self.rate_in = 0.0
@@ -589,6 +626,7 @@ class RelayStats:
             "closed_slow": self.closed_slow,
             "recovered": self.recovered,
             "gaps": self.gaps,
+            "closed_gap": self.closed_gap,
         }
         if relay.history_size and not relay.shared_history:
             data["history"] = {

@@ -15,7 +15,10 @@ position), then the missed messages and live ones, raw. ``/?envelope=1`` (or
 ``/<topic>?envelope=1``) delivers JSON envelopes with the topic and offset of
 each message, and a ``subscribed`` notice per subscription; see
 ``fastws.relay.core`` for the formats. A malformed ``since`` is refused with
-400 at the handshake, or closes a control connection with 1008.
+400 at the handshake, or closes a control connection with 1008. A raw
+``/<topic>?since=`` subscriber is told of a gap by a close with 4002
+(``GAP_CLOSE_CODE``: reconnect with the offset you counted), never by JSON in
+its stream.
 
 It runs on the callback API (``Listener``): a message is fanned out inside
 ``data_received``, with no task or queue in between.
