@@ -29,6 +29,18 @@ Two phases per (loop, subscribers, relay):
     python bench/bench_fanout.py                  # 100 and 1000 subscribers, asyncio and uvloop, ~4 min
     python bench/bench_fanout.py --quick          # 100 subscribers, 1 s cells, ~1 min
     python bench/bench_fanout.py --subscribers 1000 --loops uvloop --duration 10
+    python bench/bench_fanout.py --scale          # 10,000 subscribers: memory per idle subscriber, throughput, ~4 min
+
+``--scale``: 10,000 subscribers (``--subscribers``) on one relay process, each
+relay started afresh per cell; the relay's RSS before any connection and once
+every subscriber is connected (before any message) gives the memory per idle
+subscriber (process memory only: the kernel's socket buffers are not in it),
+then the throughput phase runs with 256 B binary messages and with 1 KiB JSON
+text (``plain``), and for fastws with subscribers that negotiate
+permessage-deflate too (``deflate``: websockets compresses per connection with
+context takeover and picows has no permessage-deflate, so only fastws shares a
+compressed frame the client can check). The file-descriptor limit is raised
+for the relays and the client.
 
 Markdown goes to stdout (and bench/results/fanout.md), raw numbers to
 bench/results/fanout.json, progress to stderr.
@@ -90,6 +102,34 @@ STAMPS = struct.Struct("!4xQQ240x")  # (seq, stamp) of each server frame
 RAMP = bytes(range(256)) * 64  # low bytes of consecutive sequence numbers
 MAX_BATCH = len(RAMP) - 256  # frames checked at once by the fast path
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _rss_kb(pid: int) -> Optional[int]:
+    """Resident set size of a live process, KiB (None if unknown)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (children inherit it); return it."""
+    try:
+        import resource
+    except ImportError:
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class _Conn(asyncio.Protocol):
@@ -552,6 +592,7 @@ class _Client:
         path = "/" + a.topic
         self.nexts = [-1] * a.subscribers
         gate = asyncio.Semaphore(a.connect_concurrency)
+        rss_before = _rss_kb(a.server_pid) if a.server_pid else None
         t_connect = time.monotonic()
 
         subscriber_class: Any = _StreamSubscriber if a.json else _Subscriber
@@ -564,6 +605,7 @@ class _Client:
         self.subs = list(await asyncio.gather(*(subscribe(i) for i in range(a.subscribers))))
         self.pub = await self.connect(lambda: publisher_class(self, path), a.timeout)  # type: ignore[assignment]
         connect_s = time.monotonic() - t_connect
+        rss_subscribed = _rss_kb(a.server_pid) if a.server_pid else None  # idle: no message sent yet
 
         # Probe until every subscriber has received something: then the relay has
         # registered all of them, and from the next message on none may be missed.
@@ -641,7 +683,11 @@ class _Client:
             "missing_at_end": missing,
             "reordered": sum(sub.reordered for sub in self.subs),
             "errors": self.errors,
+            "server_rss_before_kb": rss_before,
+            "server_rss_subscribed_kb": rss_subscribed,
         }
+        if rss_before is not None and rss_subscribed is not None:
+            result["rss_per_subscriber_b"] = (rss_subscribed - rss_before) * 1024 / a.subscribers
         if a.json:
             stream = self.stream
             result["mode"] = "deflate" if a.deflate else "plain"
@@ -680,6 +726,7 @@ def client_main(argv: list[str]) -> int:
     ap.add_argument("--json", action="store_true", help="1 KiB JSON text messages (the compressed variant)")
     ap.add_argument("--deflate", action="store_true", help="with --json: subscribers offer permessage-deflate")
     args = ap.parse_args(argv)
+    raise_fd_limit(args.subscribers + 1000)
     if args.json and args.phase != "throughput":
         ap.error("--json measures the throughput phase only")
 
@@ -975,25 +1022,156 @@ def markdown_compressed(meta: dict, cells: list[dict], plan: dict) -> str:
     return "\n".join(out)
 
 
-def with_section(report: str, section: str) -> str:
-    """``report`` with the compressed section (kept from the file, or replaced)."""
-    start = report.find(COMPRESSED_BEGIN)
+def with_section(report: str, section: str, begin: str = COMPRESSED_BEGIN, end_mark: str = COMPRESSED_END) -> str:
+    """``report`` with one section (the compressed one by default) kept from the file, or replaced."""
+    start = report.find(begin)
     if start >= 0:
-        end = report.find(COMPRESSED_END, start)
-        end = len(report) if end < 0 else end + len(COMPRESSED_END)
+        end = report.find(end_mark, start)
+        end = len(report) if end < 0 else end + len(end_mark)
         report = report[:start].rstrip("\n") + report[end:]
     return report.rstrip("\n") + ("\n\n" + section if section else "") + "\n"
 
 
-def existing_section(path: str) -> str:
+def existing_section(path: str, begin: str = COMPRESSED_BEGIN, end_mark: str = COMPRESSED_END) -> str:
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         return ""
-    start = text.find(COMPRESSED_BEGIN)
-    end = text.find(COMPRESSED_END, start)
-    return text[start : end + len(COMPRESSED_END)] if start >= 0 and end >= 0 else ""
+    start = text.find(begin)
+    end = text.find(end_mark, start)
+    return text[start : end + len(end_mark)] if start >= 0 and end >= 0 else ""
+
+
+SCALE_BEGIN = "<!-- fan-out at scale: written by bench_fanout.py --scale -->"
+SCALE_END = "<!-- end of fan-out at scale -->"
+SCALE_MODES = {
+    "fastws": ("binary", "plain", "deflate"),
+    "websockets": ("binary", "plain"),
+    "picows": ("binary", "plain"),
+}
+MODE_LABEL = {"binary": "256 B binary", "plain": "1 KiB JSON", "deflate": "1 KiB JSON, permessage-deflate"}
+
+
+def markdown_scale(meta: dict, cells: list[dict], plan: dict) -> str:
+    """The ``--scale`` section of fanout.md."""
+    out = [SCALE_BEGIN, "## Fan-out at scale", ""]
+    out.append(f"- command: `{meta['command']}`; date: {meta['date']}")
+    out.append(
+        f"- machine: {meta['cpu']}, {meta['cores']} cores; Python {meta['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    )
+    out.append(
+        f"- one relay process started afresh per cell, one publisher, {', '.join(map(str, plan['subscribers']))} "
+        f"subscribers on one topic; throughput phase: window {meta['window']}, {meta['warmup']} s warmup + "
+        f"{meta['duration']} s measured; pinning: {meta['pinning']}; client on {meta['client_loop']}; "
+        f"file-descriptor limit {meta.get('fd_limit')}"
+    )
+    out.append(f"- load from other processes: {meta['load']}")
+    out.append("")
+    out.append(
+        "memory/subscriber = (the relay's RSS once every subscriber is connected, before any message − its RSS "
+        "before the first connection) ÷ subscribers: process memory of an idle subscriber, without the kernel's "
+        "socket buffers. delivered msg/s, CPU µs/msg, relay/client CPU as above; every subscriber's frames are "
+        "checked (order, no loss)."
+    )
+    out.append("")
+    out.append(
+        "| loop | subscribers | server | messages | memory/subscriber | relay RSS | connect s | delivered msg/s "
+        "| CPU µs/msg | relay CPU | client CPU | loss |"
+    )
+    out.append("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in cells:
+        per = c.get("rss_per_subscriber_b")
+        rss = c.get("server_rss_subscribed_kb")
+        cpu = c.get("server_us_per_delivery")
+        row = [
+            c["loop"],
+            f"{c['subscribers']:,}",
+            c["server"],
+            MODE_LABEL[c["scale_mode"]],
+            f"{per / 1024:.1f} KiB" if per is not None else "",
+            f"{rss / 1024:.0f} MiB" if rss is not None else "",
+            f"{c['connect_s']:.1f}" if "connect_s" in c else "",
+            fmt_rate(c.get("delivered_per_s")) if c.get("deliveries") else "fail",
+            f"{cpu:.2f}" if cpu else "",
+            f"{c['server_cpu']:.2f}" if "server_cpu" in c else "",
+            f"{c['client_cpu']:.2f}" if "client_cpu" in c else "",
+            str(c.get("lost", 0) + c.get("reordered", 0)) if "lost" in c else "",
+        ]
+        out.append("| " + " | ".join(row) + " |")
+    failed = [c for c in cells if c.get("error")]
+    if failed:
+        out.append("")
+        for c in failed:
+            out.append(f"- failed: {c['server']}, {c['loop']}, {c['scale_mode']}: {c['error']}")
+    out.append(SCALE_END)
+    return "\n".join(out)
+
+
+def scale_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> int:
+    """``--scale``: each relay started afresh per cell; memory per idle subscriber, then throughput."""
+    meta["fd_limit"] = raise_fd_limit(max(plan["subscribers"]) * 2 + 1000)
+    work = [
+        (loop, n, key, mode)
+        for loop in plan["loops"]
+        for n in plan["subscribers"]
+        for mode in ("binary", "plain", "deflate")
+        for key in plan["servers"]
+        if mode in SCALE_MODES[key]
+    ]
+    print(f"bench_fanout --scale: {len(work)} cells, relay logs in {logdir}", file=sys.stderr)
+    cells: list[dict] = []
+    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    try:
+        for done, (loop, n, key, mode) in enumerate(work, 1):
+            server = Relay(SPEC[key], loop, pinning, logdir, args.start_timeout)
+            server.start()
+            try:
+                tag = f"scale-{n}-{mode}-{done}"
+                cell = run_cell(server, n, "throughput", loop, args, pinning, 0, tag, "" if mode == "binary" else mode)
+            finally:
+                server.stop()
+            cell["scale_mode"] = mode
+            cells.append(cell)
+            per = cell.get("rss_per_subscriber_b")
+            print(
+                f"[{done}/{len(work)} {time.monotonic() - wall0:4.0f}s] {loop:7} {n:6} {key:10} {mode:8} "
+                f"{(per or 0) / 1024:6.1f} KiB/sub  connect {cell.get('connect_s', 0):5.1f} s  "
+                f"{fmt_rate(cell.get('delivered_per_s')) if cell.get('deliveries') else 'fail':>10} delivered/s  "
+                f"CPU {cell.get('server_us_per_delivery') or 0:.2f} µs/msg  client {cell.get('client_cpu', 0)}  "
+                f"loss {cell.get('lost', '?')}  other load {cell.get('other_load', 0):.2f}"
+                + (f"  ERROR {cell['error']}" if cell.get("error") else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+    except KeyboardInterrupt:
+        print("bench_fanout: interrupted; reporting what was measured", file=sys.stderr)
+    finally:
+        _kill_all()
+    wall = time.monotonic() - wall0
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None:
+        other = max(0.0, (busy1 - busy0) - (_children_cpu_s() - kids0) - (_self_cpu_s() - self0)) / wall
+        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
+    else:
+        meta["load"] = "n/a"
+    section = markdown_scale(meta, cells, plan)
+    print(section)
+    if not args.no_save:
+        os.makedirs(args.output, exist_ok=True)
+        path = os.path.join(args.output, "fanout.md")
+        try:
+            with open(path) as f:
+                report = f.read()
+        except OSError:
+            report = "# fastws fan-out benchmark\n"
+        with open(path, "w") as f:
+            f.write(with_section(report, section, SCALE_BEGIN, SCALE_END))
+        with open(os.path.join(args.output, "fanout-scale.json"), "w") as f:
+            json.dump({"meta": meta, "plan": plan, "scale": True, "cells": cells}, f, indent=1)
+        print(f"bench_fanout: section in {path}, raw numbers in fanout-scale.json", file=sys.stderr)
+    return 1 if any(c.get("error") for c in cells) else 0
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -1053,13 +1231,26 @@ def main() -> int:
         help="the compressed variant: fastws relay only, 1 KiB JSON, subscribers with and without permessage-deflate "
         "(throughput); its section of fanout.md is replaced, raw numbers in fanout-compressed.json",
     )
+    ap.add_argument(
+        "--scale",
+        action="store_true",
+        help="10,000 subscribers (default), uvloop (default), every relay afresh per cell: memory per idle "
+        "subscriber and throughput, binary, JSON and (fastws) JSON with permessage-deflate; its section of "
+        "fanout.md is replaced, raw numbers in fanout-scale.json",
+    )
     args = ap.parse_args()
     if args.report:
         with open(args.report) as f:
             saved = json.load(f)
-        render = markdown_compressed if saved.get("compressed") else markdown
+        render = markdown_compressed if saved.get("compressed") else markdown_scale if saved.get("scale") else markdown
         print(render(saved["meta"], saved["cells"], saved["plan"]))
         return 0
+    if args.scale:
+        args.subscribers = args.subscribers or "10000"
+        args.loops = args.loops or "uvloop"
+        args.timeout = max(args.timeout, 60.0)
+        if args.duration is None:
+            args.duration = 3.0
     if args.duration is None:
         args.duration = 1.0 if args.quick else 5.0
     if args.warmup is None:
@@ -1091,6 +1282,8 @@ def main() -> int:
     total = len(plan["loops"]) * len(plan["subscribers"]) * len(plan["servers"]) * 2 * args.repeat
     if args.compressed:
         return compressed_main(args, plan, meta, pinning, logdir)
+    if args.scale:
+        return scale_main(args, plan, meta, pinning, logdir)
     print(f"bench_fanout: {total} cells, relay logs in {logdir}", file=sys.stderr)
     cells: list[dict] = []
     busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
@@ -1176,6 +1369,8 @@ def main() -> int:
         os.makedirs(args.output, exist_ok=True)
         path = os.path.join(args.output, "fanout.md")
         report = with_section(report, existing_section(path))  # the compressed variant's, from its own run
+        scale = existing_section(path, SCALE_BEGIN, SCALE_END)  # --scale's, from its own run
+        report = with_section(report, scale, SCALE_BEGIN, SCALE_END)
         with open(path, "w") as f:
             f.write(report)
         with open(os.path.join(args.output, "fanout.json"), "w") as f:
