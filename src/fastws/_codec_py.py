@@ -609,24 +609,28 @@ def encode_message(
     rsv1: bool = False,
     mask_key=None,
 ) -> bytes:
-    # Fast path: an unmasked, uncompressed data message of bytes that fits one
-    # frame (what a server sends most). Every argument is then valid, so
-    # nothing below could raise: same result, fewer steps.
+    # Fast path: an unmasked, uncompressed text or binary message of str or
+    # bytes that fits one frame (what a server sends most). Every argument is
+    # then valid, so nothing below could raise: same result, fewer steps.
     if (
-        type(payload) is bytes
-        and mask is False
+        mask is False
         and rsv1 is False
         and (opcode == _OP_BINARY or opcode == _OP_TEXT)
         and type(opcode) is int
         and type(max_frame_size) is int
-        and len(payload) <= max_frame_size
+        and max_frame_size > 0
+        and (type(payload) is bytes or type(payload) is str)
     ):
+        if type(payload) is str:
+            payload = payload.encode("utf-8")  # may raise, as _as_payload would, in the same order
         length = len(payload)
-        if length < 126:
-            return _SHORT_HEADERS[opcode][length] + payload
-        if length < 65536:
-            return _HEAD16.pack(0x80 | opcode, 126, length) + payload
-        return _HEAD64.pack(0x80 | opcode, 127, length) + payload
+        if length <= max_frame_size:
+            if length < 126:
+                return _SHORT_HEADERS[opcode][length] + payload
+            if length < 65536:
+                return _HEAD16.pack(0x80 | opcode, 126, length) + payload
+            return _HEAD64.pack(0x80 | opcode, 127, length) + payload
+        # Several frames: the general path below, with the payload now bytes.
     if type(opcode) is not int or opcode not in _KNOWN_OPCODES:
         opcode = _opcode_arg(opcode)
     data = _as_payload(payload)
