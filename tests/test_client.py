@@ -22,7 +22,7 @@ import fastws
 from fastws.asyncio.client import unix_connect
 from fastws.exceptions import ConnectionClosed, InvalidHandshake, InvalidRedirect, InvalidStatus, InvalidURI, ProxyError
 from fastws.handshake import Headers, Response
-from fastws.policy import Backoff, retryable
+from fastws.policy import Backoff, retry_after, retryable
 from fastws.uri import parse_uri, redirect_uri
 
 from .support.asyncio import async_test
@@ -144,6 +144,22 @@ def test_backoff_honours_retry_after_up_to_maximum():
     assert backoff.next_delay(at_least=3600) == 5.0
     with pytest.raises(ValueError):
         Backoff(initial=0)
+
+
+def test_backoff_after_a_disconnect():
+    backoff = Backoff(initial=1.0, maximum=8.0, stable_after=10.0, rng=random.Random(1))
+    assert 0.5 <= backoff.after_disconnect(lasted=0.2) <= 1.0  # dropped at once: a failure
+    assert backoff.failures == 1
+    assert backoff.after_disconnect(lasted=10.0) == 0.0  # a stable connection: reconnect now, start over
+    assert backoff.failures == 0
+
+
+def test_retry_after():
+    later = InvalidStatus(503, "Service Unavailable", response=Response(503, Headers([("Retry-After", "7")])))
+    dated = InvalidStatus(503, "", response=Response(503, Headers([("Retry-After", "Fri, 27 Nov 2026 12:00:00 GMT")])))
+    assert retry_after(later) == 7.0
+    assert retry_after(dated) == 0.0 and retry_after(InvalidStatus(503, "")) == 0.0
+    assert retry_after(ConnectionRefusedError()) == 0.0
 
 
 @pytest.mark.parametrize(

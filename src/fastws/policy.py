@@ -29,6 +29,7 @@ __all__ = [
     "transport_action",
     "Backoff",
     "retryable",
+    "retry_after",
 ]
 
 
@@ -206,8 +207,24 @@ class Backoff:
     def reset(self) -> None:
         self.failures = 0
 
+    def after_disconnect(self, lasted: float) -> float:
+        """The wait before reconnecting after a connection that stayed open
+        ``lasted`` seconds: none (and a fresh start) if it was stable, else the
+        next delay, as for a failed attempt."""
+        if lasted >= self.stable_after:
+            self.reset()
+            return 0.0
+        return self.next_delay()
+
     def __repr__(self) -> str:
         return f"Backoff(initial={self.initial}, factor={self.factor}, maximum={self.maximum})"
+
+
+def retry_after(error: BaseException) -> float:
+    """A 429/503's ``Retry-After`` in seconds (RFC 9110 §10.2.3), or 0; dates are ignored."""
+    response = getattr(error, "response", None) if isinstance(error, InvalidStatus) else None
+    value = (response.headers.get("Retry-After") or "") if response is not None else ""
+    return float(value) if value.isascii() and value.isdigit() else 0.0
 
 
 def retryable(error: BaseException) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..handshake import SERVER_NAME, ClientHandshake, Response
-from ..policy import Backoff, retryable
+from ..policy import Backoff, retry_after, retryable
 from ..proxy import Proxy, proxy_for
 from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
 from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
@@ -236,7 +236,7 @@ class connect:
                 if not retryable(exc):
                     raise
                 self.last_error = exc
-                delay = self.backoff.next_delay(_retry_after(exc))
+                delay = self.backoff.next_delay(retry_after(exc))
                 log.info("connecting to %s failed (%s); retrying in %.2fs", self.uri.uri, _describe(exc), delay)
                 await asyncio.sleep(delay)
                 continue
@@ -246,25 +246,14 @@ class connect:
             finally:
                 await connection.close()
             self.last_error = connection._close_exception()
-            if loop.time() - opened_at >= self.backoff.stable_after:
-                self.backoff.reset()
-                log.info("connection to %s ended (%s); reconnecting", self.uri.uri, _describe(self.last_error))
-            else:
-                delay = self.backoff.next_delay()
-                log.info(
-                    "connection to %s ended (%s) after %.2fs; reconnecting in %.2fs",
-                    *(self.uri.uri, _describe(self.last_error), loop.time() - opened_at, delay),
-                )
+            lasted = loop.time() - opened_at
+            delay = self.backoff.after_disconnect(lasted)
+            log.info(
+                "connection to %s ended (%s) after %.2fs; reconnecting in %.2fs",
+                *(self.uri.uri, _describe(self.last_error), lasted, delay),
+            )
+            if delay:
                 await asyncio.sleep(delay)
-
-
-def _retry_after(error: BaseException) -> float:
-    """A 429/503's ``Retry-After`` in seconds (RFC 9110 §10.2.3), or 0; dates are ignored."""
-    if isinstance(error, InvalidStatus) and error.response is not None:
-        value = error.response.headers.get("Retry-After") or ""
-        if value.isascii() and value.isdigit():
-            return float(value)
-    return 0.0
 
 
 def _describe(error: BaseException) -> str:
