@@ -18,7 +18,7 @@ import pytest
 
 import fastws.connection
 from fastws.auth import basic_auth
-from fastws.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidRedirect, InvalidStatus
+from fastws.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidRedirect, InvalidStatus, ProxyError
 from fastws.frames import OP_BINARY, OP_TEXT
 from fastws.handshake import ClientHandshake, HeadParser, Response, parse_response
 from fastws.sync import connect, serve, unix_connect, unix_serve
@@ -77,7 +77,7 @@ def raw_client(port, path="/"):
         result = parser.feed(data)
         if result is not None:
             head, rest = result
-            assert parse_response(head).status == 101 and rest == b""
+            assert parse_response(head).status == 101  # rest: frames the server sent at once
             return sock
 
 
@@ -242,7 +242,7 @@ def test_ping_waits_for_pong():
 
 
 def test_receive_queue_is_bounded_and_loses_nothing():
-    count, size = 100, 65536
+    count, size = 200, 65536  # 12.5 MiB: more than the server's socket buffers hold
     sent = []
 
     def handler(ws):
@@ -251,13 +251,18 @@ def test_receive_queue_is_bounded_and_loses_nothing():
             sent.append(i)
         ws.recv(TIMEOUT)
 
-    with running(handler, compression=None) as server, connect(url(server), max_queue=8, compression=None) as ws:
+    with running(handler, compression=None) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting: a small window
+        sock.connect(("127.0.0.1", server.port))
+        ws = connect(url(server), sock=sock, max_queue=8, compression=None)
         wait_until(lambda: ws.reading_paused)
         # reading stopped after the read that filled the queue: TCP pushes back
         assert 8 <= len(ws._queue) <= 8 + RECV_SIZE // size + 1
         assert len(sent) < count  # the server is blocked in send()
         assert [ws.recv(TIMEOUT) for _ in range(count)] == [bytes([i]) * size for i in range(count)]
         assert not ws.reading_paused
+        ws.close()
 
 
 def test_send_fragments_keeps_other_senders_out():
@@ -468,7 +473,7 @@ def test_tls(tmp_path):
             assert ws.ping().wait(TIMEOUT) >= 0
 
 
-def test_no_asyncio_on_this_path():
+def test_no_asyncio_on_this_path(codec):
     program = """
 import sys, threading
 import fastws.sync
@@ -481,10 +486,12 @@ with fastws.sync.serve(echo, "127.0.0.1", 0) as server:
         ws.send("x")
         assert ws.recv(10) == "x"
 assert "asyncio" not in sys.modules, "asyncio was imported"
-print("ok")
+print("ok", fastws.codec.BACKEND)
 """
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "ok", result.stderr
+    backend = "python" if codec.__name__.endswith("_py") else "cython"
+    env = {**os.environ, "FASTWS_CODEC": backend}
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
+    assert result.stdout.split() == ["ok", backend], result.stderr
 
 
 # -- peers that misbehave (quick ones; the long ones are in test_sync_hostile.py) --
@@ -582,3 +589,73 @@ def test_writer_to_a_peer_that_never_reads_is_dropped():
         sock.close()
     assert result["error"].code == 1006 and "write timed out" in result["error"].reason
     assert result.get("outbox", 0) <= 1  # nothing piles up in memory
+
+
+# -- proxies ------------------------------------------------------------------------
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on threads: records each request head,
+    answers ``status``, and relays bytes both ways after a 200."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.heads: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        client, _ = self.listener.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        self.heads.append(head)
+        if self.status != 200:
+            client.sendall(b"HTTP/1.1 %d Nope\r\nContent-Length: 0\r\n\r\n" % self.status)
+            client.close()
+            return
+        host, port = head.split(b" ")[1].rsplit(b":", 1)
+        upstream = socket.create_connection((host.decode(), int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        relay = threading.Thread(target=self.pipe, args=(upstream, client), daemon=True)
+        relay.start()
+        self.pipe(client, upstream)
+        relay.join(TIMEOUT)
+
+    @staticmethod
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(TIMEOUT)
+
+
+def test_http_connect_proxy_with_credentials(monkeypatch):
+    with running(echo) as server:
+        proxy = ConnectProxy()
+        with connect(url(server), proxy=f"http://user:p%C3%A9@127.0.0.1:{proxy.port}") as ws:
+            ws.send("through the proxy")
+            assert ws.recv(TIMEOUT) == "through the proxy"
+        proxy.close()
+        head = proxy.heads[0].decode("latin-1")
+        assert head.startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n")
+        assert "Proxy-Authorization: Basic dXNlcjpww6k=" in head  # user:pé in UTF-8
+
+        refusing = ConnectProxy(407)
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{refusing.port}")  # proxy=True: the environment
+        with pytest.raises(ProxyError, match="407"):
+            connect(url(server))
+        refusing.close()
+        with pytest.raises(ProxyError, match="only to http://"):
+            connect(url(server), proxy="socks5://127.0.0.1:1")

@@ -48,6 +48,10 @@ Message = Union[str, bytes]
 RECV_SIZE = 262144
 """Bytes asked of the socket per read: large messages arrive in few reads."""
 
+HANDOVER_DELAY = 0.002
+"""How long after a recv() caller stopped reading the reader thread takes
+over the socket (a recv() that comes back sooner reads it itself)."""
+
 logger = logging.getLogger("fastws")
 
 _POLLIN = getattr(select, "POLLIN", 1) | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
@@ -125,13 +129,18 @@ class WebSocket:
         # held for microseconds, never across a socket call.
         self._lock = threading.Lock()
         self._message_ready = threading.Condition(self._lock)  # recv() waits here
-        self._space_ready = threading.Condition(self._lock)  # the reader waits here while the queue is full
+        self._wake = threading.Condition(self._lock)  # the reader thread waits here (_background_turn)
         self._fragments_done = threading.Condition(self._lock)  # send() waits here during send_fragments()
         self._queue: collections.deque[Message] = collections.deque()
         self._flow = ReadFlow(limits.max_queue)
         self._receiving = False  # a thread is in recv()
+        self._recv_waiting = False  # ... waiting for the reader thread to queue a message
+        self._caller_reading = False  # ... reading the socket itself
+        self._reader_parked = False  # the reader thread waits in _background_turn
+        self._read_lock = threading.Lock()  # held by the one thread reading the socket
+        self._last_read = 0.0  # when a recv() caller last stopped reading
+        self._failure_deadline: Optional[float] = None  # a deferred failure completes by then
         self._fragmenter: Optional[int] = None  # the thread sending a fragmented message
-        self._failure_deferred = False
         self._write_lock = threading.Lock()
         self._outbox: list[bytes] = []
         self._pings: dict[bytes, Pong] = {}
@@ -139,6 +148,7 @@ class WebSocket:
         self._abort_reason: Optional[str] = None
         self._aborted = False
         self._reader: Optional[threading.Thread] = None
+        self._poller = _Poller(sock)
         self._closed = threading.Event()
 
     # -- properties -------------------------------------------------------
@@ -210,38 +220,37 @@ class WebSocket:
         self._reader = threading.Thread(target=self._read_loop, args=(early,), name=name, daemon=True)
         self._reader.start()
 
-    # -- the reader thread ------------------------------------------------
+    # -- reading ------------------------------------------------------------
+    #
+    # One thread at a time reads the socket: whoever holds _read_lock. A
+    # thread in recv() with nothing queued reads the socket itself (no
+    # hand-over between threads on the hot path); the reader thread reads
+    # whenever no recv() has been reading for HANDOVER_DELAY, so pings and
+    # close frames are answered even while the application does not call
+    # recv(). The reader thread also runs the timers (keepalive, a deferred
+    # failure) and closes the socket at the end.
 
     def _read_loop(self, early: bytes) -> None:
         connection = self.connection
         assert connection is not None
-        sock = self.socket
-        recv = sock.recv
-        poller = _Poller(sock)
         try:
-            if early:
-                self._data_received(early)
-            while connection.state is not State.CLOSED:
-                if self._flow.paused:
-                    with self._lock:
-                        while self._flow.paused and connection.state is not State.CLOSED and not self._aborted:
-                            self._space_ready.wait()
-                    if self._aborted:
-                        break
-                    continue
-                keepalive = self._keepalive
-                if keepalive is not None and keepalive.deadline is not None:
-                    remaining = keepalive.deadline - time.monotonic()
-                    if remaining <= 0 or not poller.wait(remaining):
-                        self._keepalive_due()
-                        continue
-                data = recv(RECV_SIZE)
-                if not data:
-                    with self._lock:
-                        connection.receive_eof()
-                    break
-                self._data_received(data)
-            self._after_close(poller)
+            with self._read_lock:
+                if early:
+                    self._data_received(early)
+                self._background_read()
+            with self._lock:
+                if self._recv_waiting:
+                    self._message_ready.notify()
+            while connection.state is not State.CLOSED and not self._aborted:
+                if self._background_turn() and self._read_lock.acquire(False):
+                    try:
+                        self._background_read()
+                    finally:
+                        self._read_lock.release()
+                        with self._lock:
+                            if self._recv_waiting:  # it may read itself now
+                                self._message_ready.notify()
+            self._after_close()
         except OSError as exc:
             if self._abort_reason is None:
                 self.logger.debug("%s connection lost: %s", self.peer, exc)
@@ -251,7 +260,83 @@ class WebSocket:
         finally:
             self._teardown()
 
+    def _background_turn(self) -> bool:
+        """Wait until the reader thread should read (True), or a timer is due
+        (run here; False). Woken by ``_wake_reader``."""
+        connection = self.connection
+        assert connection is not None
+        keepalive = self._keepalive
+        with self._lock:
+            if connection.state is State.CLOSED or self._aborted:
+                return False
+            now = time.monotonic()
+            timeout = None
+            if keepalive is not None and keepalive.deadline is not None and connection.state is State.OPEN:
+                timeout = keepalive.deadline - now
+                if timeout <= 0:
+                    self._lock.release()
+                    try:
+                        self._keepalive_due()
+                    finally:
+                        self._lock.acquire()
+                    return False
+            if connection.failing:  # a deferred failure: recv() completes it, or we do after close_timeout
+                assert self._failure_deadline is not None
+                remaining = self._failure_deadline - now
+                if remaining <= 0:
+                    self._complete_failure()
+                    self._lock.release()
+                    try:
+                        self._flush(wait=False)
+                    finally:
+                        self._lock.acquire()
+                    return False
+                timeout = remaining if timeout is None else min(timeout, remaining)
+            elif self._flow.paused or self._caller_reading:
+                pass  # woken when recv() makes room, or when it stops reading
+            elif connection.state is State.OPEN and now - self._last_read < HANDOVER_DELAY:
+                # Not parked: recv() callers do not wake us (one wake per
+                # message would cost more than the hand-over saves).
+                self._wake.wait(self._last_read + HANDOVER_DELAY - now)
+                return False
+            else:
+                return True
+            self._reader_parked = True
+            self._wake.wait(timeout)
+            self._reader_parked = False
+            return False
+
+    def _background_read(self) -> None:
+        """Read (holding ``_read_lock``) until a recv() caller was served, the
+        queue is full, or the connection closed; keepalive runs in between."""
+        connection = self.connection
+        assert connection is not None
+        recv = self.socket.recv
+        poller = self._poller
+        while True:
+            keepalive = self._keepalive
+            if keepalive is not None and keepalive.deadline is not None:
+                remaining = keepalive.deadline - time.monotonic()
+                if remaining <= 0 or not poller.wait(remaining):
+                    self._keepalive_due()
+                    if connection.state is not State.OPEN:
+                        return
+                    continue
+            data = recv(RECV_SIZE)
+            if not data:
+                with self._lock:
+                    connection.receive_eof()
+                    self._message_ready.notify_all()
+                return
+            served = self._recv_waiting
+            self._data_received(data)
+            if served or self._flow.paused or connection.state is not State.OPEN or connection.failing:
+                self._last_read = time.monotonic()  # a recv() caller is back: let it read
+                return
+
     def _data_received(self, data: bytes) -> None:
+        """Parse received bytes (holding ``_read_lock``): queue messages, answer
+        pings and close frames, record pongs."""
         connection = self.connection
         assert connection is not None
         with self._lock:
@@ -264,7 +349,6 @@ class WebSocket:
                 if out:
                     self._outbox.append(out)
             queue = self._queue
-            queued = False
             for frame in events:
                 opcode = frame.opcode
                 if opcode < OP_CLOSE:
@@ -273,33 +357,30 @@ class WebSocket:
                         continue
                     queue.append(frame.payload)
                     self._flow.after_put(len(queue))
-                    queued = True
                 elif opcode == OP_PONG:
                     self._pong_received(frame.payload)
-            if queued or connection.state is State.CLOSED:
+            if self._recv_waiting and (queue or connection.state is State.CLOSED or failing):
                 self._message_ready.notify()
             if failing:
                 # RFC 6455 §7.1.7, as the asyncio layer does it: messages that
                 # came before the bad bytes are returned by recv() and its
                 # replies sent before the failure's close frame; recv()
-                # completes the failure once the queue is empty (or this
-                # thread does after close_timeout).
+                # completes the failure once the queue is empty (or the
+                # reader thread does after close_timeout).
                 if not queue:
                     self._complete_failure()
-                else:
-                    self._failure_deferred = True
-        self._flush(wait=False)
-        if failing and connection.state is not State.CLOSED:
-            self._await_deferred_failure()
+                elif self._failure_deadline is None:
+                    timeout = self.limits.close_timeout
+                    self._failure_deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+            if connection.state is not State.OPEN or failing:
+                self._wake_reader()
+        if self._outbox:
+            self._flush(wait=False)
 
-    def _await_deferred_failure(self) -> None:
-        connection = self.connection
-        assert connection is not None
-        timeout = self.limits.close_timeout
-        with self._lock:
-            if not self._space_ready.wait_for(lambda: not connection.failing or self._aborted, timeout):
-                self._complete_failure()
-        self._flush(wait=False)
+    def _wake_reader(self) -> None:
+        """Under ``_lock``: wake the reader thread if it waits for something."""
+        if self._reader_parked:
+            self._wake.notify()
 
     def _complete_failure(self) -> None:
         """Queue the failure's close frame (under ``_lock``); the state is then CLOSED."""
@@ -308,8 +389,9 @@ class WebSocket:
         if connection.failing:
             self._outbox.append(connection.data_to_send())
             self._message_ready.notify_all()
+            self._wake_reader()
 
-    def _after_close(self, poller: _Poller) -> None:
+    def _after_close(self) -> None:
         """RFC 6455 §7.1.1: the server closes TCP now; the client waits for the
         server to (at most close_timeout). After a failure, linger: our side
         shut down, reading until the peer hangs up (a reset could destroy the
@@ -330,13 +412,19 @@ class WebSocket:
                 self.socket.shutdown(socket.SHUT_WR)
         timeout = self.limits.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and (remaining <= 0 or not poller.wait(remaining)):
-                self.logger.debug("%s peer did not close TCP within %ss", self.peer, timeout)
-                return
-            if not self.socket.recv(RECV_SIZE):
-                return
+        # A recv() caller that saw the close lets go of the socket at once.
+        if not self._read_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and (remaining <= 0 or not self._poller.wait(remaining)):
+                    self.logger.debug("%s peer did not close TCP within %ss", self.peer, timeout)
+                    return
+                if not self.socket.recv(RECV_SIZE):
+                    return
+        finally:
+            self._read_lock.release()
 
     def _teardown(self) -> None:
         """The reader is done: close the socket, wake every waiter."""
@@ -344,8 +432,15 @@ class WebSocket:
             self.socket.shutdown(socket.SHUT_RDWR)  # also ends a write blocked on this socket
         except OSError:
             pass
-        with self._write_lock:  # no write may still use the descriptor when it is closed
-            self.socket.close()
+        # No read or write may still use the descriptor when it is closed (the
+        # shutdown above ends both at once; a bounded wait all the same).
+        reading = self._read_lock.acquire(timeout=1.0)
+        try:
+            with self._write_lock:
+                self.socket.close()
+        finally:
+            if reading:
+                self._read_lock.release()
         with self._lock:
             if self.connection is not None:
                 self.connection.receive_eof()
@@ -354,7 +449,6 @@ class WebSocket:
                 pong._fail(error)
             self._pings.clear()
             self._message_ready.notify_all()
-            self._space_ready.notify_all()
             self._fragments_done.notify_all()
         self._closed.set()
         self.connection_closed(error)
@@ -412,31 +506,73 @@ class WebSocket:
             raise RuntimeError("the handshake is not finished")
         with self._lock:
             queue = self._queue
-            if not queue:
-                if self._receiving:
-                    raise RuntimeError("recv() is already running in another thread")
-                self._receiving = True
+            if queue:
+                message = queue.popleft()
+                if self._flow.after_get(len(queue)):
+                    self._wake_reader()
+                return message
+            if self._receiving:
+                raise RuntimeError("recv() is already running in another thread")
+            self._receiving = True
+        try:
+            return self._recv_wait(None if timeout is None else time.monotonic() + timeout, timeout)
+        finally:
+            self._receiving = False
+
+    def _recv_wait(self, deadline: Optional[float], timeout: Optional[float]) -> Message:
+        """recv() with an empty queue: read the socket here if no other thread
+        does, else wait for the reader thread to queue a message."""
+        connection = self.connection
+        assert connection is not None
+        queue = self._queue
+        while True:
+            with self._lock:
+                if queue:
+                    message = queue.popleft()
+                    if self._flow.after_get(len(queue)):
+                        self._wake_reader()
+                    return message
+                if connection.failing:
+                    self._complete_failure()  # every message before the protocol error was returned
+                if connection.state is State.CLOSED or self._closed.is_set() or self._aborted:
+                    if self._outbox:
+                        self._lock.release()
+                        try:
+                            self._flush(wait=False)  # a failure's close frame
+                        finally:
+                            self._lock.acquire()
+                    raise self._close_exception()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"no message within {timeout}s")
+                reading = not self._flow.paused and self._read_lock.acquire(False)
+                if not reading:
+                    self._recv_waiting = True
+                    try:
+                        self._message_ready.wait(remaining)
+                    finally:
+                        self._recv_waiting = False
+                    continue
+                self._caller_reading = True
+            try:
+                if remaining is not None and not self._poller.wait(remaining):
+                    continue
                 try:
-                    deadline = None if timeout is None else time.monotonic() + timeout
-                    while not queue:
-                        if connection.failing:
-                            self._complete_failure()  # every message before the protocol error was returned
-                            self._space_ready.notify()
-                        if connection.state is State.CLOSED or self._closed.is_set():
-                            raise self._close_exception()
-                        if deadline is None:
-                            self._message_ready.wait()
-                        elif not self._message_ready.wait(deadline - time.monotonic()) and not queue:
-                            if time.monotonic() >= deadline:
-                                raise TimeoutError(f"no message within {timeout}s")
-                finally:
-                    self._receiving = False
-            message = queue.popleft()
-            if self._flow.after_get(len(queue)):
-                self._space_ready.notify()
-        if self._outbox:
-            self._flush()  # a deferred failure's close frame
-        return message
+                    data = self.socket.recv(RECV_SIZE)
+                except OSError as exc:
+                    self.logger.debug("%s connection lost: %s", self.peer, exc)
+                    data = b""
+                if data:
+                    self._data_received(data)
+                else:
+                    with self._lock:
+                        connection.receive_eof()
+            finally:
+                with self._lock:
+                    self._caller_reading = False
+                    self._last_read = time.monotonic()
+                    self._wake_reader()
+                self._read_lock.release()
 
     def __iter__(self) -> Iterator[Message]:
         """Every message until the connection is closed normally (1000/1001);
@@ -508,8 +644,8 @@ class WebSocket:
                     self._outbox.append(
                         connection.send_close(CloseCode.INTERNAL_ERROR, "fragmented message interrupted")
                     )
-                    self._flow.closing()
-                    self._space_ready.notify()
+                    if self._flow.closing():
+                        self._wake_reader()
             raise
         finally:
             with self._lock:
@@ -608,9 +744,9 @@ class WebSocket:
                 self._complete_failure()
             elif connection.state is State.OPEN:
                 self._outbox.append(connection.send_close(code, reason))
-            if self._flow.closing():  # the peer's close frame may be behind the full queue
-                self._space_ready.notify()
-            self._space_ready.notify()  # a deferred failure is complete
+            self._flow.closing()  # the peer's close frame may be behind a full queue
+            self._last_read = 0.0  # the reader thread reads from now on: the close reply must not wait
+            self._wake_reader()
         try:
             self._flush(wait)
         except ConnectionClosed:
@@ -630,7 +766,8 @@ class WebSocket:
             self._abort_reason = reason
         self._aborted = True
         with self._lock:
-            self._space_ready.notify_all()
+            self._wake_reader()
+            self._message_ready.notify_all()
         try:
             self.socket.shutdown(socket.SHUT_RDWR)  # wakes the reader and a blocked write
         except OSError:
