@@ -496,12 +496,15 @@ def main() -> int:
         # during the echo part this counts them too: read it as an upper bound.
         load = f"{max(0.0, (busy1 - busy0) - (self_cpu_s() - self0)) / wall:.2f} cores busy besides this process"
 
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    head = head.stdout.strip() or "?"
     meta = {
         "command": "python " + " ".join(shlex.quote(a) for a in ["bench/bench_twin.py"] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable)",
         "Python": f"{platform.python_implementation()} {platform.python_version()} on {platform.platform()}",
-        "versions": f"fastws {version('pyfastws')} (working tree), websockets {websockets.__version__}",
+        "versions": f"fastws working tree at {head} ({version('pyfastws')} as a distribution), "
+        f"websockets {websockets.__version__}",
         "timing": f"sans-I/O: best of {repeats} runs of ≥ {min_time} s each, gc off, in turns; "
         f"echo: {echo_repeats} runs of {echo_duration} s (+0.3 s warm-up) per server and size, in turns",
         "load during the run": load or "n/a",
