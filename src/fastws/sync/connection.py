@@ -1,21 +1,26 @@
 """A WebSocket connection on a blocking socket, shared by the threaded server and client.
 
 Threads and locks, nothing else: no asyncio. The sans-I/O ``Connection`` does
-every protocol rule; this class moves bytes. One background *reader thread*
-per connection reads the socket, feeds ``Connection.receive_data``, answers
-pings and close frames at once (even while nobody calls ``recv()``) and queues
-messages for ``recv()``. Any thread may send.
+every protocol rule; this class moves bytes.
 
-Writes keep the order in which frames were encoded (which permessage-deflate
-with context takeover needs): every frame is encoded under ``_lock`` into the
-*outbox*, and whoever holds ``_write_lock`` writes the outbox in order. The
-reader thread never waits for a slow writer: it leaves its pongs and close
-replies in the outbox for the thread writing (``_flush(wait=False)``).
+Reading: one thread at a time reads the socket (``_read_lock``). A thread in
+``recv()`` with nothing queued reads it itself, so a message costs no hand-over
+between threads. Each connection also has a *reader thread*, which reads
+whenever no ``recv()`` has for ``HANDOVER_DELAY`` (2 ms): pings and close
+frames are answered even while the application does not call ``recv()``.
+Messages it reads wait in a queue of ``max_queue``; when the queue is full,
+nobody reads and TCP pushes back on the peer. The reader thread also runs
+keepalive (it polls the socket until the next deadline), bounds a deferred
+failure, and closes the socket at the end.
 
-Timers live in the threads that wait: keepalive in the reader (it polls the
-socket until the next deadline), the close timeout in ``close()``, the write
-timeout in the kernel (``SO_SNDTIMEO``: a send that makes no progress for
-``write_timeout`` fails, and the connection is dropped).
+Writing: any thread may send. Every frame is encoded under ``_lock`` into the
+*outbox*, and whoever holds ``_write_lock`` writes the outbox in order, so
+frames leave in the order they were encoded (which permessage-deflate with
+context takeover needs). A reader never waits for a slow writer: it leaves its
+pongs and close replies to the thread writing (``_flush(wait=False)``). The
+write timeout is the kernel's (``SO_SNDTIMEO``): a send that makes no progress
+for ``write_timeout`` fails, and the connection is dropped. The close timeout
+is enforced by ``close()`` itself.
 """
 
 from __future__ import annotations

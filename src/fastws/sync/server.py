@@ -252,6 +252,7 @@ class Server:
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._closing = False
+        self._shut_down = False
         self._serving = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()  # not serving yet
@@ -362,6 +363,8 @@ class Server:
         connection with ``code`` (1001 going away) and wait for the connection
         threads, at most ``close_timeout`` (then the sockets are dropped)."""
         build_close(code, reason)  # an invalid code or reason raises before anything closes
+        if self._shut_down:
+            return
         if not self._closing:
             self.logger.info("server shutting down")
         self._closing = True
@@ -393,6 +396,7 @@ class Server:
                 self.logger.warning("%s still running after shutdown (a handler that ignores closing?)", thread.name)
         self._wake_r.close()
         self._wake_w.close()
+        self._shut_down = True
 
     def _remove_unix_socket(self) -> None:
         if self._unix_socket is None:
@@ -410,8 +414,7 @@ class Server:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._wake_w._closed:  # type: ignore[attr-defined]
-            self.shutdown()
+        self.shutdown()
 
 
 _SERVE_KEYWORDS = frozenset(
