@@ -39,7 +39,8 @@ def run(parser, pieces):
             frames += parser.feed(piece)
         except ProtocolError as exc:
             frames += exc.frames
-            return [_plain(f) for f in frames], (type(exc).__name__, exc.code, exc.reason), sizes
+            failure = (type(exc).__name__, exc.code, exc.reason, parser.failed, parser.buffered)
+            return [_plain(f) for f in frames], failure, sizes
         sizes.append(parser.buffered)
     return [_plain(f) for f in frames], None, sizes
 

@@ -76,7 +76,7 @@ class FrameParser:
     def feed(self, data: Buffer) -> list[Frame]: ...
     @property
     def buffered(self) -> int:
-        """Bytes held back: a partial header, payload or fragmented message."""
+        """Bytes held back: a partial header, payload or fragmented message (0 once failed)."""
 
     @property
     def failed(self) -> bool:

@@ -365,6 +365,8 @@ cdef class FrameParser:
     @property
     def buffered(self):
         cdef uint64_t held = self._header_len
+        if self._error is not None:
+            return 0  # a failed parser holds nothing it will ever deliver
         if self._in_frame:
             held += self._frame_size
         if self.assemble and self._message_opcode:

@@ -245,6 +245,8 @@ class FrameParser:
 
     @property
     def buffered(self) -> int:
+        if self._error is not None:
+            return 0  # a failed parser holds nothing it will ever deliver
         held = len(self._header)
         if self._in_frame:
             held += self._frame_size
