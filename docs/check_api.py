@@ -50,11 +50,7 @@ PACKAGE = "fastws"
 # them. Shrink it: add the docstring in src/, then remove the line here.
 UNDOCUMENTED: frozenset[str] = frozenset(
     {
-        "fastws.extensions.permessage_deflate.NAME",
-        "fastws.relay.server.MAX_TOPIC_LENGTH",
-        "fastws.relay.server.MAX_WAITING",
         "fastws.sync.connection.Message",
-        "fastws.relay.auth.Authorize",
     }
 )
 

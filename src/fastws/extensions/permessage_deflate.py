@@ -24,6 +24,7 @@ from ..exceptions import InvalidHandshake, MessageTooBig, ProtocolError
 __all__ = ["PerMessageDeflate", "Deflate", "parse_extensions", "NAME", "SERVER_DEFAULT", "CLIENT_DEFAULT"]
 
 NAME = "permessage-deflate"
+"""The extension token in Sec-WebSocket-Extensions (RFC 7692 §7)."""
 _TRAILER = b"\x00\x00\xff\xff"
 _PARAMETERS = (
     "server_no_context_takeover",

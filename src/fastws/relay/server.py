@@ -54,7 +54,9 @@ __all__ = ["serve_relay", "RelayListener", "MAX_TOPIC_LENGTH", "MAX_WAITING", "R
 logger = logging.getLogger("fastws.relay")
 
 MAX_TOPIC_LENGTH = 256
-MAX_WAITING = 256  # messages held while an async authorize() answers; one more closes with 1008
+"""Longest topic name, in characters; a longer one closes the connection with 1008."""
+MAX_WAITING = 256
+"""Messages held while an async ``authorize()`` answers; one more closes the connection with 1008."""
 
 RELAY_COMPRESSION = PerMessageDeflate(server_no_context_takeover=True, client_no_context_takeover=True)
 """The relay's permessage-deflate: no context takeover either way. Every
