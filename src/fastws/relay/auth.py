@@ -51,7 +51,7 @@ TOKEN_EXPIRED = 4001
 """The close code when a connection's token expires (or is found expired later)."""
 
 Authorize = Callable[[Request, Optional[str], str], Union[Any, Awaitable[Any]]]
-"""``authorize(request, topic, action)``: truthy to allow (or awaitable of it); raise ``Denied`` to choose the refusal."""
+"""``authorize(request, topic, action)``: truthy (or an awaitable of it) allows; ``Denied`` refuses."""
 ACTIONS = ("connect", "subscribe", "publish")
 
 
