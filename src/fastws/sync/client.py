@@ -13,17 +13,16 @@ import os
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..exceptions import ConnectionClosedError, InvalidRedirect, InvalidStatus, ProxyError
+from ..exceptions import ConnectionClosedError, InvalidStatus, ProxyError
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
-from ..handshake import SERVER_NAME, ClientHandshake, Headers, Response
+from ..handshake import SERVER_NAME, ClientHandshake, Response
 from ..limits import LimitOptions, Limits
 from ..proxy import ConnectTunnel, proxy_for
-from ..upgrade import ClientUpgrade
-from ..uri import MAX_REDIRECTS, REDIRECT_STATUSES, WebSocketURI, parse_uri, redirect_uri
+from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
+from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
 from .connection import WebSocket
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["connect", "unix_connect", "ClientConnection"]
 
-HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], Headers]
 USER_AGENT = SERVER_NAME
 client_logger = logging.getLogger("fastws.client")
 
@@ -39,17 +37,14 @@ client_logger = logging.getLogger("fastws.client")
 class ClientConnection(WebSocket):
     """A connection opened by ``connect``; ``response`` holds the server's answer."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        handshake: ClientHandshake,
-        limits: Limits,
-        compression: Optional[PerMessageDeflate],
-        log: logging.Logger,
-    ) -> None:
+    def __init__(self, sock: socket.socket, upgrade: ClientUpgrade, limits: Limits, log: logging.Logger) -> None:
         super().__init__(sock, limits, is_client=True, log=log)
-        self.handshake = handshake
-        self._upgrade = ClientUpgrade(handshake, compression, limits.max_header_size)
+        self._upgrade = upgrade
+
+    @property
+    def handshake(self) -> ClientHandshake:
+        """The upgrade request this connection sent (``handshake.request``)."""
+        return self._upgrade.handshake
 
     @property
     def request(self) -> Any:
@@ -87,14 +82,6 @@ def _settimeout(sock: socket.socket, deadline: Optional[float]) -> None:
     sock.settimeout(remaining)
 
 
-def _header_pairs(headers: Optional[HeadersLike]) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return [(name, value) for name, value in headers]
-
-
 class _Opener:
     """One opening: the URI, the options, and redirects followed within ``open_timeout``."""
 
@@ -121,11 +108,15 @@ class _Opener:
         self.uri = parse_uri(uri)
         if not self.uri.secure and ssl is not None:
             raise ValueError("ssl= needs a wss:// URI")
-        self.subprotocols = subprotocols
-        self.extra_headers = _header_pairs(extra_headers)
-        self.origin = origin
+        self.request = ClientRequest(
+            subprotocols=subprotocols,
+            extra_headers=extra_headers,
+            origin=origin,
+            user_agent=user_agent_header,
+            compression=compression,
+            max_header_size=self.limits.max_header_size,
+        )
         self.user_agent_header = user_agent_header
-        self.compression = compression
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.sock = sock
@@ -135,45 +126,20 @@ class _Opener:
             client_logger if logger is None else logging.getLogger(logger) if isinstance(logger, str) else logger
         )
         self.unix_path = unix_path
-        self._handshake(self.uri)  # a header that cannot be written raises here
-
-    def _handshake(self, target: WebSocketURI) -> ClientHandshake:
-        headers = self.extra_headers
-        authorization = target.authorization()
-        if authorization is not None and not any(name.lower() == "authorization" for name, _ in headers):
-            headers = [*headers, ("Authorization", authorization)]
-        return ClientHandshake(
-            target.host_header,
-            target.resource,
-            subprotocols=self.subprotocols,
-            extra_headers=headers,
-            origin=self.origin,
-            extensions=self.compression.offer() if self.compression is not None else None,
-            user_agent=self.user_agent_header,
-        )
 
     def open(self) -> ClientConnection:
         timeout = self.limits.open_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        target, status = self.uri, 0
+        redirects = Redirects(self.uri, self.max_redirects, pinned=self.sock is not None or self.unix_path is not None)
         try:
-            for _ in range(self.max_redirects + 1):
+            while True:
                 try:
-                    return self._attempt(target, deadline)
+                    return self._attempt(redirects.target, deadline)
                 except InvalidStatus as exc:
-                    if exc.status not in REDIRECT_STATUSES or self.max_redirects == 0:
-                        raise
-                    status = exc.status
-                    location = exc.response.headers.get("Location") if exc.response is not None else None
-                    target = redirect_uri(target, exc.status, location)
-                    if self.sock is not None or self.unix_path is not None:
-                        raise InvalidRedirect(
-                            f"HTTP {exc.status} redirect on a socket given to connect()", exc.status
-                        ) from exc
+                    target = redirects.follow(exc)
                     self.logger.info("redirected (%d) to %s", exc.status, target.uri)
         except (socket.timeout, TimeoutError):
             raise TimeoutError(f"opening handshake timed out after {timeout}s") from None
-        raise InvalidRedirect(f"more than {self.max_redirects} redirects, the last to {target.uri}", status)
 
     def _attempt(self, target: WebSocketURI, deadline: Optional[float]) -> ClientConnection:
         sock = self._socket(target, deadline)
@@ -183,7 +149,7 @@ class _Opener:
                 hostname = self.server_hostname if self.server_hostname is not None else target.host
                 _settimeout(sock, deadline)
                 sock = context.wrap_socket(sock, server_hostname=hostname)
-            ws = ClientConnection(sock, self._handshake(target), self.limits, self.compression, self.logger)
+            ws = ClientConnection(sock, self.request.upgrade(target), self.limits, self.logger)
             ws._handshake(deadline)
             return ws
         except BaseException:
