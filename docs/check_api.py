@@ -50,7 +50,6 @@ PACKAGE = "fastws"
 # them. Shrink it: add the docstring in src/, then remove the line here.
 UNDOCUMENTED: frozenset[str] = frozenset(
     {
-        "fastws.sync.connection.Message",
     }
 )
 

@@ -49,6 +49,7 @@ from ..upgrade import ClientUpgrade, ServerUpgrade
 __all__ = ["WebSocket", "Pong", "Message"]
 
 Message = Union[str, bytes]
+"""A received or sent message: ``str`` for text, ``bytes`` for binary."""
 
 RECV_SIZE = 262144
 """Bytes asked of the socket per read: large messages arrive in few reads."""
