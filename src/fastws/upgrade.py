@@ -10,10 +10,12 @@ feed through its usual receive path, so none is lost or parsed twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .connection import Connection
+from .exceptions import InvalidHandshake
 from .extensions.permessage_deflate import Deflate, PerMessageDeflate
 from .frames import MAX_FRAME_SIZE, MAX_MESSAGE_SIZE
 from .handshake import (
@@ -25,6 +27,7 @@ from .handshake import (
     Request,
     Response,
     ServerHandshake,
+    error_response,
     parse_request,
     parse_response,
 )
@@ -106,6 +109,56 @@ class ServerUpgrade(_Upgrade):
         assert self.request is not None, "accept() before the request is complete"
         self.response, self.subprotocol, self.extension = self.handshake.accept(self.request)
         return self.response
+
+    # What a server answers other than a 101 it accepted, the same for every
+    # I/O layer: our Server header on each answer, no details of our own
+    # failures on the wire, a hook's answer checked before it is written.
+
+    def error(self, status: int, text: str, headers: Any = ()) -> Response:
+        """A fresh plain-text answer (hooks may edit it in place), with our Server header."""
+        response = error_response(status, text, headers)
+        if self.handshake.server_header:
+            response.headers.add("Server", self.handshake.server_header)
+        return response
+
+    def rejection(self, error: InvalidHandshake, log: logging.Logger, peer: str) -> Response:
+        """The answer to a refused handshake: its status and reason, or a bare 500 for our own fault."""
+        if error.status >= 500:
+            log.error("%s handshake failed: %d %s", peer, error.status, error.reason, exc_info=error.__cause__)
+            return self.error(500, "Internal Server Error")
+        log.info("%s rejected handshake: %d %s", peer, error.status, error.reason)
+        return self.error(error.status, error.reason, error.headers)
+
+    def hook_answer(self, name: str, answer: object, log: logging.Logger, peer: str) -> Response:
+        """A hook's (``process_request``/``process_response``) answer, checked: 500 if it is
+        no writable Response; our Server header added to a copy (the hook's object may be
+        shared between connections)."""
+        if not isinstance(answer, Response):
+            log.error("%s %s returned %s, not a Response or None; answering 500", peer, name, type(answer).__name__)
+            return self.error(500, "Internal Server Error")
+        server_header = self.handshake.server_header
+        if not server_header or answer.status == 101 or "Server" in answer.headers:
+            return answer
+        try:
+            headers = Headers(answer.headers)
+            headers.add("Server", server_header)
+            return Response(answer.status, headers, answer.body, answer.reason)
+        except (ValueError, TypeError):  # InvalidHeader: a field changed after construction
+            log.exception("%s %s returned an unwritable response; answering 500", peer, name)
+            return self.error(500, "Internal Server Error")
+
+    def final_head(self, response: Response, log: logging.Logger, peer: str) -> tuple[Response, bytes]:
+        """The answer to write and its bytes: a 101 that ``accept()`` did not make, or
+        an answer that cannot be written (changed after it was checked), becomes 500."""
+        if response.status == 101 and self.response is None:
+            log.error("%s a hook answered 101 itself (return None to accept); answering 500", peer)
+            response = self.error(500, "Internal Server Error")
+        try:
+            return response, response.serialize()
+        except (ValueError, TypeError):  # InvalidHeader
+            log.exception("%s unwritable handshake response; answering 500", peer)
+            response = self.error(500, "Internal Server Error")
+            return response, response.serialize()
 
 
 class ClientUpgrade(_Upgrade):

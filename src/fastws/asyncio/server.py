@@ -17,7 +17,7 @@ from .. import __version__
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode, build_close
-from ..handshake import ExtensionHook, Headers, Request, Response, ServerHandshake, error_response
+from ..handshake import ExtensionHook, Request, Response, ServerHandshake
 from ..upgrade import ServerUpgrade
 from .protocol import LimitOptions, Limits, Listener, WebSocket
 
@@ -153,55 +153,23 @@ class ServerConnection(WebSocket):
         return self._error(500, "Internal Server Error")
 
     def _checked(self, name: str, response: Any) -> Response:
-        """A hook's answer, with the Server header added to a copy (the hook's
-        object may be shared between connections); 500 if it is no Response."""
-        if not isinstance(response, Response):
-            self.logger.error(
-                "%s %s returned %s, not a Response or None; answering 500", self.peer, name, type(response).__name__
-            )
-            return self._error(500, "Internal Server Error")
-        server_header = self.server.handshake.server_header
-        if not server_header or response.status == 101 or "Server" in response.headers:
-            return response
-        try:
-            headers = Headers(response.headers)
-            headers.add("Server", server_header)
-            return Response(response.status, headers, response.body, response.reason)
-        except (ValueError, TypeError):  # InvalidHeader: a field changed after construction
-            self.logger.exception("%s %s returned an unwritable response; answering 500", self.peer, name)
-            return self._error(500, "Internal Server Error")
+        return self._upgrade.hook_answer(name, response, self.logger, self.peer)
 
     def _error(self, status: int, text: str, headers: Any = ()) -> Response:
-        """A fresh plain-text error answer (hooks may edit it in place), with our Server header."""
-        response = error_response(status, text, headers)
-        if self.server.handshake.server_header:
-            response.headers.add("Server", self.server.handshake.server_header)
-        return response
+        return self._upgrade.error(status, text, headers)
 
     def _rejection(self, exc: InvalidHandshake) -> Response:
-        if exc.status >= 500:  # our fault (a hook's answer), not the client's: no details on the wire
-            self.logger.error("%s handshake failed: %d %s", self.peer, exc.status, exc.reason, exc_info=exc.__cause__)
-            return self._error(500, "Internal Server Error")
-        self.logger.info("%s rejected handshake: %d %s", self.peer, exc.status, exc.reason)
-        return self._error(exc.status, exc.reason, exc.headers)
+        return self._upgrade.rejection(exc, self.logger, self.peer)
 
     def _send(self, response: Response) -> None:
         """Write the answer: a 101 that accept() made opens the connection, anything else closes it."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if response.status == 101 and self.server._closing:  # defensive: close() refuses handshakes itself
+            response = self._error(503, "server shutting down")
+        response, head = self._upgrade.final_head(response, self.logger, self.peer)
         opening = response.status == 101
-        if opening and self._upgrade.response is None:  # no accept(): no negotiated connection to open
-            self.logger.error("%s a hook answered 101 itself (return None to accept); answering 500", self.peer)
-            response, opening = self._error(500, "Internal Server Error"), False
-        if opening and self.server._closing:  # defensive: close() refuses handshakes in progress itself
-            response, opening = self._error(503, "server shutting down"), False
-        try:
-            head = response.serialize()
-        except (ValueError, TypeError):  # InvalidHeader: a field changed after construction
-            self.logger.exception("%s unwritable handshake response; answering 500", self.peer)
-            response, opening = self._error(500, "Internal Server Error"), False
-            head = response.serialize()
         transport.write(head)
         path = self.request.path if self.request is not None else "-"
         if not opening:

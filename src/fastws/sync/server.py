@@ -22,7 +22,7 @@ from .. import __version__
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode, build_close
-from ..handshake import ExtensionHook, Headers, Request, Response, ServerHandshake, error_response
+from ..handshake import ExtensionHook, Request, Response, ServerHandshake, error_response
 from ..limits import LimitOptions, Limits, unknown_keyword
 from ..upgrade import ServerUpgrade
 from .connection import WebSocket
@@ -121,45 +121,18 @@ class ServerConnection(WebSocket):
             return self._error(500, "Internal Server Error")
         if answer is None:
             return None
-        if not isinstance(answer, Response):
-            self.logger.error("%s %s returned %s, not a Response or None", self.peer, name, type(answer).__name__)
-            return self._error(500, "Internal Server Error")
-        server_header = self.server.handshake.server_header
-        if not server_header or answer.status == 101 or "Server" in answer.headers:
-            return answer
-        try:  # a copy: the hook's object may be shared between connections
-            headers = Headers(answer.headers)
-            headers.add("Server", server_header)
-            return Response(answer.status, headers, answer.body, answer.reason)
-        except (ValueError, TypeError):
-            self.logger.exception("%s %s returned an unwritable response; answering 500", self.peer, name)
-            return self._error(500, "Internal Server Error")
+        return self._upgrade.hook_answer(name, answer, self.logger, self.peer)
 
     def _error(self, status: int, text: str, headers: Any = ()) -> Response:
-        response = error_response(status, text, headers)
-        if self.server.handshake.server_header:
-            response.headers.add("Server", self.server.handshake.server_header)
-        return response
+        return self._upgrade.error(status, text, headers)
 
     def _rejection(self, exc: InvalidHandshake) -> Response:
-        if exc.status >= 500:  # our fault, not the client's: no details on the wire
-            self.logger.error("%s handshake failed: %d %s", self.peer, exc.status, exc.reason, exc_info=exc.__cause__)
-            return self._error(500, "Internal Server Error")
-        self.logger.info("%s rejected handshake: %d %s", self.peer, exc.status, exc.reason)
-        return self._error(exc.status, exc.reason, exc.headers)
+        return self._upgrade.rejection(exc, self.logger, self.peer)
 
     def _answer(self, response: Response) -> bool:
         """Write the answer; a 101 that accept() made opens the connection."""
+        response, head = self._upgrade.final_head(response, self.logger, self.peer)
         opening = response.status == 101
-        if opening and self._upgrade.response is None:
-            self.logger.error("%s a hook answered 101 itself (return None to accept); answering 500", self.peer)
-            response, opening = self._error(500, "Internal Server Error"), False
-        try:
-            head = response.serialize()
-        except (ValueError, TypeError):
-            self.logger.exception("%s unwritable handshake response; answering 500", self.peer)
-            response, opening = self._error(500, "Internal Server Error"), False
-            head = response.serialize()
         with self._write_lock:  # shutdown() may be refusing this connection meanwhile
             if self.server._closing and opening:
                 response, opening = self._error(503, "server shutting down"), False
