@@ -17,8 +17,9 @@ Events are codec ``Frame`` objects: a whole message (``opcode`` TEXT with a
 from __future__ import annotations
 
 import enum
+import uuid
 from types import ModuleType
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from . import codec as default_codec
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidUTF8, ProtocolError
@@ -37,7 +38,7 @@ from .frames import (
     parse_close,
 )
 
-__all__ = ["State", "Connection", "PreparedMessage"]
+__all__ = ["State", "Connection", "PreparedMessage", "ConnectionView"]
 
 
 class State(enum.IntEnum):
@@ -394,3 +395,53 @@ class Connection:
         self.close_sent = (CloseCode.NO_STATUS if code is None else code, reason)
         self.state = State.CLOSING
         self._pong = None  # a pong held back is obsolete: nothing follows our close frame
+
+
+class ConnectionView:
+    """What every I/O layer's connection object shows of its ``Connection``
+    and socket, written once: ``state``, ``open``, ``close_code``,
+    ``close_reason``, ``id`` and ``peer``. The layer sets ``connection`` (None
+    until the handshake is done), ``remote_address``, ``_id = None`` and
+    provides ``local_address``."""
+
+    connection: Optional[Connection]
+    remote_address: Any
+    _id: Optional[uuid.UUID]
+
+    @property
+    def local_address(self) -> Any:  # overridden by each layer
+        return None
+
+    @property
+    def state(self) -> State:
+        return State.CONNECTING if self.connection is None else self.connection.state
+
+    @property
+    def open(self) -> bool:
+        return self.connection is not None and self.connection.state is State.OPEN
+
+    @property
+    def close_code(self) -> Optional[int]:
+        return None if self.connection is None else self.connection.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return "" if self.connection is None else self.connection.close_reason
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random identifier for this connection, for logs and registries (made on first use)."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
+
+    @property
+    def peer(self) -> str:
+        """The remote address as log lines show it: ``host:port``, or ``unix:PATH``
+        for a Unix socket (whose client end has no name: the server's path is shown)."""
+        address = self.remote_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"{address[0]}:{address[1]}"
+        if isinstance(address, str):  # AF_UNIX
+            return f"unix:{address or self.local_address or ''}"
+        return str(address)

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..connection import Connection, PreparedMessage, State
+from ..connection import Connection, ConnectionView, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
@@ -130,7 +130,7 @@ class Listener:
         """The connection is closed; ``code`` is 1006 if it was lost abruptly."""
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(ConnectionView, asyncio.Protocol):
     """An open WebSocket connection (server or client side)."""
 
     logger: logging.Logger = logger
@@ -178,37 +178,14 @@ class WebSocket(asyncio.Protocol):
     # -- properties -------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        return State.CONNECTING if self.connection is None else self.connection.state
-
-    @property
-    def open(self) -> bool:
-        return self.connection is not None and self.connection.state is State.OPEN
-
-    @property
     def closed(self) -> bool:
         return self._closed.done()
-
-    @property
-    def close_code(self) -> Optional[int]:
-        return None if self.connection is None else self.connection.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return "" if self.connection is None else self.connection.close_reason
 
     @property
     def buffered_amount(self) -> int:
         """Bytes written but not yet handed to the kernel (as in the browser API)."""
         pending = sum(map(len, self._pending_writes))
         return pending + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
-
-    @property
-    def id(self) -> uuid.UUID:
-        """A random identifier for this connection, for logs and registries (made on first use)."""
-        if self._id is None:
-            self._id = uuid.uuid4()
-        return self._id
 
     @property
     def local_address(self) -> Any:
@@ -801,17 +778,6 @@ class WebSocket(asyncio.Protocol):
             self._close_transport(linger=action is TransportAction.LINGER)
         if self._waiter is not None and not self._waiter.done() and not self._queue:
             self._waiter.set_exception(self.connection.close_exception())
-
-    @property
-    def peer(self) -> str:
-        """The remote address as log lines show it: ``host:port``, or ``unix:PATH``
-        for a Unix socket (whose client end has no name: the server's path is shown)."""
-        address = self.remote_address
-        if isinstance(address, tuple) and len(address) >= 2:
-            return f"{address[0]}:{address[1]}"
-        if isinstance(address, str):  # AF_UNIX
-            return f"unix:{address or self.local_address or ''}"
-        return str(address)
 
     async def __aenter__(self) -> Self:
         return self

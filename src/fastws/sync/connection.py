@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional, Union
 
-from ..connection import Connection, State
+from ..connection import Connection, ConnectionView, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import Limits
@@ -105,7 +105,7 @@ def _send_timeout(seconds: float) -> bytes:
     return struct.pack("ll", whole, max(0, int((seconds - whole) * 1_000_000)) or (0 if whole else 1))
 
 
-class WebSocket:
+class WebSocket(ConnectionView):
     """An open WebSocket connection on a blocking socket (server or client side).
 
     ``recv()`` may run in one thread while others ``send()``; ``close()`` from
@@ -160,32 +160,9 @@ class WebSocket:
     # -- properties -------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        return State.CONNECTING if self.connection is None else self.connection.state
-
-    @property
-    def open(self) -> bool:
-        return self.connection is not None and self.connection.state is State.OPEN
-
-    @property
     def closed(self) -> bool:
         """True once the socket is closed (the reader thread has finished)."""
         return self._closed.is_set()
-
-    @property
-    def close_code(self) -> Optional[int]:
-        return None if self.connection is None else self.connection.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return "" if self.connection is None else self.connection.close_reason
-
-    @property
-    def id(self) -> uuid.UUID:
-        """A random identifier for this connection, for logs and registries."""
-        if self._id is None:
-            self._id = uuid.uuid4()
-        return self._id
 
     @property
     def local_address(self) -> Any:
@@ -196,13 +173,6 @@ class WebSocket:
     def reading_paused(self) -> bool:
         """True while ``max_queue`` received messages wait for ``recv()``."""
         return self._flow.paused
-
-    @property
-    def peer(self) -> str:
-        address = self.remote_address
-        if isinstance(address, tuple) and len(address) >= 2:
-            return f"{address[0]}:{address[1]}"
-        return str(address)
 
     # -- opening ----------------------------------------------------------
 
