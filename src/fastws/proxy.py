@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
-import urllib.request
 from typing import Optional, Union
 
 from .exceptions import InvalidHandshake, InvalidURI, ProxyError
@@ -138,6 +137,8 @@ def _from_environment(secure: bool, host: str, port: int) -> Optional[str]:
     for ws:// ``http_proxy``; and last, as curl does, ``all_proxy`` (which
     websockets does not read).
     """
+    import urllib.request  # ~30 ms of imports (http.client, email): only when the environment is consulted
+
     if urllib.request.proxy_bypass(f"{host}:{port}"):
         return None
     proxies = urllib.request.getproxies()
