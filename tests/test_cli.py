@@ -565,7 +565,9 @@ async def test_client_exits_when_the_server_closes():
         try:
             process.stdin.write(b"hello\n")  # stdin stays open: the client must not wait for another line
             await process.stdin.drain()
-            status, stderr = await finish(process)
+            # Not finish(): its communicate() closes stdin, and the client would close (1000) itself.
+            status = await asyncio.wait_for(process.wait(), LINE_TIMEOUT)
+            stderr = (await process.stderr.read()).decode()
             assert status == 0, stderr
             assert stderr.splitlines()[-1] == "connection closed: 1001 bye", stderr
         finally:
