@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 from .. import __version__
+from .._socketfile import SocketFile
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode, build_close
@@ -249,7 +250,7 @@ class Server:
         self.connections: set[ServerConnection] = set()
         self._handshaking: set[ServerConnection] = set()
         self._closing = False
-        self._unix_socket: Optional[tuple[str, int, int]] = None  # (path, st_dev, st_ino) to remove on close
+        self._unix_socket: Optional[SocketFile] = None  # removed on close
         self.server: Optional[asyncio.Server] = None
 
     @property
@@ -302,16 +303,9 @@ class Server:
 
     def _remove_unix_socket(self) -> None:
         """Unlink the socket file we bound, unless another file replaced it since."""
-        if self._unix_socket is None:
-            return
-        path, device, inode = self._unix_socket
-        self._unix_socket = None
-        try:
-            found = os.stat(path)
-            if (found.st_dev, found.st_ino) == (device, inode):
-                os.unlink(path)
-        except OSError:  # already gone (Python 3.13+ asyncio removes it too), or not ours to remove
-            pass
+        if self._unix_socket is not None:
+            self._unix_socket.remove()
+            self._unix_socket = None
 
     def is_serving(self) -> bool:
         """True while the server accepts connections."""
@@ -476,7 +470,5 @@ class unix_serve(serve):
             raise FileNotFoundError(
                 errno.ENOENT, f"cannot listen on Unix socket {path!r}: directory {directory!r} does not exist", path
             ) from exc
-        if not path.startswith("\0"):  # a Linux abstract socket has no file
-            found = os.stat(path)
-            self.server._unix_socket = (path, found.st_dev, found.st_ino)
+        self.server._unix_socket = SocketFile.bound(path)
         return listening

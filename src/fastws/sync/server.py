@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .. import __version__
+from .._socketfile import SocketFile
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..extensions.permessage_deflate import SERVER_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode, build_close
@@ -230,7 +231,7 @@ class Server:
         self._stopped = threading.Event()
         self._stopped.set()  # not serving yet
         self._wake_r, self._wake_w = socket.socketpair()
-        self._unix_socket: Optional[tuple[str, int, int]] = None
+        self._unix_socket: Optional[SocketFile] = None
 
     @property
     def port(self) -> int:
@@ -372,16 +373,10 @@ class Server:
         self._shut_down = True
 
     def _remove_unix_socket(self) -> None:
-        if self._unix_socket is None:
-            return
-        path, device, inode = self._unix_socket
-        self._unix_socket = None
-        try:
-            found = os.stat(path)
-            if (found.st_dev, found.st_ino) == (device, inode):
-                os.unlink(path)
-        except OSError:
-            pass
+        """Unlink the socket file we bound, unless another file replaced it since."""
+        if self._unix_socket is not None:
+            self._unix_socket.remove()
+            self._unix_socket = None
 
     def __enter__(self) -> Server:
         return self
@@ -512,9 +507,7 @@ def unix_serve(
         except BaseException:
             sock.close()
             raise
-        if not path.startswith("\0"):
-            found = os.stat(path)
-            unix_file = (path, found.st_dev, found.st_ino)
+        unix_file = SocketFile.bound(path)
     server = _make_server("unix_serve", handler, sock, options)
     server._unix_socket = unix_file
     return server
