@@ -1,7 +1,8 @@
 """fastws.sync against hostile peers: a ping flood from a peer that reads
-nothing, and 500 concurrent connections without leaked threads or file
-descriptors (``slow``). The quick hostile cases (slowloris, a peer vanishing
-mid-frame, a writer to a peer that never reads) are in test_sync.py."""
+nothing (and every ping answered while the peer does read), and 500
+concurrent connections without leaked threads or file descriptors
+(``slow``). The quick hostile cases (slowloris, a peer vanishing mid-frame,
+a writer to a peer that never reads) are in test_sync.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import time
 
 import pytest
 
+from fastws.codec import FrameParser
 from fastws.exceptions import ConnectionClosedError
-from fastws.frames import OP_PING
+from fastws.frames import OP_PING, OP_PONG, OP_TEXT
 from fastws.sync import connect
 
 from .support.frames import client_frame
@@ -24,14 +26,6 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.xfail(
-    reason=(
-        "open bug (issue 15): under CPU load the threaded server sometimes neither drops a ping-flooding "
-        "peer that reads nothing nor fails recv(): the write timeout is not reached within 10 s; "
-        "passes on an idle machine"
-    ),
-    strict=False,
-)
 def test_ping_flood_from_a_peer_that_reads_nothing_is_bounded_and_dropped():
     done = threading.Event()
     seen = {}
@@ -66,6 +60,40 @@ def test_ping_flood_from_a_peer_that_reads_nothing_is_bounded_and_dropped():
         sock.close()
     assert seen["error"].code == 1006 and seen["error"].reason == "write timed out"
     assert seen["outbox"] <= 1
+
+
+def test_every_ping_is_answered_while_another_thread_writes():
+    """Autobahn 2.10/2.11: a ping that arrives while a large send is on its
+    way gets its own pong. Only a writer stuck behind a peer that reads
+    nothing makes pongs collapse into the newest (the flood test above)."""
+    message = b"m" * (16 << 20)
+    pings_parsed = threading.Event()
+
+    def handler(ws):
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the send stays on its way
+        sender = threading.Thread(target=ws.send, args=(message,))
+        sender.start()  # blocks: the peer reads nothing until its pings were parsed
+        assert ws.recv(TIMEOUT) == "after the pings"
+        pings_parsed.set()
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        sender.join(TIMEOUT)
+        ws.recv(TIMEOUT)
+
+    with running(handler, compression=None) as server:
+        sock = raw_client(server.port)
+        parser = FrameParser(is_client=True, max_message_size=None)
+        frames = parser.feed(sock.recv(1))  # the large send has started
+        sock.sendall(b"".join(client_frame(OP_PING, b"%d" % i) for i in range(10)))
+        sock.sendall(client_frame(OP_TEXT, b"after the pings"))
+        assert pings_parsed.wait(TIMEOUT)
+        while len(frames) < 11:
+            data = sock.recv(1 << 20)
+            assert data, "closed early"
+            frames += parser.feed(data)
+        sock.close()
+    pongs = [frame.payload for frame in frames if frame.opcode == OP_PONG]
+    assert pongs == [b"%d" % i for i in range(10)]
+    assert [frame.payload for frame in frames if frame.opcode != OP_PONG] == [message]
 
 
 @pytest.mark.slow

@@ -149,6 +149,10 @@ class WebSocket(ConnectionView):
         self._fragmenter: Optional[int] = None  # the thread sending a fragmented message
         self._write_lock = threading.Lock()
         self._outbox: list[bytes] = []
+        # Bytes of pongs and close replies the reader queued since a writer
+        # last took the outbox: above write_limit, a writer is stuck behind a
+        # peer that does not read, and only the newest pong is kept.
+        self._replies_waiting = 0
         self._pings: dict[bytes, Pong] = {}
         self._keepalive: Optional[Keepalive] = None
         self._abort_reason: Optional[str] = None
@@ -324,6 +328,12 @@ class WebSocket(ConnectionView):
                 out = connection.data_to_send()  # pongs and a close reply, at once
                 if out:
                     self._outbox.append(out)
+                    self._replies_waiting += len(out)
+                    if self._replies_waiting > self.limits.write_limit:
+                        # Another thread's write is stuck: a ping flood from a
+                        # peer that does not read costs one pong from now on,
+                        # not a backlog (RFC 6455 §5.5.3: the newest suffices).
+                        connection.writable = False
             queue = self._queue
             for frame in events:
                 opcode = frame.opcode
@@ -667,6 +677,7 @@ class WebSocket(ConnectionView):
                 while True:
                     with self._lock:
                         connection.writable = True
+                        self._replies_waiting = 0
                         if not connection.failing:
                             held = connection.data_to_send()  # a pong held back while we were writing
                             if held:
@@ -676,12 +687,8 @@ class WebSocket(ConnectionView):
                             break
                         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                         outbox.clear()
-                        # While this write may block, a ping flood costs one
-                        # pong, not a backlog (RFC 6455 §5.5.3: the newest).
-                        connection.writable = False
                     self._write(data, wait)
             finally:
-                connection.writable = True
                 self._write_lock.release()
 
     def _write(self, data: bytes, raise_closed: bool) -> None:
