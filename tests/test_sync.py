@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional
 
 import pytest
 
@@ -598,8 +599,9 @@ class ConnectProxy:
     """A minimal HTTP CONNECT proxy on threads: records each request head,
     answers ``status``, and relays bytes both ways after a 200."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, tls: Optional[ssl.SSLContext] = None) -> None:
         self.status = status
+        self.tls = tls  # an https:// proxy: TLS with the client, then CONNECT inside it
         self.heads: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -608,6 +610,8 @@ class ConnectProxy:
 
     def serve(self) -> None:
         client, _ = self.listener.accept()
+        if self.tls is not None:
+            client = self.tls.wrap_socket(client, server_side=True)
         head = b""
         while b"\r\n\r\n" not in head:
             head += client.recv(4096)
@@ -657,5 +661,25 @@ def test_http_connect_proxy_with_credentials(monkeypatch):
         with pytest.raises(ProxyError, match="407"):
             connect(url(server))
         refusing.close()
-        with pytest.raises(ProxyError, match="only to http://"):
+        with pytest.raises(ProxyError, match="cannot reach socks5 proxy 127.0.0.1:1"):
             connect(url(server), proxy="socks5://127.0.0.1:1")
+
+
+def test_https_proxy():
+    """TLS with the proxy, CONNECT inside it, the WebSocket inside the tunnel;
+    wss:// through it (TLS inside TLS) is the asyncio client's."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    proxy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(proxy_tls)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    with running(echo) as server:
+        proxy = ConnectProxy(tls=proxy_tls)
+        with connect(url(server), proxy=f"https://127.0.0.1:{proxy.port}", proxy_ssl=trust) as ws:
+            ws.send(b"\x00" * 100000)
+            assert ws.recv(TIMEOUT) == b"\x00" * 100000
+        proxy.close()
+        assert proxy.heads[0].startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n".encode())
+        with pytest.raises(NotImplementedError, match="needs the asyncio client"):
+            connect(f"wss://127.0.0.1:{server.port}/", proxy="https://127.0.0.1:1")

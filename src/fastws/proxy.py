@@ -6,20 +6,22 @@ environment by default, as websockets and most HTTP clients do);
 ``socks5h://``, ``socks4://`` and ``socks4a://`` URLs, credentials included;
 ``ConnectTunnel`` builds the ``CONNECT host:port`` request for an HTTP(S)
 proxy and reads its answer (RFC 9110 §9.3.6). SOCKS is spoken by python-socks
-in the I/O layer (``fastws.asyncio.proxy``).
+in the I/O layers (``fastws.asyncio.proxy``, ``fastws.sync.client``), which
+take its arguments from ``socks_options`` and turn its failures into
+ProxyError with ``socks_failure``.
 """
 
 from __future__ import annotations
 
 import base64
 import urllib.parse
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .exceptions import InvalidHandshake, InvalidURI, ProxyError
 from .handshake import MAX_HEADER_SIZE, SERVER_NAME, Headers, HeadParser, Request, parse_response
 from .uri import parse_uri
 
-__all__ = ["Proxy", "proxy_for", "ConnectTunnel", "basic_credentials", "SCHEMES"]
+__all__ = ["Proxy", "proxy_for", "ConnectTunnel", "basic_credentials", "socks_options", "socks_failure", "SCHEMES"]
 
 SCHEMES = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080, "socks4a": 1080}
 """The proxy schemes fastws speaks, with the port each defaults to (1080: RFC 1928 §3)."""
@@ -104,6 +106,11 @@ class Proxy:
             except UnicodeError:
                 raise InvalidURI(f"invalid proxy URL {shown}: host {host!r} is not a valid domain name") from None
         return cls(scheme, host, port, username, password)
+
+    def where(self) -> str:
+        """How errors name this proxy: ``socks5 proxy host:port``, ``proxy host:port``."""
+        kind = f"{self.scheme} proxy" if self.is_socks else "proxy"
+        return f"{kind} {self.host}:{self.port}"
 
     @property
     def is_socks(self) -> bool:
@@ -268,3 +275,46 @@ class ConnectTunnel:
         if self._received:
             raise ProxyError(f"{self._where()} closed the connection in the middle of its answer to CONNECT")
         raise ProxyError(f"{self._where()} closed the connection without answering CONNECT")
+
+
+SOCKS_HINT = 'pip install "pyfastws[socks]"'
+
+
+def socks_options(proxy: Proxy) -> dict[str, Any]:
+    """The keywords of python-socks's ``Proxy`` (sync or asyncio) for a SOCKS proxy.
+
+    Raises ImportError with the extra to install when python-socks is missing,
+    and InvalidURI for credentials that are not ASCII: RFC 1929 names no
+    charset, and python-socks sends ASCII only."""
+    try:
+        from python_socks import ProxyType
+    except ImportError as exc:
+        raise ImportError(f"a {proxy.scheme}:// proxy needs python-socks: {SOCKS_HINT}") from exc
+    if not all(text is None or text.isascii() for text in (proxy.username, proxy.password)):
+        raise InvalidURI(f"the credentials of a {proxy.scheme}:// proxy must be ASCII")
+    kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
+    # socks5h and socks4a send the name for the proxy to resolve; socks5 and socks4 resolve it here.
+    return dict(
+        proxy_type=kind,
+        host=proxy.host,
+        port=proxy.port,
+        username=proxy.username,
+        password=proxy.password,
+        rdns=proxy.remote_dns,
+    )
+
+
+def socks_failure(exc: BaseException, proxy: Proxy, host: str, port: int) -> Optional[ProxyError]:
+    """The ProxyError for what python-socks raised while opening a tunnel to
+    host:port, or None for an exception that is not about the proxy."""
+    from python_socks import ProxyError as SocksError
+    from python_socks import ProxyTimeoutError
+
+    where = proxy.where()
+    if isinstance(exc, ProxyTimeoutError):
+        return ProxyError(f"{where} did not open a tunnel to {host}:{port} in time: {exc}")
+    if isinstance(exc, SocksError):  # the proxy refused or answered garbage
+        return ProxyError(f"{where} refused to open a tunnel to {host}:{port}: {exc}")
+    if isinstance(exc, OSError):  # cannot reach the proxy (python-socks's ProxyConnectionError), or resolving failed
+        return ProxyError(f"cannot reach {where}: {exc}")
+    return None

@@ -1,6 +1,6 @@
-"""The client through real proxies to a websockets server: Debian's tinyproxy
-(HTTP CONNECT, with and without BasicAuth) and microsocks (SOCKS5, with and
-without a username and password).
+"""The clients (asyncio and threaded) through real proxies to a websockets
+server: Debian's tinyproxy (HTTP CONNECT, with and without BasicAuth) and
+microsocks (SOCKS5, with and without a username and password).
 
 tinyproxy and microsocks come from tests/interop/install-peers.sh; missing,
 these tests fail.
@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import pytest
 from websockets.asyncio.server import serve as websockets_serve
 
+from fastws import sync
 from fastws.exceptions import ProxyError
 
 from ..support.asyncio import async_test
@@ -130,6 +131,19 @@ async def echo_through(uri: str, proxy: str) -> None:
     assert ws.close_code == 1000
 
 
+def sync_open_through(uri: str, proxy: str) -> sync.ClientConnection:
+    return sync.connect(uri, proxy=proxy, open_timeout=TIMEOUT)
+
+
+def sync_echo_through(uri: str, proxy: str) -> None:
+    """echo_through with the threaded client (run in a thread: the target server is on this loop)."""
+    with sync_open_through(uri, proxy) as ws:
+        for message in ("through a real proxy é", b"\x00\xff" * 70000):
+            ws.send(message)
+            assert ws.recv(TIMEOUT) == message
+    assert ws.close_code == 1000
+
+
 # -- tinyproxy ------------------------------------------------------------------
 
 
@@ -142,6 +156,7 @@ async def test_tinyproxy(tmp_path):
             await open_through(f"ws://127.0.0.1:{target + 1}/", f"http://127.0.0.1:{port}")
         assert caught.value.status == 403
         assert f"refused to open a tunnel to 127.0.0.1:{target + 1}: HTTP 403" in str(caught.value)
+        await asyncio.to_thread(sync_echo_through, f"ws://127.0.0.1:{target}/", f"http://127.0.0.1:{port}")
 
 
 @async_test
@@ -157,6 +172,10 @@ async def test_tinyproxy_basic_auth(tmp_path):
         with pytest.raises(ProxyError) as caught:
             await open_through(uri, f"http://127.0.0.1:{port}")
         assert caught.value.status == 407 and "wants credentials" in str(caught.value)
+        await asyncio.to_thread(sync_echo_through, uri, f"http://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{port}")
+        with pytest.raises(ProxyError) as caught:
+            await asyncio.to_thread(sync_open_through, uri, f"http://{USER}:wrong@127.0.0.1:{port}")
+        assert caught.value.status == 401
 
 
 # -- microsocks -----------------------------------------------------------------
@@ -167,6 +186,7 @@ async def test_tinyproxy_basic_auth(tmp_path):
 async def test_microsocks(tmp_path, scheme, host):
     async with echo_server() as target, microsocks(tmp_path) as port:
         await echo_through(f"ws://{host}:{target}/", f"{scheme}://127.0.0.1:{port}")
+        await asyncio.to_thread(sync_echo_through, f"ws://{host}:{target}/", f"{scheme}://127.0.0.1:{port}")
 
 
 @async_test
@@ -178,6 +198,10 @@ async def test_microsocks_credentials(tmp_path):
             with pytest.raises(ProxyError) as caught:
                 await open_through(uri, f"socks5h://{userinfo}127.0.0.1:{port}")
             assert f"socks5h proxy 127.0.0.1:{port} refused to open a tunnel to 127.0.0.1:{target}" in str(caught.value)
+        proxy = f"socks5h://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{port}"
+        await asyncio.to_thread(sync_echo_through, uri, proxy)
+        with pytest.raises(ProxyError, match=f"socks5h proxy 127.0.0.1:{port} refused to open a tunnel"):
+            await asyncio.to_thread(sync_open_through, uri, f"socks5h://{USER}:wrong@127.0.0.1:{port}")
 
 
 @async_test

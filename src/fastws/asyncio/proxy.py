@@ -16,13 +16,11 @@ import ssl as ssl_module
 import sys
 from typing import Any, Callable, Optional
 
-from ..exceptions import InvalidURI, ProxyError
+from ..exceptions import ProxyError
 from ..handshake import SERVER_NAME
-from ..proxy import ConnectTunnel, Proxy
+from ..proxy import ConnectTunnel, Proxy, socks_failure, socks_options
 
 __all__ = ["create_proxied_connection"]
-
-SOCKS_HINT = 'pip install "pyfastws[socks]"'
 
 
 class _TunnelOpener(asyncio.Protocol):
@@ -89,27 +87,16 @@ class _TunnelOpener(asyncio.Protocol):
 
 async def _connect_socks(loop: asyncio.AbstractEventLoop, proxy: Proxy, host: str, port: int) -> socket.socket:
     """A socket connected to host:port through a SOCKS proxy (python-socks speaks SOCKS)."""
+    options = socks_options(proxy)
+    from python_socks.async_.asyncio import Proxy as SocksProxy
+
     try:
-        from python_socks import ProxyError as SocksError
-        from python_socks import ProxyTimeoutError, ProxyType
-        from python_socks.async_.asyncio import Proxy as SocksProxy
-    except ImportError as exc:
-        raise ImportError(f"a {proxy.scheme}:// proxy needs python-socks: {SOCKS_HINT}") from exc
-    if not all(text is None or text.isascii() for text in (proxy.username, proxy.password)):
-        # RFC 1929 names no charset, and python-socks sends ASCII only.
-        raise InvalidURI(f"the credentials of a {proxy.scheme}:// proxy must be ASCII")
-    kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
-    # socks5h and socks4a send the name for the proxy to resolve; socks5 and socks4 resolve it here.
-    socks = SocksProxy(kind, proxy.host, proxy.port, proxy.username, proxy.password, rdns=proxy.remote_dns)
-    where = f"{proxy.scheme} proxy {proxy.host}:{proxy.port}"
-    try:
-        return await socks.connect(host, port)
-    except ProxyTimeoutError as exc:
-        raise ProxyError(f"{where} did not open a tunnel to {host}:{port} in time: {exc}") from exc
-    except SocksError as exc:  # the proxy refused or answered garbage (python-socks's ProxyError)
-        raise ProxyError(f"{where} refused to open a tunnel to {host}:{port}: {exc}") from exc
-    except OSError as exc:  # cannot reach the proxy (python-socks's ProxyConnectionError), or resolving failed
-        raise ProxyError(f"cannot reach {where}: {exc}") from exc
+        return await SocksProxy(**options).connect(host, port)
+    except Exception as exc:
+        failure = socks_failure(exc, proxy, host, port)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 async def _start(
@@ -141,7 +128,7 @@ async def _connect_http(
     user_agent: Optional[str],
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     tunnel = ConnectTunnel(proxy, host, port, user_agent)
-    where = f"proxy {proxy.host}:{proxy.port}"
+    where = proxy.where()
     options: dict[str, Any] = {}
     if proxy.scheme == "https":
         options = dict(ssl=proxy_ssl or ssl_module.create_default_context(), server_hostname=proxy.host)

@@ -20,7 +20,7 @@ from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
 from ..handshake import SERVER_NAME, ClientHandshake, Response
 from ..limits import LimitOptions, Limits
-from ..proxy import ConnectTunnel, proxy_for
+from ..proxy import ConnectTunnel, Proxy, proxy_for, socks_failure, socks_options
 from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
 from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
 from .connection import WebSocket
@@ -98,6 +98,7 @@ class _Opener:
         server_hostname: Optional[str],
         sock: Optional[socket.socket],
         proxy: Union[str, bool, None],
+        proxy_ssl: Optional[ssl_module.SSLContext],
         max_redirects: int,
         logger: Union[str, logging.Logger, None],
         limits: LimitOptions,
@@ -121,6 +122,7 @@ class _Opener:
         self.server_hostname = server_hostname
         self.sock = sock
         self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
         self.max_redirects = max_redirects
         self.logger = (
             client_logger if logger is None else logging.getLogger(logger) if isinstance(logger, str) else logger
@@ -182,15 +184,32 @@ class _Opener:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _tunnel(self, proxy: Any, target: WebSocketURI, deadline: Optional[float]) -> socket.socket:
-        """HTTP CONNECT through an http:// proxy (RFC 9110 §9.3.6)."""
-        if proxy.scheme != "http":
-            raise ProxyError(f"the threaded client speaks only to http:// proxies, not {proxy.scheme}://")
+    def _tunnel(self, proxy: Proxy, target: WebSocketURI, deadline: Optional[float]) -> socket.socket:
+        """A socket tunnelled to the target: SOCKS through python-socks, HTTP(S)
+        with CONNECT (RFC 9110 §9.3.6), over TLS to an https:// proxy."""
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        if proxy.is_socks:
+            options = socks_options(proxy)
+            from python_socks.sync import Proxy as SocksProxy
+
+            try:
+                return SocksProxy(**options).connect(target.host, target.port, timeout=remaining)
+            except Exception as exc:
+                failure = socks_failure(exc, proxy, target.host, target.port)
+                if failure is None:
+                    raise
+                raise failure from exc
+        if proxy.scheme == "https" and target.secure:
+            # The ssl module wraps sockets, not TLS connections: TLS inside TLS
+            # needs the asyncio client.
+            raise NotImplementedError("a wss:// URI through an https:// proxy needs the asyncio client")
         try:
             sock = socket.create_connection((proxy.host, proxy.port), timeout=remaining)
+            if proxy.scheme == "https":
+                context = self.proxy_ssl or ssl_module.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=proxy.host)
         except OSError as exc:
-            raise ProxyError(f"cannot reach proxy {proxy.host}:{proxy.port}: {exc}") from exc
+            raise ProxyError(f"cannot reach {proxy.where()}: {exc}") from exc
         try:
             tunnel = ConnectTunnel(proxy, target.host, target.port, self.user_agent_header)
             sock.sendall(tunnel.request_bytes())
@@ -199,7 +218,7 @@ class _Opener:
                 data = sock.recv(4096)
                 if not data:
                     tunnel.receive_eof()
-                    raise ProxyError(f"proxy {proxy.host}:{proxy.port} closed the connection")
+                    raise ProxyError(f"{proxy.where()} closed the connection")
                 rest = tunnel.receive_data(data)
                 if rest is not None:
                     if rest:
@@ -222,14 +241,17 @@ def connect(
     server_hostname: Optional[str] = None,
     sock: Optional[socket.socket] = None,
     proxy: Union[str, bool, None] = True,
+    proxy_ssl: Optional[ssl_module.SSLContext] = None,
     max_redirects: int = MAX_REDIRECTS,
     logger: Union[str, logging.Logger, None] = None,
     **limits: Unpack[LimitOptions],
 ) -> ClientConnection:
     """Open a client connection on a blocking socket: ``with connect(uri) as ws``.
 
-    The asyncio ``connect()``'s keywords and defaults (``proxy``: http://
-    proxies only, from HTTP(S)_PROXY/NO_PROXY by default), ``open_timeout``
+    The asyncio ``connect()``'s keywords and defaults: ``proxy`` (http://,
+    https://, socks5/5h/4/4a:// with ``pyfastws[socks]``; from HTTP(S)_PROXY,
+    ALL_PROXY and NO_PROXY by default; wss:// through an https:// proxy needs
+    the asyncio client), ``proxy_ssl`` for an https:// proxy, ``open_timeout``
     covering redirects. Raises InvalidStatus (a refusal), InvalidHandshake,
     InvalidRedirect, OSError and TimeoutError."""
     return _Opener(
@@ -243,6 +265,7 @@ def connect(
         server_hostname=server_hostname,
         sock=sock,
         proxy=None if sock is not None else proxy,
+        proxy_ssl=proxy_ssl,
         max_redirects=max_redirects,
         logger=logger,
         limits=limits,
@@ -278,6 +301,7 @@ def unix_connect(
         server_hostname=server_hostname,
         sock=None,
         proxy=None,
+        proxy_ssl=None,
         max_redirects=max_redirects,
         logger=logger,
         limits=limits,
