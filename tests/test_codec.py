@@ -137,6 +137,23 @@ def test_large_frame_in_64k_chunks(codec):
     assert parser.buffered == 0
 
 
+@pytest.mark.parametrize("assemble", [True, False])
+@pytest.mark.parametrize("chunk", [1000, 65537, 333333])
+def test_large_frames_in_odd_chunks(codec, assemble, chunk):
+    """Large frames that arrive in pieces (the parser moves to the payload's
+    own object once half of a frame is here): every mask phase at the move,
+    a text message (kept in the buffer to be decoded), frames back to back."""
+    binary, text = os.urandom(700001), "é" * 150001
+    stream = client_frame(2, binary) + client_frame(1, text.encode()) + client_frame(2, binary[:99999])
+    parser = codec.FrameParser(assemble=assemble)
+    frames = []
+    for start in range(0, len(stream), chunk):
+        frames += parser.feed(stream[start : start + chunk])
+    payload = text if assemble else text.encode()
+    assert frames == [codec.Frame(2, binary), codec.Frame(1, payload), codec.Frame(2, binary[:99999])]
+    assert parser.buffered == 0
+
+
 def test_feed_accepts_any_buffer(codec):
     parser = codec.FrameParser()
     assert parser.feed(bytearray(HELLO_MASKED)) == [codec.Frame(1, "Hello")]
