@@ -444,8 +444,6 @@ cdef class FrameParser:
             take = end - pos
             if <uint64_t>take > self._remaining:
                 take = <Py_ssize_t>self._remaining
-            if self._direct is None and self._buf_len and self._opcode < OP_CLOSE:
-                self._maybe_move_to_direct(take)
             self._take_payload(data + pos, take)
             pos += take
             if self._remaining == 0:
@@ -599,21 +597,6 @@ cdef class FrameParser:
             return 0
         if self._remaining <= DIRECT_ALLOCATION_BYTES or <uint64_t>available * 2 >= self._remaining:
             self._direct = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>self._remaining)
-        return 0
-
-    cdef int _maybe_move_to_direct(self, Py_ssize_t available) except -1:
-        """A large frame that arrived in pieces: once half of it is here, move
-        what arrived into the payload object and take the rest straight into
-        it, instead of copying the whole frame out of the buffer at the end."""
-        cdef uint64_t arrived = self._frame_size
-        if self.assemble and (not self._fin or self._opcode == OP_CONT or self._check_utf8):
-            return 0  # as in _maybe_allocate_direct; here the buffer holds just this frame
-        if (arrived + <uint64_t>available) * 2 < arrived + self._remaining:
-            return 0
-        self._direct = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>(arrived + self._remaining))
-        memcpy(PyBytes_AS_STRING(self._direct), self._buf, <size_t>arrived)
-        self._buf_len = 0
-        self._release_buffer()
         return 0
 
     cdef int _take_payload(self, const uint8_t *src, Py_ssize_t size) except -1:
