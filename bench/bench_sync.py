@@ -8,6 +8,12 @@ off) runs in its own process; both clients run here, one at a time, in
 alternating rounds so that drift on the machine hits both alike. Each cell is
 the best round of each client; messages are binary, one in flight (send, then
 recv). Writes bench/results/sync.md.
+
+A third column is the floor set by the server and the kernel: a client that
+does no WebSocket work at all (a frame masked in advance, sent with one
+``sendall``, the echo read with ``recv_into`` into a buffer reused each time).
+No client can beat it against this server; ``floor / websockets`` bounds the
+ratio any client could show.
 """
 
 from __future__ import annotations
@@ -74,7 +80,47 @@ def websockets_client(uri: str):
     return connect(uri, compression=None, max_size=None, ping_interval=None)
 
 
-CLIENTS = {"fastws.sync": fastws_client, "websockets.sync": websockets_client}
+class BytesOnly:
+    """The floor: the handshake, then bytes. ``send`` writes the frame it
+    prepared for the payload of the first call; ``recv`` reads exactly one
+    unmasked binary frame of the same length, without parsing it."""
+
+    def __init__(self, uri: str) -> None:
+        from fastws.handshake import ClientHandshake
+
+        host, port = uri.split("/")[2].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(ClientHandshake(f"{host}:{port}", "/").request_bytes())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101") and head.endswith(b"\r\n\r\n"), head[:200]
+        self.frame = b""
+
+    def send(self, payload: bytes) -> None:
+        from fastws.codec import encode_message
+
+        if not self.frame:
+            self.frame = encode_message(2, payload, mask=True, max_frame_size=1 << 62)
+            size = len(payload)
+            self.length = size + (2 if size < 126 else 4 if size < 1 << 16 else 10)
+            self.buffer = memoryview(bytearray(self.length))
+        self.sock.sendall(self.frame)
+
+    def recv(self) -> None:
+        received, length, buffer, recv_into = 0, self.length, self.buffer, self.sock.recv_into
+        while received < length:
+            received += recv_into(buffer[received:], length - received)
+
+    def __enter__(self) -> BytesOnly:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()
+
+
+CLIENTS = {"fastws.sync": fastws_client, "websockets.sync": websockets_client, "floor": BytesOnly}
 
 
 def round_trips(open_client, uri: str, size: int, duration: float) -> float:
@@ -118,8 +164,11 @@ def main() -> int:
                 for name, client in CLIENTS.items():
                     rate = round_trips(client, uri, size, args.duration)
                     results[name, size] = max(results.get((name, size), 0.0), rate)
-            fast, ref = results["fastws.sync", size], results["websockets.sync", size]
-            line = f"fastws.sync {fast:9,.0f}/s  websockets.sync {ref:9,.0f}/s  ratio {fast / ref:.2f}x"
+            fast, ref, floor = (results[name, size] for name in CLIENTS)
+            line = (
+                f"fastws.sync {fast:9,.0f}/s  websockets.sync {ref:9,.0f}/s  ratio {fast / ref:.2f}x"
+                f"  (floor {floor:9,.0f}/s: at most {floor / ref:.2f}x)"
+            )
             print(f"{fmt_size(size):>7}: {line}", flush=True)
     finally:
         _procs.kill(server)
@@ -139,17 +188,22 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, int], float]
         f"- command: `{command}` (server: `bench/servers/{args.server}.py`, its own process)",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {platform.platform()}",
-        f"- Python {platform.python_version()}; fastws {metadata.version('fastws')} ({fastws.codec.BACKEND} codec),"
+        f"- Python {platform.python_version()}; fastws {fastws.__version__} ({fastws.codec.BACKEND} codec),"
         f" websockets {metadata.version('websockets')}",
         f"- each cell: the best of {args.rounds} rounds of {args.duration} s, clients alternating; one connection,"
         " one binary message in flight (send, then recv); no compression, no keepalive",
+        "- floor: a client doing no WebSocket work (a frame masked in advance, one `sendall`, the echo read"
+        " into a reused buffer): what this server and kernel allow any client; `floor / websockets` bounds the ratio",
         "",
-        "| size | fastws.sync (round trips/s) | websockets.sync (round trips/s) | ratio |",
-        "|---|---:|---:|---:|",
+        "| size | fastws.sync (round trips/s) | websockets.sync (round trips/s) | ratio | floor (round trips/s) |"
+        " floor / websockets |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for size in SIZES:
-        fast, ref = results["fastws.sync", size], results["websockets.sync", size]
-        lines.append(f"| {fmt_size(size)} | {fast:,.0f} | {ref:,.0f} | {fast / ref:.2f}x |")
+        fast, ref, floor = (results[name, size] for name in CLIENTS)
+        lines.append(
+            f"| {fmt_size(size)} | {fast:,.0f} | {ref:,.0f} | {fast / ref:.2f}x | {floor:,.0f} | {floor / ref:.2f}x |"
+        )
     Path(args.output).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
 
