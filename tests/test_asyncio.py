@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ssl
 import time
 
 import pytest
@@ -22,6 +21,7 @@ from fastws.exceptions import (
 
 from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, upgrade_request
 from .support.frames import client_frame
+from .support.tls import tls_contexts
 
 
 @pytest.fixture(autouse=True)
@@ -521,12 +521,7 @@ async def test_no_leaks_after_many_connections():
 
 @async_test
 async def test_tls_wss_with_self_signed_certificate():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
     async with serve(echo, ssl=server_context) as server:
         async with connect(f"wss://127.0.0.1:{server.port}/", ssl=client_context) as ws:
             await ws.send("secret")

@@ -17,7 +17,6 @@ from collections.abc import Awaitable
 from typing import Callable, Optional
 
 import pytest
-import trustme
 
 from fastws import connect, serve
 from fastws.asyncio.proxy import create_proxied_connection
@@ -25,6 +24,7 @@ from fastws.exceptions import InvalidURI, ProxyError
 from fastws.proxy import ConnectTunnel, Proxy, basic_credentials, proxy_for
 
 from .support.asyncio import async_test
+from .support.tls import tls_contexts
 
 STEP = 10.0  # seconds for one step of a test: a connection, a message
 
@@ -508,12 +508,7 @@ class FakeProxy:
 @pytest.fixture(scope="module")
 def certificates():
     """A CA, a server context (127.0.0.1, localhost) and a client context trusting it."""
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
+    return tls_contexts()
 
 
 async def open_through(uri: str, proxy: str, *, ssl=None, proxy_ssl=None, open_timeout: float = STEP):

@@ -26,6 +26,7 @@ from fastws.sync import connect, serve, unix_connect, unix_serve
 from fastws.sync.connection import RECV_SIZE
 
 from .support.frames import client_frame
+from .support.tls import tls_contexts
 
 TIMEOUT = 10.0
 QUICK = dict(close_timeout=2.0, open_timeout=5.0)
@@ -459,12 +460,7 @@ def test_unix_sockets(tmp_path):
 
 
 def test_tls(tmp_path):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
     with running(echo, ssl=server_context) as server:
         with connect(f"wss://127.0.0.1:{server.port}/", ssl=client_context) as ws:
             for size in (10, 1 << 19):
@@ -668,12 +664,7 @@ def test_http_connect_proxy_with_credentials(monkeypatch):
 def test_https_proxy():
     """TLS with the proxy, CONNECT inside it, the WebSocket inside the tunnel;
     wss:// through it (TLS inside TLS) is the asyncio client's."""
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    proxy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(proxy_tls)
-    trust = ssl.create_default_context()
-    ca.configure_trust(trust)
+    proxy_tls, trust = tls_contexts()
     with running(echo) as server:
         proxy = ConnectProxy(tls=proxy_tls)
         with connect(url(server), proxy=f"https://127.0.0.1:{proxy.port}", proxy_ssl=trust) as ws:
