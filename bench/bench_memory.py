@@ -19,6 +19,10 @@ deflate states exist, as on a real connection that has been used once); let them
 sit idle; ``gc.collect()``; read the RSS again. KiB per connection is
 (RSS after - RSS before) / N. Kernel socket buffers are not in RSS and not counted.
 
+The ``-tls`` servers listen for ``wss://`` (a throwaway CA from trustme, made
+by this process; the certificate files reach the server subprocess through
+``FASTWS_BENCH_CERTS``); this process's own TLS memory is not counted either.
+
 The compression runs offer ``permessage-deflate; client_max_window_bits``, as
 browsers do; the servers answer with their own defaults (fastws and websockets:
 4 KiB windows, memLevel 5, context takeover; aiohttp: zlib defaults).
@@ -59,12 +63,39 @@ SERVERS: dict[str, tuple[str, str, bool]] = {
     "fastws-deflate": ("fastws", "async handler", True),
     "fastws-listener": ("fastws", "Listener callbacks", False),
     "fastws-listener-deflate": ("fastws", "Listener callbacks", True),
+    "fastws-tls": ("fastws", "async handler", False),
     "websockets": ("websockets", "asyncio server", False),
     "websockets-deflate": ("websockets", "asyncio server", True),
+    "websockets-tls": ("websockets", "asyncio server", False),
     "picows": ("picows", "WSListener", False),
     "aiohttp": ("aiohttp", "web.WebSocketResponse", False),
     "aiohttp-deflate": ("aiohttp", "web.WebSocketResponse", True),
 }
+
+
+def is_tls(name: str) -> bool:
+    return name.endswith("-tls")
+
+
+def make_certificates(directory: str) -> None:
+    """A CA and a certificate for 127.0.0.1, as PEM files in ``directory``."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(os.path.join(directory, "ca.pem"))
+    ca.issue_cert(HOST).private_key_and_cert_chain_pem.write_to_path(os.path.join(directory, "server.pem"))
+
+
+def tls_context(server_side: bool):
+    import ssl
+
+    directory = os.environ["FASTWS_BENCH_CERTS"]
+    if server_side:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(os.path.join(directory, "server.pem"))
+    else:
+        context = ssl.create_default_context(cafile=os.path.join(directory, "ca.pem"))
+    return context
 
 
 # -- server side (the subprocess) ---------------------------------------------------
@@ -78,7 +109,7 @@ def rss_kib(pid: str = "self") -> int:
     raise RuntimeError("no VmRSS in /proc/PID/status")
 
 
-async def start_fastws(compression: bool, listener: bool) -> tuple[int, Callable[[], int]]:
+async def start_fastws(compression: bool, listener: bool, tls: bool) -> tuple[int, Callable[[], int]]:
     from fastws import Listener, serve
     from fastws.extensions.permessage_deflate import SERVER_DEFAULT
 
@@ -90,7 +121,9 @@ async def start_fastws(compression: bool, listener: bool) -> tuple[int, Callable
         def on_message(self, ws, message):
             ws.send_nowait(message)
 
-    options = dict(compression=SERVER_DEFAULT if compression else None, backlog=1024)
+    options = dict(
+        compression=SERVER_DEFAULT if compression else None, backlog=1024, ssl=tls_context(True) if tls else None
+    )
     if listener:
         server = await serve(None, HOST, 0, listener=Echo, **options)
     else:
@@ -98,7 +131,7 @@ async def start_fastws(compression: bool, listener: bool) -> tuple[int, Callable
     return server.port, lambda: len(server.connections)
 
 
-async def start_websockets(compression: bool) -> tuple[int, Callable[[], int]]:
+async def start_websockets(compression: bool, tls: bool) -> tuple[int, Callable[[], int]]:
     from websockets.asyncio.server import serve
     from websockets.exceptions import ConnectionClosed
 
@@ -109,7 +142,8 @@ async def start_websockets(compression: bool) -> tuple[int, Callable[[], int]]:
         except ConnectionClosed:
             pass  # the warm-up connections are dropped without a close frame
 
-    server = await serve(echo, HOST, 0, compression="deflate" if compression else None, backlog=1024)
+    ssl = tls_context(True) if tls else None
+    server = await serve(echo, HOST, 0, compression="deflate" if compression else None, backlog=1024, ssl=ssl)
     return server.sockets[0].getsockname()[1], lambda: len(server.connections)
 
 
@@ -167,9 +201,9 @@ async def start_aiohttp(compression: bool) -> tuple[int, Callable[[], int]]:
 async def start(name: str) -> tuple[int, Callable[[], int]]:
     library, api, compression = SERVERS[name]
     if library == "fastws":
-        return await start_fastws(compression, listener=api.startswith("Listener"))
+        return await start_fastws(compression, listener=api.startswith("Listener"), tls=is_tls(name))
     if library == "websockets":
-        return await start_websockets(compression)
+        return await start_websockets(compression, tls=is_tls(name))
     if library == "picows":
         return await start_picows()
     return await start_aiohttp(compression)
@@ -324,10 +358,16 @@ def negotiated_client_bits(head: bytes) -> Optional[int]:
     return None
 
 
-async def open_one(port: int, deflate: bool, index: int, stats: dict) -> Optional[RawClient]:
+async def open_one(port: int, deflate: bool, index: int, stats: dict, ssl=None) -> Optional[RawClient]:
     loop = asyncio.get_running_loop()
     try:
-        _, client = await loop.create_connection(lambda: RawClient(upgrade_request(port, deflate)), HOST, port)
+        _, client = await loop.create_connection(
+            lambda: RawClient(upgrade_request(port, deflate)),
+            HOST,
+            port,
+            ssl=ssl,
+            server_hostname=HOST if ssl else None,
+        )
         head = await asyncio.wait_for(client.opened, 20)
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(head.split(b"\r\n", 1)[0].decode("latin-1"))
@@ -352,12 +392,12 @@ async def open_one(port: int, deflate: bool, index: int, stats: dict) -> Optiona
         return None
 
 
-async def open_many(port: int, deflate: bool, count: int, stats: dict) -> list[RawClient]:
+async def open_many(port: int, deflate: bool, count: int, stats: dict, ssl=None) -> list[RawClient]:
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def bounded(index: int) -> Optional[RawClient]:
         async with semaphore:
-            return await open_one(port, deflate, index, stats)
+            return await open_one(port, deflate, index, stats, ssl)
 
     results = await asyncio.gather(*(bounded(i) for i in range(count)))
     return [client for client in results if client is not None]
@@ -397,12 +437,13 @@ class ServerProcess:
 
 async def measure(name: str, count: int, loop_kind: str) -> dict:
     deflate = SERVERS[name][2]
+    ssl = tls_context(False) if is_tls(name) else None
     server = ServerProcess(name, loop_kind)
     started = time.perf_counter()
     stats = {"failed": 0, "deflate": 0}
     clients: list[RawClient] = []
     try:
-        warm = await open_many(server.port, deflate, WARMUP, stats)
+        warm = await open_many(server.port, deflate, WARMUP, stats, ssl)
         for client in warm:
             client.transport.abort()
         for _ in range(100):  # up to 5 s for the server to notice
@@ -411,7 +452,7 @@ async def measure(name: str, count: int, loop_kind: str) -> dict:
             await asyncio.sleep(0.05)
         stats = {"failed": 0, "deflate": 0}
         before = await server.stats_async()
-        clients = await open_many(server.port, deflate, count, stats)
+        clients = await open_many(server.port, deflate, count, stats, ssl)
         await asyncio.sleep(1.0)  # idle
         after = await server.stats_async()
         alive = sum(not client.lost for client in clients)
@@ -426,6 +467,7 @@ async def measure(name: str, count: int, loop_kind: str) -> dict:
         "library": SERVERS[name][0],
         "api": SERVERS[name][1],
         "deflate": deflate,
+        "tls": is_tls(name),
         "connections": opened,
         "deflate_negotiated": stats["deflate"],
         "failed": stats["failed"],
@@ -519,6 +561,11 @@ def main() -> None:
     if skipped:
         notes.append(f"not installed, skipped: {', '.join(skipped)}")
 
+    if any(is_tls(name) for name in names) and "FASTWS_BENCH_CERTS" not in os.environ:
+        import tempfile
+
+        os.environ["FASTWS_BENCH_CERTS"] = tempfile.mkdtemp(prefix="fastws-bench-certs-")
+        make_certificates(os.environ["FASTWS_BENCH_CERTS"])
     results = []
     for name in names:
         print(f"{name}: {count} connections ...", end="", file=sys.stderr, flush=True)
@@ -526,7 +573,9 @@ def main() -> None:
         print(f" {result['kib_per_connection']:.1f} KiB/conn ({result['seconds']:.1f} s)", file=sys.stderr)
         results.append(result)
 
-    reference = {r["deflate"]: r["kib_per_connection"] for r in results if r["server"].startswith("websockets")}
+    reference = {
+        (r["deflate"], r["tls"]): r["kib_per_connection"] for r in results if r["server"].startswith("websockets")
+    }
     command = " ".join(["python", "bench/bench_memory.py", *sys.argv[1:]])
     print("# Memory per idle connection\n")
     print(f"- machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}")
@@ -537,15 +586,16 @@ def main() -> None:
     for note in notes:
         print(f"- note: {note}")
     print()
-    print("| server | API | permessage-deflate | KiB per connection | ÷ websockets (same compression) |")
-    print("|---|---|---|---:|---:|")
+    print("| server | API | TLS | permessage-deflate | KiB per connection | ÷ websockets (same TLS and compression) |")
+    print("|---|---|---|---|---:|---:|")
     for r in results:
-        ref = reference.get(r["deflate"])
+        ref = reference.get((r["deflate"], r["tls"]))
         ratio = f"{r['kib_per_connection'] / ref:.2f}×" if ref else "n/a"
         deflate = "—"
         if r["deflate"]:
             deflate = "on" if r["deflate_negotiated"] == r["connections"] else f"offered, {r['deflate_negotiated']}"
-        print(f"| {r['library']} | {r['api']} | {deflate} | {r['kib_per_connection']:.1f} | {ratio} |")
+        tls = "wss://" if r["tls"] else "—"
+        print(f"| {r['library']} | {r['api']} | {tls} | {deflate} | {r['kib_per_connection']:.1f} | {ratio} |")
     problems = [
         r
         for r in results

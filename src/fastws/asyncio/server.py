@@ -21,6 +21,7 @@ from ..frames import CloseCode, build_close
 from ..handshake import ExtensionHook, Request, Response, ServerHandshake
 from ..upgrade import ServerUpgrade
 from .protocol import LimitOptions, Limits, Listener, WebSocket
+from .tls import tls_factory
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -392,16 +393,17 @@ class serve:
             logger=logger,
         )
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], ServerConnection]) -> Any:
+    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> Any:
         if self.sock is not None:  # already bound (a socket handed over)
-            return await loop.create_server(factory, sock=self.sock, ssl=self.ssl, backlog=self.backlog)
-        return await loop.create_server(
-            factory, self.host, self.port, ssl=self.ssl, reuse_port=self.reuse_port, backlog=self.backlog
-        )
+            return await loop.create_server(factory, sock=self.sock, backlog=self.backlog)
+        return await loop.create_server(factory, self.host, self.port, reuse_port=self.reuse_port, backlog=self.backlog)
 
     async def _start(self) -> Server:
         server = self.server
-        server.server = await self._listen(asyncio.get_running_loop(), lambda: ServerConnection(server))
+        factory: Callable[[], asyncio.Protocol] = lambda: ServerConnection(server)  # noqa: E731
+        if self.ssl is not None:  # fastws's TLS layer, not asyncio's (see fastws.asyncio.tls)
+            factory = tls_factory(self.ssl, factory)
+        server.server = await self._listen(asyncio.get_running_loop(), factory)
         return server
 
     def __await__(self) -> Generator[Any, None, Server]:
@@ -459,12 +461,12 @@ class unix_serve(serve):
         super().__init__(handler, None, 0, **options)
         self.path = None if path is None else os.fspath(path)
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], ServerConnection]) -> Any:
+    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> Any:
         if self.path is None:
-            return await loop.create_unix_server(factory, sock=self.sock, ssl=self.ssl, backlog=self.backlog)
+            return await loop.create_unix_server(factory, sock=self.sock, backlog=self.backlog)
         path = self.path
         try:
-            listening = await loop.create_unix_server(factory, path, ssl=self.ssl, backlog=self.backlog)
+            listening = await loop.create_unix_server(factory, path, backlog=self.backlog)
         except FileNotFoundError as exc:
             directory = os.path.dirname(os.path.abspath(path))
             raise FileNotFoundError(
