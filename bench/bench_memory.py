@@ -86,6 +86,12 @@ def make_certificates(directory: str) -> None:
     ca.issue_cert(HOST).private_key_and_cert_chain_pem.write_to_path(os.path.join(directory, "server.pem"))
 
 
+def ping_options() -> dict:
+    """The servers' keepalive interval: their own defaults unless --ping-interval was given."""
+    interval = os.environ.get("FASTWS_BENCH_PING_INTERVAL")
+    return {} if interval is None else {"ping_interval": float(interval)}
+
+
 def tls_context(server_side: bool):
     import ssl
 
@@ -143,7 +149,8 @@ async def start_websockets(compression: bool, tls: bool) -> tuple[int, Callable[
             pass  # the warm-up connections are dropped without a close frame
 
     ssl = tls_context(True) if tls else None
-    server = await serve(echo, HOST, 0, compression="deflate" if compression else None, backlog=1024, ssl=ssl)
+    compression_option = "deflate" if compression else None
+    server = await serve(echo, HOST, 0, compression=compression_option, backlog=1024, ssl=ssl, **ping_options())
     return server.sockets[0].getsockname()[1], lambda: len(server.connections)
 
 
@@ -435,7 +442,7 @@ class ServerProcess:
             self.process.wait()
 
 
-async def measure(name: str, count: int, loop_kind: str) -> dict:
+async def measure(name: str, count: int, loop_kind: str, idle: float) -> dict:
     deflate = SERVERS[name][2]
     ssl = tls_context(False) if is_tls(name) else None
     server = ServerProcess(name, loop_kind)
@@ -453,7 +460,7 @@ async def measure(name: str, count: int, loop_kind: str) -> dict:
         stats = {"failed": 0, "deflate": 0}
         before = await server.stats_async()
         clients = await open_many(server.port, deflate, count, stats, ssl)
-        await asyncio.sleep(1.0)  # idle
+        await asyncio.sleep(idle)
         after = await server.stats_async()
         alive = sum(not client.lost for client in clients)
     finally:
@@ -534,9 +541,19 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SERVERS)}")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the servers' event loop")
     parser.add_argument("--json", metavar="FILE", help="also save the raw numbers")
+    parser.add_argument("--idle", type=float, default=1.0, help="seconds the connections sit idle before measuring")
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=None,
+        help="the fastws and websockets servers' keepalive interval (default: their own, 20 s); fastws releases"
+        " a compressor idle for a whole interval",
+    )
     parser.add_argument("--serve", metavar="NAME", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.ping_interval is not None:
+        os.environ["FASTWS_BENCH_PING_INTERVAL"] = str(args.ping_interval)
     if args.serve:
         run(serve_main(args.serve), args.loop)
         return
@@ -569,7 +586,7 @@ def main() -> None:
     results = []
     for name in names:
         print(f"{name}: {count} connections ...", end="", file=sys.stderr, flush=True)
-        result = run(measure(name, count, args.loop), "uvloop" if available("uvloop") else "asyncio")
+        result = run(measure(name, count, args.loop, args.idle), "uvloop" if available("uvloop") else "asyncio")
         print(f" {result['kib_per_connection']:.1f} KiB/conn ({result['seconds']:.1f} s)", file=sys.stderr)
         results.append(result)
 
@@ -582,7 +599,11 @@ def main() -> None:
     print(f"- {versions()}; servers on {args.loop}")
     print(f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"- command: `{command}`")
-    print(f"- N = {count} connections per server, each used for one small text message, then idle")
+    pings = "their default keepalive" if args.ping_interval is None else f"keepalive every {args.ping_interval:g} s"
+    print(
+        f"- N = {count} connections per server, each used for one small text message, then idle {args.idle:g} s"
+        f" ({pings})"
+    )
     for note in notes:
         print(f"- note: {note}")
     print()

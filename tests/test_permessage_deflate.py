@@ -281,6 +281,26 @@ def test_prepared_message_with_server_context_takeover(codec):
     assert [event.payload for event in received] == [message, message, "zzzz" + message[::-1] * 3, message, message]
 
 
+def test_compressor_idle_for_a_ping_interval_is_released(codec):
+    """Two pings with nothing compressed between them drop the compressor; the
+    next message starts a new window, and the peer (keeping its own) reads it."""
+    server, client, _ = negotiate(PerMessageDeflate(), PerMessageDeflate(), codec)
+    message = '{"type": "price", "symbol": "ABCDEF", "bid": 101.25}'
+    wires = [server.send(message)]
+    server.send_ping(b"1")
+    assert server.deflate._encoder is not None  # used since the last ping
+    wires.append(server.send(message))
+    server.send_ping(b"2")
+    assert server.deflate._encoder is not None
+    server.send_ping(b"3")
+    assert server.deflate._encoder is None  # a whole interval without compressing
+    wires += [server.send(message), server.send(message)]
+    assert len(wires[2]) == len(wires[0]) and len(wires[3]) == len(wires[1])  # a fresh window, then context again
+    received = [event.payload for wire in wires for event in client.receive_data(wire)]
+    assert received == [message] * 4
+    assert client.deflate._decoder is not None  # the receiving side keeps its window
+
+
 def test_stale_compressor_after_a_shared_copy_would_corrupt(codec):
     """Why the reset above is needed: a compressor that keeps its window across
     a shared copy refers to the wrong bytes at the peer."""

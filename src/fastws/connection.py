@@ -374,6 +374,10 @@ class Connection:
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         self._check_open()
+        if self.deflate is not None:
+            # Pings mark time (keepalive sends one every ping_interval): a
+            # compressor idle since the previous ping gives its memory back.
+            self.deflate.release_if_idle()
         return self._encode_frame(OP_PING, payload, mask=self.is_client)
 
     def send_pong(self, payload: bytes = b"") -> bytes:

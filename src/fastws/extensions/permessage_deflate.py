@@ -250,6 +250,7 @@ class Deflate:
         "can_compress",
         "_encoder",
         "_decoder",
+        "_compressed",
     )
 
     def __init__(
@@ -273,6 +274,7 @@ class Deflate:
         self.can_compress = send_window_bits >= 9
         self._encoder: Any = None
         self._decoder: Any = None
+        self._compressed = False  # since the last release_if_idle()
 
     def compress(self, data: Union[bytes, bytearray, memoryview]) -> bytes:
         """Compress one message; the caller sets RSV1 on its first frame."""
@@ -284,6 +286,7 @@ class Deflate:
             )
         compressed = encoder.compress(data) + encoder.flush(self.settings.zlib.Z_SYNC_FLUSH)
         self._encoder = None if self.send_reset else encoder
+        self._compressed = True
         # §7.2.1: drop the 4-byte empty block a sync flush ends with.
         if compressed.endswith(_TRAILER):
             return compressed[:-4]
@@ -304,6 +307,21 @@ class Deflate:
     def reset_compressor(self) -> None:
         """Start the next compressed message with an empty window."""
         self._encoder = None
+
+    def release_if_idle(self) -> None:
+        """Drop the compressor if it compressed nothing since the last call.
+
+        Called at each ping (``Connection.send_ping``): a connection that sent
+        no compressed message for a whole keepalive interval gives back its
+        compressor's memory (about 10 KiB with the defaults, far more with zlib's
+        own). A sender may always start a message with an empty window, whatever
+        was negotiated; only the compression of the next message is a little
+        worse. The decompressor stays: the peer's next message may refer to its
+        window (unless client_no_context_takeover, when it is already dropped)."""
+        if self._compressed:
+            self._compressed = False
+        else:
+            self._encoder = None
 
     def decompress(self, data: bytes, max_size: Optional[int]) -> bytes:
         """Inflate one message, producing at most ``max_size`` bytes.
