@@ -400,10 +400,13 @@ class serve:
 
     async def _start(self) -> Server:
         server = self.server
-        factory: Callable[[], asyncio.Protocol] = lambda: ServerConnection(server)  # noqa: E731
-        if self.ssl is not None:  # fastws's TLS layer, not asyncio's (see fastws.asyncio.tls)
-            factory = tls_factory(self.ssl, factory)
-        server.server = await self._listen(asyncio.get_running_loop(), factory)
+
+        def factory() -> asyncio.Protocol:
+            return ServerConnection(server)
+
+        # TLS in fastws's own layer, not asyncio's (see fastws.asyncio.tls).
+        listening = factory if self.ssl is None else tls_factory(self.ssl, factory)
+        server.server = await self._listen(asyncio.get_running_loop(), listening)
         return server
 
     def __await__(self) -> Generator[Any, None, Server]:

@@ -55,7 +55,7 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
         self._ssl: Optional[ssl_module.SSLObject] = None
         self._handshaking = True
         self._closing = False
-        self._early_writes: list[bytes] = []  # what the application wrote during the TLS handshake
+        self._early_writes: Optional[list[bytes]] = None  # what the application wrote during the TLS handshake
 
     # -- the loop's side: a protocol ------------------------------------------
 
@@ -81,7 +81,7 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._ssl = None
-        self._early_writes.clear()
+        self._early_writes = None
         self._app.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -107,7 +107,7 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
             return False
         self._handshaking = False
         self._send_records()
-        early, self._early_writes = self._early_writes, []
+        early, self._early_writes = self._early_writes, None
         if early and not self._closing:
             self.write(b"".join(early))
         return True
@@ -154,6 +154,8 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
         if sslobj is None or self._closing:
             return
         if self._handshaking:
+            if self._early_writes is None:
+                self._early_writes = []
             self._early_writes.append(bytes(data))
             return
         view = memoryview(data).cast("B")
