@@ -115,6 +115,27 @@ def rss_kib(pid: str = "self") -> int:
     raise RuntimeError("no VmRSS in /proc/PID/status")
 
 
+def heap_kib() -> Optional[float]:
+    """Bytes the C heap has handed out and not had back (glibc's mallinfo2), in
+    KiB; None elsewhere. Unlike RSS it falls when memory is freed in the middle
+    of the heap, which the allocator keeps for the next allocations."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+        ]
+
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 1024
+
+
 async def start_fastws(compression: bool, listener: bool, tls: bool) -> tuple[int, Callable[[], int]]:
     from fastws import Listener, serve
     from fastws.extensions.permessage_deflate import SERVER_DEFAULT
@@ -128,7 +149,10 @@ async def start_fastws(compression: bool, listener: bool, tls: bool) -> tuple[in
             ws.send_nowait(message)
 
     options = dict(
-        compression=SERVER_DEFAULT if compression else None, backlog=1024, ssl=tls_context(True) if tls else None
+        compression=SERVER_DEFAULT if compression else None,
+        backlog=1024,
+        ssl=tls_context(True) if tls else None,
+        **ping_options(),
     )
     if listener:
         server = await serve(None, HOST, 0, listener=Echo, **options)
@@ -237,7 +261,7 @@ async def serve_main(name: str) -> None:
             command = line.strip().decode()
             if command == "stats":
                 gc.collect()
-                reply = {"open": count(), "rss_kib": rss_kib()}
+                reply = {"open": count(), "rss_kib": rss_kib(), "heap_kib": heap_kib()}
                 sys.stdout.write(json.dumps(reply) + "\n")
                 sys.stdout.flush()
             elif command == "quit" and not done.done():
@@ -484,6 +508,9 @@ async def measure(name: str, count: int, loop_kind: str, idle: float) -> dict:
         "rss_before_kib": before["rss_kib"],
         "rss_after_kib": after["rss_kib"],
         "kib_per_connection": (after["rss_kib"] - before["rss_kib"]) / opened if opened else float("nan"),
+        "heap_kib_per_connection": (after["heap_kib"] - before["heap_kib"]) / opened
+        if opened and after["heap_kib"] is not None
+        else float("nan"),
         "seconds": time.perf_counter() - started,
     }
 
@@ -607,8 +634,11 @@ def main() -> None:
     for note in notes:
         print(f"- note: {note}")
     print()
-    print("| server | API | TLS | permessage-deflate | KiB per connection | ÷ websockets (same TLS and compression) |")
-    print("|---|---|---|---|---:|---:|")
+    print(
+        "| server | API | TLS | permessage-deflate | KiB per connection | ÷ websockets (same TLS and compression)"
+        " | C heap in use, KiB per connection |"
+    )
+    print("|---|---|---|---|---:|---:|---:|")
     for r in results:
         ref = reference.get((r["deflate"], r["tls"]))
         ratio = f"{r['kib_per_connection'] / ref:.2f}×" if ref else "n/a"
@@ -616,7 +646,11 @@ def main() -> None:
         if r["deflate"]:
             deflate = "on" if r["deflate_negotiated"] == r["connections"] else f"offered, {r['deflate_negotiated']}"
         tls = "wss://" if r["tls"] else "—"
-        print(f"| {r['library']} | {r['api']} | {tls} | {deflate} | {r['kib_per_connection']:.1f} | {ratio} |")
+        heap = r["heap_kib_per_connection"]
+        print(
+            f"| {r['library']} | {r['api']} | {tls} | {deflate} | {r['kib_per_connection']:.1f} | {ratio}"
+            f" | {heap:.1f} |"
+        )
     problems = [
         r
         for r in results
@@ -630,7 +664,9 @@ def main() -> None:
         )
     print(
         "\nRSS of the server process (VmRSS) after the N connections minus before them, ÷ N; "
-        "kernel socket buffers are not included."
+        "kernel socket buffers are not included. C heap in use: glibc's mallinfo2 (bytes allocated and not"
+        " freed, Python's own small-object arenas excluded) after minus before, ÷ N: memory freed while the"
+        " connections sit idle shows here, not in RSS, and serves the next allocations."
     )
     if args.json:
         with open(args.json, "w") as out:

@@ -25,8 +25,8 @@ from typing import Any, Callable, Optional
 
 __all__ = ["TLSLayer", "tls_factory"]
 
-READ_SIZE = 65536
-"""Plaintext asked of OpenSSL per read: several TLS records (16 KiB each) at once."""
+READ_SIZE = 16384
+"""Plaintext asked of OpenSSL per read: one TLS record's worth, all it returns at once."""
 
 logger = logging.getLogger("fastws.server")
 
@@ -116,9 +116,12 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
         """Decrypt what has arrived and hand it to the application in one piece."""
         sslobj = self._ssl
         assert sslobj is not None and self._raw is not None
+        incoming = self._incoming
         chunks = []
         ended = False
-        while True:
+        # Read while OpenSSL has bytes left: a read of nothing raises, and
+        # that costs more than the read of a small message itself.
+        while incoming.pending or sslobj.pending():
             try:
                 chunk = sslobj.read(READ_SIZE)
             except ssl_module.SSLWantReadError:
