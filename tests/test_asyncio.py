@@ -19,7 +19,7 @@ from fastws.exceptions import (
     InvalidStatus,
 )
 
-from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, upgrade_request
+from .support.asyncio import RawPeer, async_test, close_code_recorder, leftover_tasks, server_idle, upgrade_request
 from .support.frames import client_frame
 from .support.tls import tls_contexts
 
@@ -335,14 +335,7 @@ async def test_a_handler_that_stops_reading_is_failed_after_close_timeout():
 
 @async_test
 async def test_peer_vanishing_mid_frame_is_1006_for_the_handler():
-    seen = asyncio.get_running_loop().create_future()
-
-    async def handler(ws):
-        try:
-            await ws.recv()
-        except ConnectionClosed as exc:
-            seen.set_result(exc.code)
-
+    handler, seen = close_code_recorder()
     async with serve(handler) as server:
         peer = await RawPeer.open(server.port)
         peer.writer.write(b"\x82\xfe\x10\x00abcdxxxx")  # 4096-byte frame, 4 bytes sent

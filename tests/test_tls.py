@@ -13,9 +13,8 @@ import ssl
 import pytest
 
 from fastws import connect, serve
-from fastws.exceptions import ConnectionClosedError
 
-from .support.asyncio import async_test, server_idle, upgrade_request
+from .support.asyncio import async_test, close_code_recorder, server_idle, upgrade_request
 from .support.tls import tls_contexts
 
 TIMEOUT = 10.0
@@ -130,14 +129,7 @@ async def test_close_notify_mid_connection_ends_it():
     """A client that ends TLS (close_notify, then TCP) without a close frame: the
     handler sees 1006, and the server keeps no trace of the connection."""
     server_context, client_context = tls_contexts()
-    closed = asyncio.get_running_loop().create_future()
-
-    async def handler(ws):
-        try:
-            await ws.recv()
-        except ConnectionClosedError as exc:
-            closed.set_result(exc.code)
-
+    handler, closed = close_code_recorder()
     async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", server.port, ssl=client_context, server_hostname="127.0.0.1"

@@ -8,6 +8,7 @@ import functools
 import os
 import weakref
 
+from fastws.exceptions import ConnectionClosed
 from fastws.frames import build_close
 
 from .frames import client_frame
@@ -41,6 +42,20 @@ def leftover_tasks() -> list:
     """
     current = asyncio.current_task()
     return [task for task in asyncio.all_tasks() if task is not current and task not in _HARNESS_TASKS]
+
+
+def close_code_recorder():
+    """``(handler, code)``: a handler that waits for a message and instead sets
+    the future ``code`` to the close code its connection ended with."""
+    code = asyncio.get_running_loop().create_future()
+
+    async def handler(ws) -> None:
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            code.set_result(exc.code)
+
+    return handler, code
 
 
 def server_idle(server) -> bool:
