@@ -217,9 +217,6 @@ class ConnectTunnel:
     def request_bytes(self) -> bytes:
         return self.request.serialize()
 
-    def _where(self) -> str:
-        return f"proxy {self.proxy.host}:{self.proxy.port}"
-
     def receive_data(self, data: bytes) -> Optional[bytes]:
         """Feed the proxy's bytes; None until its answer is complete, then the
         bytes that followed the 2xx head. Raises ProxyError."""
@@ -230,20 +227,20 @@ class ConnectTunnel:
             # server behind an http:// URL) rather than wait for a blank line.
             self._first = (self._first + data)[:5]
             if not b"HTTP/".startswith(self._first):
-                raise ProxyError(f"{self._where()} did not answer CONNECT with HTTP: it sent {bytes(data[:32])!r}")
+                raise ProxyError(f"{self.proxy.where()} did not answer CONNECT with HTTP: it sent {bytes(data[:32])!r}")
         self._received += len(data)
         while True:
             try:
                 result = self._parser.feed(data)
             except InvalidHandshake:
-                raise ProxyError(f"{self._where()} sent a response head over {MAX_HEADER_SIZE} bytes") from None
+                raise ProxyError(f"{self.proxy.where()} sent a response head over {MAX_HEADER_SIZE} bytes") from None
             if result is None:
                 return None
             head, rest = result
             try:
                 response = parse_response(head)
             except InvalidHandshake as exc:
-                raise ProxyError(f"{self._where()} sent an invalid answer to CONNECT: {exc}") from None
+                raise ProxyError(f"{self.proxy.where()} sent an invalid answer to CONNECT: {exc}") from None
             if response.status < 200:
                 # RFC 9110 §15.2: a client parses interim 1xx responses and waits for the final one.
                 data = rest
@@ -257,7 +254,7 @@ class ConnectTunnel:
             return rest
 
     def _refusal(self, status: int, reason: str) -> str:
-        message = f"{self._where()} refused to open a tunnel to {self.authority}: HTTP {status} {reason}".rstrip()
+        message = f"{self.proxy.where()} refused to open a tunnel to {self.authority}: HTTP {status} {reason}".rstrip()
         if status == 407 or (status == 401 and self.proxy.username is not None):
             # 407 is the proxy's "credentials, please" (RFC 9110 §15.5.8); tinyproxy
             # answers wrong ones with 401, which a proxy otherwise has no reason to send.
@@ -273,8 +270,8 @@ class ConnectTunnel:
         if self.done:
             return
         if self._received:
-            raise ProxyError(f"{self._where()} closed the connection in the middle of its answer to CONNECT")
-        raise ProxyError(f"{self._where()} closed the connection without answering CONNECT")
+            raise ProxyError(f"{self.proxy.where()} closed the connection in the middle of its answer to CONNECT")
+        raise ProxyError(f"{self.proxy.where()} closed the connection without answering CONNECT")
 
 
 SOCKS_HINT = 'pip install "pyfastws[socks]"'
