@@ -8,20 +8,22 @@ environment by default, as websockets and most HTTP clients do);
 proxy and reads its answer (RFC 9110 §9.3.6). SOCKS is spoken by python-socks
 in the I/O layers (``fastws.asyncio.proxy``, ``fastws.sync.client``), which
 take its arguments from ``socks_options`` and turn its failures into
-ProxyError with ``socks_failure``.
+ProxyError with ``socks_errors``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any, Optional, Union
 
 from .exceptions import InvalidHandshake, InvalidURI, ProxyError
 from .handshake import MAX_HEADER_SIZE, SERVER_NAME, Headers, HeadParser, Request, parse_response
 from .uri import parse_uri
 
-__all__ = ["Proxy", "proxy_for", "ConnectTunnel", "basic_credentials", "socks_options", "socks_failure", "SCHEMES"]
+__all__ = ["Proxy", "proxy_for", "ConnectTunnel", "basic_credentials", "socks_options", "socks_errors", "SCHEMES"]
 
 SCHEMES = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080, "socks4a": 1080}
 """The proxy schemes fastws speaks, with the port each defaults to (1080: RFC 1928 §3)."""
@@ -301,17 +303,19 @@ def socks_options(proxy: Proxy) -> dict[str, Any]:
     )
 
 
-def socks_failure(exc: BaseException, proxy: Proxy, host: str, port: int) -> Optional[ProxyError]:
-    """The ProxyError for what python-socks raised while opening a tunnel to
-    host:port, or None for an exception that is not about the proxy."""
+@contextlib.contextmanager
+def socks_errors(proxy: Proxy, host: str, port: int) -> Iterator[None]:
+    """Around python-socks opening a tunnel to host:port: what it raises about
+    the proxy becomes ProxyError (anything else passes through)."""
     from python_socks import ProxyError as SocksError
     from python_socks import ProxyTimeoutError
 
     where = proxy.where()
-    if isinstance(exc, ProxyTimeoutError):
-        return ProxyError(f"{where} did not open a tunnel to {host}:{port} in time: {exc}")
-    if isinstance(exc, SocksError):  # the proxy refused or answered garbage
-        return ProxyError(f"{where} refused to open a tunnel to {host}:{port}: {exc}")
-    if isinstance(exc, OSError):  # cannot reach the proxy (python-socks's ProxyConnectionError), or resolving failed
-        return ProxyError(f"cannot reach {where}: {exc}")
-    return None
+    try:
+        yield
+    except ProxyTimeoutError as exc:
+        raise ProxyError(f"{where} did not open a tunnel to {host}:{port} in time: {exc}") from exc
+    except SocksError as exc:  # the proxy refused or answered garbage
+        raise ProxyError(f"{where} refused to open a tunnel to {host}:{port}: {exc}") from exc
+    except OSError as exc:  # cannot reach the proxy (python-socks's ProxyConnectionError), or resolving failed
+        raise ProxyError(f"cannot reach {where}: {exc}") from exc

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from ..exceptions import ProxyError
 from ..handshake import SERVER_NAME
-from ..proxy import ConnectTunnel, Proxy, socks_failure, socks_options
+from ..proxy import ConnectTunnel, Proxy, socks_errors, socks_options
 
 __all__ = ["create_proxied_connection"]
 
@@ -90,13 +90,8 @@ async def _connect_socks(loop: asyncio.AbstractEventLoop, proxy: Proxy, host: st
     options = socks_options(proxy)
     from python_socks.async_.asyncio import Proxy as SocksProxy
 
-    try:
+    with socks_errors(proxy, host, port):
         return await SocksProxy(**options).connect(host, port)
-    except Exception as exc:
-        failure = socks_failure(exc, proxy, host, port)
-        if failure is None:
-            raise
-        raise failure from exc
 
 
 async def _start(

@@ -20,7 +20,7 @@ from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
 from ..handshake import SERVER_NAME, ClientHandshake, Response
 from ..limits import LimitOptions, Limits
-from ..proxy import ConnectTunnel, Proxy, proxy_for, socks_failure, socks_options
+from ..proxy import ConnectTunnel, Proxy, proxy_for, socks_errors, socks_options
 from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
 from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
 from .connection import WebSocket
@@ -192,13 +192,8 @@ class _Opener:
             options = socks_options(proxy)
             from python_socks.sync import Proxy as SocksProxy
 
-            try:
+            with socks_errors(proxy, target.host, target.port):
                 return SocksProxy(**options).connect(target.host, target.port, timeout=remaining)
-            except Exception as exc:
-                failure = socks_failure(exc, proxy, target.host, target.port)
-                if failure is None:
-                    raise
-                raise failure from exc
         if proxy.scheme == "https" and target.secure:
             # The ssl module wraps sockets, not TLS connections: TLS inside TLS
             # needs the asyncio client.
