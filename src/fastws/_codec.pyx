@@ -71,9 +71,14 @@ cdef enum:
     # buffers large enough that other threads gain from running meanwhile.
     RELEASE_GIL_BYTES = 262144
     # A frame's final bytes object is allocated up front when the frame is this
-    # small, or when half of it has already arrived: one copy instead of two,
-    # while a header alone can never make us allocate a large buffer.
+    # small, or as soon as half of it has arrived (at its start or later): one
+    # copy instead of two for most bytes, while a header alone can never make
+    # us allocate more than twice what the peer sent.
     DIRECT_ALLOCATION_BYTES = 65536
+    # ... except in a client, for a frame from the server up to this size
+    # (unmasked frames only come to a client): it trusts the server it chose
+    # with that much, and a large message then costs one copy, not two.
+    SERVER_FRAME_ALLOCATION_BYTES = 16777216
 
 
 _tabulate_rules()
@@ -448,6 +453,8 @@ cdef class FrameParser:
             pos += take
             if self._remaining == 0:
                 self._finish_frame(frames)
+            elif self._direct is None:
+                self._maybe_move_to_direct()
 
     cdef Py_ssize_t _parse_header(self, const uint8_t *p, Py_ssize_t available) except -1:
         """Parse a header at p; return its size, or 0 if it has not fully arrived."""
@@ -588,15 +595,32 @@ cdef class FrameParser:
             self._message_size = 0
         return 0
 
-    cdef int _maybe_allocate_direct(self, Py_ssize_t available) except -1:
-        """Allocate the payload object of a partly arrived frame now, when it is
-        delivered as one object (not assembled text) and small or mostly here."""
+    cdef inline bint _one_object(self):
+        """Whether the current frame's payload is delivered as one bytes object
+        (a data frame, not part of an assembled or text message)."""
         if self._opcode >= OP_CLOSE or self._remaining == 0:
+            return False
+        return not (self.assemble and (not self._fin or self._opcode == OP_CONT or self._check_utf8))
+
+    cdef int _maybe_allocate_direct(self, Py_ssize_t available) except -1:
+        """At a frame's start: allocate its payload object now if the frame is
+        delivered as one object and is small or mostly here."""
+        if not self._one_object():
             return 0
-        if self.assemble and (not self._fin or self._opcode == OP_CONT or self._check_utf8):
-            return 0
-        if self._remaining <= DIRECT_ALLOCATION_BYTES or <uint64_t>available * 2 >= self._remaining:
+        if (self._remaining <= DIRECT_ALLOCATION_BYTES or <uint64_t>available * 2 >= self._remaining
+                or (not self._masked and self._remaining <= SERVER_FRAME_ALLOCATION_BYTES)):
             self._direct = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>self._remaining)
+        return 0
+
+    cdef int _maybe_move_to_direct(self) except -1:
+        """Mid-frame: once half of a buffered frame has arrived, move it into
+        its payload object, so the other half is copied once, not twice."""
+        if self._direct is not None or self._remaining > self._frame_size or not self._one_object():
+            return 0
+        self._direct = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>(self._frame_size + self._remaining))
+        memcpy(PyBytes_AS_STRING(self._direct), self._buf, self._frame_size)
+        self._buf_len = 0
+        self._release_buffer()
         return 0
 
     cdef int _take_payload(self, const uint8_t *src, Py_ssize_t size) except -1:

@@ -54,11 +54,16 @@ Message = Union[str, bytes]
 RECV_SIZE = 262144
 """Bytes asked of the socket per read: large messages arrive in few reads."""
 
+SPARE_BUFFERS = 4
+"""Read buffers kept for reuse by the whole process (``RECV_SIZE`` each)."""
+
 HANDOVER_DELAY = 0.002
 """How long after a recv() caller stopped reading the reader thread takes
 over the socket (a recv() that comes back sooner reads it itself)."""
 
 logger = logging.getLogger("fastws")
+
+_spare_buffers: list[bytearray] = []
 
 _POLLIN = getattr(select, "POLLIN", 1) | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
 
@@ -291,7 +296,6 @@ class WebSocket(ConnectionView):
         queue is full, or the connection closed; keepalive runs in between."""
         connection = self.connection
         assert connection is not None
-        recv = self.socket.recv
         poller = self._poller
         while True:
             keepalive = self._keepalive
@@ -302,19 +306,38 @@ class WebSocket(ConnectionView):
                     if connection.state is not State.OPEN:
                         return
                     continue
-            data = recv(RECV_SIZE)
-            if not data:
-                with self._lock:
-                    connection.receive_eof()
-                    self._message_ready.notify_all()
-                return
+            else:
+                poller.wait(None)
             served = self._recv_waiting
-            self._data_received(data)
+            if not self._read_once():
+                return
             if served or self._flow.paused or connection.state is not State.OPEN or connection.failing:
                 self._last_read = time.monotonic()  # a recv() caller is back: let it read
                 return
 
-    def _data_received(self, data: bytes) -> None:
+    def _read_once(self) -> bool:
+        """Read the readable socket once (holding ``_read_lock``) and parse
+        what came; False at end of stream (recorded in the Connection).
+
+        The bytes land in a buffer reused across reads, taken only once the
+        socket is readable: a fresh ``recv(RECV_SIZE)`` object is mmapped by
+        malloc and costs new pages on every read, and a thread waiting for
+        data holds no buffer (a server's idle connections cost none)."""
+        buffer = _spare_buffers.pop() if _spare_buffers else bytearray(RECV_SIZE)
+        try:
+            size = self.socket.recv_into(buffer)
+            if size:
+                self._data_received(memoryview(buffer)[:size])
+            else:
+                with self._lock:
+                    self.connection.receive_eof()  # type: ignore[union-attr]
+                    self._message_ready.notify_all()
+        finally:
+            if len(_spare_buffers) < SPARE_BUFFERS:
+                _spare_buffers.append(buffer)
+        return size > 0
+
+    def _data_received(self, data: Union[bytes, memoryview]) -> None:
         """Parse received bytes (holding ``_read_lock``): queue messages, answer
         pings and close frames, record pongs."""
         connection = self.connection
@@ -541,16 +564,12 @@ class WebSocket(ConnectionView):
                     continue
                 self._caller_reading = True
             try:
-                if remaining is not None and not self._poller.wait(remaining):
+                if not self._poller.wait(remaining):
                     continue
                 try:
-                    data = self.socket.recv(RECV_SIZE)
+                    self._read_once()
                 except OSError as exc:
                     self.logger.debug("%s connection lost: %s", self.peer, exc)
-                    data = b""
-                if data:
-                    self._data_received(data)
-                else:
                     with self._lock:
                         connection.receive_eof()
             finally:
@@ -781,9 +800,10 @@ class _Poller:
         else:  # pragma: no cover - Windows
             self.poll = None
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: Optional[float]) -> bool:
+        """True once readable; False after ``timeout`` seconds (None: no limit)."""
         if self.pending is not None and self.pending():
             return True
         if self.poll is not None:
-            return bool(self.poll.poll(max(0, int(timeout * 1000) + 1)))
+            return bool(self.poll.poll(-1 if timeout is None else max(0, int(timeout * 1000) + 1)))
         return bool(select.select([self.sock], [], [], timeout)[0])  # pragma: no cover
