@@ -154,6 +154,97 @@ def test_large_frames_in_odd_chunks(codec, assemble, chunk):
     assert parser.buffered == 0
 
 
+@pytest.mark.parametrize("size", [1 << 20, (16 << 20) + 1])
+def test_large_server_frames_to_a_client_in_chunks(codec, size):
+    """A client takes a server's large frame into its payload object from the
+    header on (up to 16 MiB; beyond, from half-way): a header announcing more
+    than is sent yields nothing, and the message is whole however it arrives."""
+    payload = os.urandom(size)
+    header = bytes((0x82, 127)) + size.to_bytes(8, "big")
+    parser = codec.FrameParser(is_client=True, max_message_size=None)
+    assert parser.feed(header + payload[:10]) == []
+    frames = []
+    for start in range(10, size, 262144):
+        frames += parser.feed(payload[start : start + 262144])
+    assert frames == [codec.Frame(2, payload)]
+    assert parser.buffered == 0
+
+
+def test_payload_buffer_rules(codec):
+    """Where a parser offers to take bytes straight into a payload: a client
+    from a server frame's header on (up to 16 MiB), anyone once half a large
+    frame is here or for a small one; never for text being validated, control
+    frames, between frames or once failed."""
+    size = 1 << 20
+    big = bytes((0x82, 127)) + size.to_bytes(8, "big")
+    client = codec.FrameParser(is_client=True)
+    assert client.payload_buffer() is None  # between frames
+    client.feed(big[:5])
+    assert client.payload_buffer() is None  # a partial header
+    client.feed(big[5:])
+    assert len(client.payload_buffer()) == size
+    huge = codec.FrameParser(is_client=True, max_message_size=None)
+    huge.feed(bytes((0x82, 127)) + ((16 << 20) + 1).to_bytes(8, "big"))
+    assert huge.payload_buffer() is None  # beyond what a client trusts its server with
+    text = codec.FrameParser(is_client=True)
+    text.feed(bytes((0x81, 127)) + size.to_bytes(8, "big"))
+    assert text.payload_buffer() is None  # validated as it arrives: through feed()
+    server = codec.FrameParser()
+    stream = client_frame(2, bytes(size))
+    server.feed(stream[: len(stream) // 2])
+    assert server.payload_buffer() is None  # a header and less than half: no allocation
+    server.feed(stream[len(stream) // 2 : len(stream) // 2 + 20])
+    window = server.payload_buffer()
+    assert len(window) == len(stream) - (len(stream) // 2 + 20)
+    small = codec.FrameParser()
+    small.feed(client_frame(2, bytes(1000))[:100])
+    assert len(small.payload_buffer()) == 1000 - (100 - 8)
+    ping = codec.FrameParser()
+    ping.feed(client_frame(9, bytes(100))[:50])
+    assert ping.payload_buffer() is None
+
+
+def test_payload_received_unmasks_in_place_and_completes_the_frame(codec):
+    payload = os.urandom(200003)
+    stream = client_frame(2, payload) + client_frame(1, b"next")
+    parser = codec.FrameParser()
+    assert parser.feed(stream[:150001]) == []
+    rest = memoryview(stream)[150001:]
+    while True:
+        window = parser.payload_buffer()
+        if window is None:
+            break
+        size = min(len(window), 4999)  # odd sizes: every mask phase
+        window[:size] = rest[:size]
+        rest = rest[size:]
+        frames = parser.payload_received(size)
+    assert frames == [codec.Frame(2, payload)]
+    assert parser.feed(rest) == [codec.Frame(1, "next")]
+
+
+def test_payload_received_misuse(codec):
+    parser = codec.FrameParser(is_client=True)
+    with pytest.raises(ValueError, match="without a buffer"):
+        parser.payload_received(0)
+    parser.feed(bytes((0x82, 126, 0x10, 0)))
+    window = parser.payload_buffer()
+    with pytest.raises(ValueError, match="holds 4096 bytes"):
+        parser.payload_received(4097)
+    with pytest.raises(ValueError, match="holds 4096 bytes"):
+        parser.payload_received(-1)
+    with pytest.raises(TypeError, match="size must be an integer"):
+        parser.payload_received(1.0)
+    window[:2] = b"ab"
+    assert parser.feed(b"") == []  # a feed() discards the buffer given out
+    with pytest.raises(ValueError, match="without a buffer"):
+        parser.payload_received(2)
+    with pytest.raises(ProtocolError):
+        parser.feed(bytes(4096) + b"\x83\x00")  # a reserved opcode: the parser fails
+    assert parser.payload_buffer() is None
+    with pytest.raises(ProtocolError):
+        parser.payload_received(0)
+
+
 def test_feed_accepts_any_buffer(codec):
     parser = codec.FrameParser()
     assert parser.feed(bytearray(HELLO_MASKED)) == [codec.Frame(1, "Hello")]

@@ -225,3 +225,57 @@ def _decodes(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def run_with_windows(parser, pieces):
+    """Feed pieces as an I/O layer reading into ``payload_buffer()`` would: as
+    much of each piece as the offered buffer holds goes through it, the rest
+    through feed(). Returns (frames, error, the buffer sizes offered)."""
+    frames, offered = [], []
+    try:
+        for piece in pieces:
+            while piece:
+                window = parser.payload_buffer()
+                if window is None:
+                    offered.append(None)
+                    frames += parser.feed(piece)
+                    break
+                offered.append(len(window))
+                size = min(len(window), len(piece))
+                window[:size] = piece[:size]
+                window.release()
+                frames += parser.payload_received(size)
+                piece = piece[size:]
+    except ProtocolError as exc:
+        frames += exc.frames
+        return [_plain(f) for f in frames], (type(exc).__name__, exc.code, exc.reason), offered
+    return [_plain(f) for f in frames], None, offered
+
+
+@SETTINGS
+@given(
+    messages=st.lists(st.one_of(text_messages, binary_messages, control_frames), max_size=8),
+    mask=st.booleans(),
+    max_frame_size=st.integers(1, 4000),
+    cuts=st.lists(st.integers(0, 1 << 15), max_size=20),
+    assemble=st.booleans(),
+    flips=st.lists(st.integers(0, 1 << 15), max_size=2),
+)
+def test_reading_into_payload_buffers_is_feeding(messages, mask, max_frame_size, cuts, assemble, flips):
+    """payload_buffer()/payload_received() give the frames and errors feed()
+    gives, and both backends offer a buffer at the same points."""
+    wire = bytearray()
+    for opcode, payload in messages:
+        wire += _codec_py.encode_message(opcode, payload, mask=mask, max_frame_size=max_frame_size)
+    for flip in flips:  # a damaged stream: the errors must match too
+        if wire:
+            wire[flip % len(wire)] ^= 0x80
+    pieces = chunked(bytes(wire), cuts)
+    results = []
+    for codec in all_codecs():
+        options = dict(is_client=not mask, assemble=assemble)
+        through_windows = run_with_windows(codec.FrameParser(**options), pieces)
+        frames, error, _ = run(codec.FrameParser(**options), pieces)
+        assert through_windows[:2] == (frames, error and error[:3])
+        results.append(through_windows)
+    assert all(result == results[0] for result in results)

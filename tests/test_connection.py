@@ -3,6 +3,8 @@ the close handshake of RFC 6455 §7 and failure on bad input."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fastws.connection import Connection, State
@@ -224,3 +226,51 @@ def test_a_fragment_that_cannot_be_encoded_leaves_the_message_state_unchanged(se
     assert server.sending_fragments
     with pytest.raises(RuntimeError, match="fragmented message"):
         server.send("inside")
+
+
+def read_through_buffers(connection, wire: bytes, chunk: int) -> list:
+    """Deliver ``wire`` as an I/O layer reading into ``receive_buffer()`` when
+    offered would, ``chunk`` bytes at most per read."""
+    events, wire = [], memoryview(wire)
+    while wire:
+        window = connection.receive_buffer()
+        if window is None:
+            events += connection.receive_data(bytes(wire[:chunk]))
+            wire = wire[chunk:]
+        else:
+            size = min(len(window), chunk, len(wire))
+            window[:size] = wire[:size]
+            events += connection.receive_into(size)
+            wire = wire[size:]
+    return events
+
+
+def test_large_messages_read_into_their_payload(server, client, codec):
+    """receive_buffer()/receive_into(): the same events as receive_data(),
+    pings in between answered, and nothing offered once closed."""
+    payload = os.urandom(300001)
+    events = read_through_buffers(server, client_frame(2, payload) + client_frame(9, b"p"), 65536)
+    assert events == [codec.Frame(2, payload), codec.Frame(9, b"p")]
+    assert server.data_to_send() == b"\x8a\x01p"
+    reply = server.send(payload)
+    assert client.receive_data(reply[:10]) == []
+    assert len(client.receive_buffer()) == len(payload)  # a client reads a server's frame in from its header
+    assert read_through_buffers(client, reply[10:], 100000) == [codec.Frame(2, payload)]
+    closing = client_frame(2, payload)[:100000] + client_frame(8, build_close(1000, ""))
+    server.receive_data(client_frame(8, build_close(1000, "")))
+    assert server.state is State.CLOSED
+    assert server.receive_buffer() is None
+    assert server.receive_into(0) == []
+    assert read_through_buffers(server, closing, 100000) == []
+
+
+def test_compressed_messages_read_into_their_payload(codec):
+    from fastws.extensions.permessage_deflate import PerMessageDeflate
+
+    response, server_session = PerMessageDeflate().accept_offer([PerMessageDeflate().offer()])
+    client = Connection(is_client=True, deflate=PerMessageDeflate().accept_response(response), codec=codec)
+    server = Connection(is_client=False, deflate=server_session, codec=codec)
+    payload = os.urandom(200000) + bytes(200000)
+    wire = client.send(payload) + client.send("text " * 20000)
+    events = read_through_buffers(server, wire, 50000)
+    assert events == [codec.Frame(2, payload), codec.Frame(1, "text " * 20000)]

@@ -74,6 +74,20 @@ class FrameParser:
         rsv1_allowed: bool = False,
     ) -> None: ...
     def feed(self, data: Buffer) -> list[Frame]: ...
+    def payload_buffer(self) -> memoryview | None:
+        """Where the next bytes of the stream may be read to directly: the rest
+        of the current frame's payload, when the frame goes straight into its
+        payload object (a data frame delivered whole, not text being
+        validated, small or half here; a client's frame from its server of up
+        to 16 MiB from its header on). Read into it (``sock.recv_into``), then
+        call ``payload_received(n)``: the same as ``feed()`` of those bytes,
+        one copy fewer. None otherwise: use ``feed()``."""
+
+    def payload_received(self, size: int) -> list[Frame]:
+        """``size`` bytes were written at the start of the last
+        ``payload_buffer()``; parse them as ``feed()`` would. ValueError if no
+        buffer is outstanding (a ``feed()`` in between discards it) or
+        ``size`` exceeds it."""
     @property
     def buffered(self) -> int:
         """Bytes held back: a partial header, payload or fragmented message (0 once failed)."""

@@ -11,7 +11,7 @@ frames and fragmented messages go through one growable buffer per parser.
 """
 
 cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_AsLongLongAndOverflow
@@ -57,6 +57,9 @@ cdef int _tabulate_rules() except -1:
             raise ImportError("_rules.is_control must mean opcode >= OP_CLOSE")
     if MAX_CONTROL_PAYLOAD > CONTROL_BUFFER_BYTES:
         raise ImportError("MAX_CONTROL_PAYLOAD exceeds the parser's control buffer")
+    if (_rules.DIRECT_PAYLOAD_BYTES, _rules.TRUSTED_PAYLOAD_BYTES) != (DIRECT_ALLOCATION_BYTES,
+                                                                      SERVER_FRAME_ALLOCATION_BYTES):
+        raise ImportError("_rules' direct payload sizes differ from the parser's")
     return 0
 
 
@@ -70,14 +73,9 @@ cdef enum:
     # Releasing the GIL costs about as much as masking 1 KiB: only worth it for
     # buffers large enough that other threads gain from running meanwhile.
     RELEASE_GIL_BYTES = 262144
-    # A frame's final bytes object is allocated up front when the frame is this
-    # small, or as soon as half of it has arrived (at its start or later): one
-    # copy instead of two for most bytes, while a header alone can never make
-    # us allocate more than twice what the peer sent.
+    # _rules.payload_goes_direct(): when a partly arrived frame's payload object
+    # is allocated (_rules.DIRECT_PAYLOAD_BYTES, TRUSTED_PAYLOAD_BYTES).
     DIRECT_ALLOCATION_BYTES = 65536
-    # ... except in a client, for a frame from the server up to this size
-    # (unmasked frames only come to a client): it trusts the server it chose
-    # with that much, and a large message then costs one copy, not two.
     SERVER_FRAME_ALLOCATION_BYTES = 16777216
 
 
@@ -309,6 +307,17 @@ cdef inline Frame _new_frame(int opcode, object payload, bint fin, bint rsv1):
     return frame
 
 
+@cython.final
+cdef class _PayloadWindow:
+    """The writable rest of a frame's payload object: see payload_buffer()."""
+    cdef object owner
+    cdef char *ptr
+    cdef Py_ssize_t size
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, self.ptr, self.size, 0, flags)
+
+
 cdef class FrameParser:
     cdef readonly bint is_client
     cdef readonly bint assemble
@@ -345,6 +354,7 @@ cdef class FrameParser:
     # The bytes object a frame's payload is unmasked into when it is allocated
     # up front (see DIRECT_ALLOCATION_BYTES); None otherwise.
     cdef object _direct
+    cdef bint _window_offered  # payload_buffer() gave out a view of it
 
     # Payload bytes held for the message (assemble) or the frame (not assemble).
     cdef uint8_t *_buf
@@ -388,6 +398,7 @@ cdef class FrameParser:
         if self._error is not None:
             self._error.frames = []
             raise self._error
+        self._window_offered = False
         cdef list frames = []
         cdef _Bytes view = None
         if type(data) is not bytes:
@@ -401,6 +412,38 @@ cdef class FrameParser:
             exc.frames = frames
             self._error = exc
             raise
+        return frames
+
+    def payload_buffer(self):
+        if self._error is not None or self._direct is None or self._check_utf8:
+            return None
+        cdef _PayloadWindow window = _PayloadWindow.__new__(_PayloadWindow)
+        window.owner = self._direct
+        window.ptr = PyBytes_AS_STRING(self._direct) + <Py_ssize_t>self._frame_size
+        window.size = <Py_ssize_t>self._remaining
+        self._window_offered = True
+        return memoryview(window)
+
+    def payload_received(self, size_arg):
+        if self._error is not None:
+            self._error.frames = []
+            raise self._error
+        if not self._window_offered:
+            raise ValueError("payload_received() without a buffer from payload_buffer()")
+        size_arg = _rules.index_arg(size_arg, "size")
+        if size_arg < 0 or size_arg > self._remaining:
+            raise ValueError(f"payload_received({size_arg}): the buffer holds {self._remaining} bytes")
+        self._window_offered = False
+        cdef Py_ssize_t size = size_arg
+        cdef list frames = []
+        cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(self._direct) + self._frame_size
+        if self._masked:
+            fastws_mask(dst, dst, size, self._mask, self._mask_phase)
+            self._mask_phase = (self._mask_phase + size) & 3
+        self._remaining -= size
+        self._frame_size += size
+        if self._remaining == 0:
+            self._finish_frame(frames)
         return frames
 
     # -- parsing ---------------------------------------------------------
@@ -609,6 +652,7 @@ cdef class FrameParser:
             return 0
         if (self._remaining <= DIRECT_ALLOCATION_BYTES or <uint64_t>available * 2 >= self._remaining
                 or (not self._masked and self._remaining <= SERVER_FRAME_ALLOCATION_BYTES)):
+            # _rules.payload_goes_direct(), with the available bytes not yet taken
             self._direct = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>self._remaining)
         return 0
 

@@ -28,10 +28,12 @@ from ._rules import OP_TEXT as _OP_TEXT
 from ._rules import OPCODES as _OPCODES
 from ._rules import bytes_arg as _bytes_arg
 from ._rules import frame_size_arg as _frame_size_arg
+from ._rules import index_arg as _index_arg
 from ._rules import limit_arg as _limit_arg
 from ._rules import mask_arg as _mask_arg
 from ._rules import opcode_arg as _opcode_arg
 from ._rules import payload_arg as _payload_arg
+from ._rules import payload_goes_direct as _payload_goes_direct
 from ._rules import writable_arg as _writable_arg
 from .exceptions import InvalidUTF8, MessageTooBig, ProtocolError
 from .frames import parse_close
@@ -198,6 +200,7 @@ class FrameParser:
         "_rsv1",
         "_rsv1_allowed",
         "_utf8",
+        "_window",
     )
 
     def __init__(
@@ -235,6 +238,7 @@ class FrameParser:
         self._message_size = 0
         self._message_chunks: list = []  # bytes, or str pieces of a text message
         self._utf8: codecs.IncrementalDecoder | None = None  # while a text message is open
+        self._window: bytearray | None = None  # what payload_buffer() gave out
 
     # Read-only, as in the compiled parser: the limits are fixed at construction.
     is_client = property(_attrgetter("_is_client"))
@@ -264,6 +268,7 @@ class FrameParser:
         if self._error is not None:
             self._error.frames = []
             raise self._error
+        self._window = None
         frames: list = []
         try:
             self._parse(data if type(data) is bytes else _bytes_arg(data, "data"), frames)
@@ -272,6 +277,34 @@ class FrameParser:
             self._error = exc
             raise
         return frames
+
+    def payload_buffer(self) -> memoryview | None:
+        # The compiled parser's rule (its payload object exists), stated here;
+        # the bytes read into this buffer are then parsed as feed() would.
+        if (
+            self._error is not None
+            or not self._in_frame
+            or self._opcode >= _OP_CLOSE
+            or not self._remaining
+            or self._utf8 is not None
+            or (self._assemble and (not self._fin or self._opcode == _OP_CONT))
+            or not _payload_goes_direct(self._mask is not None, self._frame_size, self._remaining)
+        ):
+            return None
+        self._window = bytearray(self._remaining)
+        return memoryview(self._window)
+
+    def payload_received(self, size: int) -> list:
+        if self._error is not None:
+            self._error.frames = []
+            raise self._error
+        window = self._window
+        if window is None:
+            raise ValueError("payload_received() without a buffer from payload_buffer()")
+        size = _index_arg(size, "size")
+        if size < 0 or size > len(window):
+            raise ValueError(f"payload_received({size}): the buffer holds {len(window)} bytes")
+        return self.feed(bytes(window[:size]))
 
     # -- parsing ---------------------------------------------------------
 

@@ -22,6 +22,9 @@ __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_MESSAGE_SIZE",
     "MAX_CONTROL_PAYLOAD",
+    "DIRECT_PAYLOAD_BYTES",
+    "TRUSTED_PAYLOAD_BYTES",
+    "payload_goes_direct",
     "is_known_opcode",
     "is_control",
     "is_valid_close_code",
@@ -62,6 +65,26 @@ hostile peer cannot make a server buffer gigabytes. ``None`` disables it."""
 
 MAX_CONTROL_PAYLOAD = 125
 """RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented."""
+
+DIRECT_PAYLOAD_BYTES = 65536
+"""A partly arrived frame goes straight into its payload object (one copy, and
+``FrameParser.payload_buffer()`` offers the rest) when it is this small, or
+once half of it is here: a header alone never makes a parser allocate more
+than twice what the peer sent..."""
+
+TRUSTED_PAYLOAD_BYTES = 1 << 24
+"""... except a client, for an (unmasked) frame from its server up to this
+size: it trusts the server it chose with that much, and a large message then
+costs one copy instead of two."""
+
+
+def payload_goes_direct(masked: bool, received: int, remaining: int) -> bool:
+    """The rule above, for a frame delivered as one object of which ``received``
+    bytes have arrived and ``remaining`` are to come."""
+    total = received + remaining
+    return (
+        total <= DIRECT_PAYLOAD_BYTES or remaining <= received or (not masked and total <= TRUSTED_PAYLOAD_BYTES)
+    )
 
 
 def is_known_opcode(opcode: int) -> bool:

@@ -150,7 +150,7 @@ class Connection:
 
     # -- receiving -------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list:
+    def receive_data(self, data: Union[bytes, bytearray, memoryview]) -> list:
         """Parse received bytes; return the events they complete."""
         if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
             return []  # RFC 6455 §5.5.1: nothing is processed after a close frame
@@ -159,6 +159,31 @@ class Connection:
         except ProtocolError as exc:
             frames = exc.frames  # the whole frames before the bad one are still delivered
             self._fail(exc)
+        return self._frames_received(frames)
+
+    def receive_buffer(self) -> Optional[memoryview]:
+        """A writable buffer for the next received bytes, when they can go
+        straight into a large message's payload (see the codec's
+        ``FrameParser.payload_buffer``); read into it, then call
+        ``receive_into(n)``. None otherwise: use ``receive_data()``."""
+        if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
+            return None
+        return self.parser.payload_buffer()
+
+    def receive_into(self, size: int) -> list:
+        """``size`` bytes were read into the last ``receive_buffer()``; return
+        the events they complete, as ``receive_data()`` would."""
+        if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
+            return []
+        try:
+            frames = self.parser.payload_received(size)
+        except ProtocolError as exc:  # not raised by either codec today; handled as in receive_data
+            frames = exc.frames
+            self._fail(exc)
+        return self._frames_received(frames)
+
+    def _frames_received(self, frames: list) -> list:
+        """Act on parsed frames: inflate, answer pings, handle a close."""
         for index, frame in enumerate(frames):
             opcode = frame.opcode
             if opcode < OP_CLOSE:

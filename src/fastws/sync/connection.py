@@ -319,33 +319,46 @@ class WebSocket(ConnectionView):
         """Read the readable socket once (holding ``_read_lock``) and parse
         what came; False at end of stream (recorded in the Connection).
 
-        The bytes land in a buffer reused across reads, taken only once the
-        socket is readable: a fresh ``recv(RECV_SIZE)`` object is mmapped by
-        malloc and costs new pages on every read, and a thread waiting for
-        data holds no buffer (a server's idle connections cost none)."""
-        buffer = _spare_buffers.pop() if _spare_buffers else bytearray(RECV_SIZE)
-        try:
-            size = self.socket.recv_into(buffer)
+        The bytes land in the payload of the large message they continue when
+        the Connection offers it (no copy), else in a buffer reused across
+        reads, taken only once the socket is readable: a fresh
+        ``recv(RECV_SIZE)`` object is mmapped by malloc and costs new pages on
+        every read, and a thread waiting for data holds no buffer (a server's
+        idle connections cost none)."""
+        connection = self.connection
+        assert connection is not None
+        with self._lock:
+            window = connection.receive_buffer()
+        if window is not None:  # the rest of a large message goes straight into its payload
+            with window:
+                size = self.socket.recv_into(window)
             if size:
-                self._data_received(memoryview(buffer)[:size])
-            else:
-                with self._lock:
-                    self.connection.receive_eof()  # type: ignore[union-attr]
-                    self._message_ready.notify_all()
-        finally:
-            if len(_spare_buffers) < SPARE_BUFFERS:
-                _spare_buffers.append(buffer)
+                self._data_received(size)
+        else:
+            buffer = _spare_buffers.pop() if _spare_buffers else bytearray(RECV_SIZE)
+            try:
+                size = self.socket.recv_into(buffer)
+                if size:
+                    self._data_received(memoryview(buffer)[:size])
+            finally:
+                if len(_spare_buffers) < SPARE_BUFFERS:
+                    _spare_buffers.append(buffer)
+        if not size:
+            with self._lock:
+                connection.receive_eof()
+                self._message_ready.notify_all()
         return size > 0
 
-    def _data_received(self, data: Union[bytes, memoryview]) -> None:
-        """Parse received bytes (holding ``_read_lock``): queue messages, answer
+    def _data_received(self, data: Union[bytes, memoryview, int]) -> None:
+        """Parse received bytes (holding ``_read_lock``; an int: that many were
+        read into the Connection's receive_buffer()): queue messages, answer
         pings and close frames, record pongs."""
         connection = self.connection
         assert connection is not None
         with self._lock:
             if self._keepalive is not None:
                 self._keepalive.data_seen = True
-            events = connection.receive_data(data)
+            events = connection.receive_into(data) if isinstance(data, int) else connection.receive_data(data)
             failing = connection.error is not None
             if not failing:
                 out = connection.data_to_send()  # pongs and a close reply, at once
