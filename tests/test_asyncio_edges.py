@@ -127,7 +127,7 @@ async def test_send_nowait_during_a_fragmented_message_is_refused():
     assert [frame[1] for frame in transport.frames()] == [b"a", b"b", b"c", b"after"]
 
 
-def test_the_write_batch_keeps_no_finished_loop_alive():
+def test_the_loop_state_keeps_no_finished_loop_alive():
     async def use_send_soon():
         ws, transport = open_server_websocket()
         ws.send_soon("x")
@@ -137,7 +137,7 @@ def test_the_write_batch_keeps_no_finished_loop_alive():
     for _ in range(3):
         asyncio.run(use_send_soon())
     gc.collect()
-    assert len(protocol._batches) == 0
+    assert len(protocol._loop_states) == 0
 
 
 @async_test

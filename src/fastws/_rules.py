@@ -82,9 +82,7 @@ def payload_goes_direct(masked: bool, received: int, remaining: int) -> bool:
     """The rule above, for a frame delivered as one object of which ``received``
     bytes have arrived and ``remaining`` are to come."""
     total = received + remaining
-    return (
-        total <= DIRECT_PAYLOAD_BYTES or remaining <= received or (not masked and total <= TRUSTED_PAYLOAD_BYTES)
-    )
+    return total <= DIRECT_PAYLOAD_BYTES or remaining <= received or (not masked and total <= TRUSTED_PAYLOAD_BYTES)
 
 
 def is_known_opcode(opcode: int) -> bool:

@@ -161,14 +161,21 @@ class Connection:
             self._fail(exc)
         return self._frames_received(frames)
 
-    def receive_buffer(self) -> Optional[memoryview]:
+    def receive_buffer(self, min_size: int = 0) -> Optional[memoryview]:
         """A writable buffer for the next received bytes, when they can go
         straight into a large message's payload (see the codec's
-        ``FrameParser.payload_buffer``); read into it, then call
-        ``receive_into(n)``. None otherwise: use ``receive_data()``."""
+        ``FrameParser.payload_buffer``) and at least ``min_size`` of them are
+        to come; read into it, then call ``receive_into(n)``. None otherwise:
+        use ``receive_data()``.
+
+        An I/O layer passes the size of its own reads: a shorter rest of a
+        frame is better read with what follows it, in one read, than alone."""
         if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
             return None
-        return self.parser.payload_buffer()
+        window = self.parser.payload_buffer()
+        if window is not None and len(window) < min_size:
+            return None
+        return window
 
     def receive_into(self, size: int) -> list:
         """``size`` bytes were read into the last ``receive_buffer()``; return

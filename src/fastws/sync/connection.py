@@ -320,7 +320,8 @@ class WebSocket(ConnectionView):
         what came; False at end of stream (recorded in the Connection).
 
         The bytes land in the payload of the large message they continue when
-        the Connection offers it (no copy), else in a buffer reused across
+        the Connection offers it and at least RECV_SIZE are to come (no copy),
+        else in a buffer reused across
         reads, taken only once the socket is readable: a fresh
         ``recv(RECV_SIZE)`` object is mmapped by malloc and costs new pages on
         every read, and a thread waiting for data holds no buffer (a server's
@@ -328,7 +329,7 @@ class WebSocket(ConnectionView):
         connection = self.connection
         assert connection is not None
         with self._lock:
-            window = connection.receive_buffer()
+            window = connection.receive_buffer(RECV_SIZE)
         if window is not None:  # the rest of a large message goes straight into its payload
             with window:
                 size = self.socket.recv_into(window)
