@@ -674,3 +674,84 @@ def test_https_proxy():
         assert proxy.heads[0].startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n".encode())
         with pytest.raises(NotImplementedError, match="needs the asyncio client"):
             connect(f"wss://127.0.0.1:{server.port}/", proxy="https://127.0.0.1:1")
+
+
+# -- reconnect -----------------------------------------------------------------
+
+
+def fast_backoff():
+    from fastws.policy import Backoff
+
+    return Backoff(initial=0.01, maximum=0.05, stable_after=60.0)
+
+
+class Refusals:
+    """process_request: answer the first ``count`` requests with ``status``."""
+
+    def __init__(self, count, status=503):
+        self.count, self.status, self.requests = count, status, 0
+
+    def __call__(self, ws, request):
+        self.requests += 1
+        if self.requests <= self.count:
+            from fastws import Headers
+
+            return Response(self.status, Headers([("Retry-After", "0")]))
+        return None
+
+
+def test_reconnect_retries_5xx_then_connects():
+    from fastws.sync import reconnect
+
+    gate = Refusals(3)
+    with running(echo, process_request=gate) as server:
+        for ws in reconnect(url(server), backoff=fast_backoff()):
+            ws.send("hi")
+            assert ws.recv(timeout=TIMEOUT) == "hi"
+            break
+        assert gate.requests == 4
+        wait_until(lambda: ws.closed)  # leaving the loop closed it
+
+
+def test_reconnect_does_not_retry_4xx_or_take_a_socket():
+    from fastws.sync import reconnect
+
+    gate = Refusals(1, status=403)
+    with running(echo, process_request=gate) as server:
+        with pytest.raises(InvalidStatus) as info:
+            for _ in reconnect(url(server), backoff=fast_backoff()):
+                pytest.fail("a 403 must not connect")
+        assert info.value.status == 403 and gate.requests == 1
+        with pytest.raises(TypeError, match="sock="):
+            next(reconnect(url(server), sock=socket.socket()))
+
+
+def test_reconnect_after_the_server_drops_delivers_every_message():
+    """The server closes each connection (1011) after two messages; the
+    client reconnects and sends the rest: every message echoed once, in order."""
+    served = []
+
+    def two_then_drop(ws):
+        for _ in range(2):
+            message = ws.recv()
+            served.append(message)
+            ws.send(message)
+        ws.close(1011, "going")
+
+    from fastws.sync import reconnect
+
+    todo, echoed, connections = [str(i) for i in range(7)], [], 0
+    with running(two_then_drop) as server:
+        for ws in reconnect(url(server), backoff=fast_backoff()):
+            connections += 1
+            try:
+                while todo:
+                    ws.send(todo[0])
+                    echoed.append(ws.recv(timeout=TIMEOUT))
+                    todo.pop(0)
+            except ConnectionClosedError as exc:
+                assert exc.code == 1011
+                continue
+            break
+    assert echoed == served == [str(i) for i in range(7)]
+    assert connections == 4

@@ -30,6 +30,7 @@ __all__ = [
     "Backoff",
     "retryable",
     "retry_after",
+    "describe_ending",
 ]
 
 
@@ -238,3 +239,10 @@ def retryable(error: BaseException) -> bool:
     if isinstance(error, InvalidStatus):
         return error.status >= 500 or error.status == 429
     return isinstance(error, (OSError, ConnectionClosed))
+
+
+def describe_ending(error: BaseException) -> str:
+    """How a reconnecting client logs why a connection or an attempt ended."""
+    if isinstance(error, ConnectionClosed):
+        return f"closed {error.code} {error.reason}".rstrip()
+    return f"{type(error).__name__}: {error}"

@@ -16,10 +16,10 @@ import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union, cast
 
-from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from ..exceptions import InvalidHandshake, InvalidStatus
 from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..handshake import SERVER_NAME, ClientHandshake, Response
-from ..policy import Backoff, retry_after, retryable
+from ..policy import Backoff, describe_ending, retry_after, retryable
 from ..proxy import Proxy, proxy_for
 from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
 from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
@@ -237,7 +237,7 @@ class connect:
                     raise
                 self.last_error = exc
                 delay = self.backoff.next_delay(retry_after(exc))
-                log.info("connecting to %s failed (%s); retrying in %.2fs", self.uri.uri, _describe(exc), delay)
+                log.info("connecting to %s failed (%s); retrying in %.2fs", self.uri.uri, describe_ending(exc), delay)
                 await asyncio.sleep(delay)
                 continue
             opened_at = loop.time()
@@ -250,16 +250,10 @@ class connect:
             delay = self.backoff.after_disconnect(lasted)
             log.info(
                 "connection to %s ended (%s) after %.2fs; reconnecting in %.2fs",
-                *(self.uri.uri, _describe(self.last_error), lasted, delay),
+                *(self.uri.uri, describe_ending(self.last_error), lasted, delay),
             )
             if delay:
                 await asyncio.sleep(delay)
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, ConnectionClosed):
-        return f"closed {error.code} {error.reason}".rstrip()
-    return f"{type(error).__name__}: {error}"
 
 
 class ConnectOptions(LimitOptions, total=False):

@@ -1,10 +1,11 @@
 """The asyncio side of a WebSocket connection, shared by server and client.
 
-``WebSocket`` is at once the ``asyncio.Protocol`` that the transport calls and
-the object users hold, so one incoming chunk takes one path: transport →
-``data_received`` → sans-I/O ``Connection`` (codec in C) → message handed to a
-waiting ``recv()`` or to a ``Listener`` callback. No streams, no extra task per
-message, no copy between layers.
+``WebSocket`` is at once the protocol that the transport calls (an
+``asyncio.BufferedProtocol``) and the object users hold, so one incoming chunk
+takes one path: transport reads into ``get_buffer()`` → ``buffer_updated`` →
+sans-I/O ``Connection`` (codec in C) → message handed to a waiting ``recv()``
+or to a ``Listener`` callback. No streams, no extra task per message, no copy
+between layers, and the rest of a large message is read straight into it.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _loop_state(loop: asyncio.AbstractEventLoop) -> _LoopState:
 class Listener:
     """Callback-level API: subclass it and pass ``listener=`` to serve/connect.
 
-    Callbacks run inside ``data_received``: no task, no queue, no future per
+    Callbacks run inside the transport's read callback: no task, no queue, no future per
     message. Send with ``ws.send_nowait()``; watch ``ws.buffered_amount`` or
     ``await ws.drain()`` for backpressure.
     """
@@ -164,7 +165,7 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         # deque costs ~700 bytes, and most connections never queue anything).
         self._queue: Optional[collections.deque[Message]] = None
         self._waiter: Optional[asyncio.Future] = None
-        # Writes are coalesced while data_received runs (_corked), while more
+        # Writes are coalesced while received data is handled (_corked), while more
         # received messages wait in the queue, or when sent with send_soon(),
         # then flushed in one syscall (at the latest at the end of the loop
         # iteration, by the _LoopState).
@@ -210,7 +211,7 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         """True while ``max_queue`` received messages wait for ``recv()`` (TCP pushes back on the peer)."""
         return self._flow.paused
 
-    # -- asyncio.Protocol ----------------------------------------------------
+    # -- asyncio.BufferedProtocol ----------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport

@@ -13,11 +13,14 @@
         ws.send("hello")
         print(ws.recv(timeout=5))
 
+    for ws in reconnect("ws://127.0.0.1:8765/"):   # a new connection after each drop
+        ...
+
 The same sans-I/O core, limits, defaults and keywords as ``fastws.asyncio``;
 hooks and handlers are plain functions.
 """
 
-from .client import ClientConnection, connect, unix_connect
+from .client import ClientConnection, connect, reconnect, unix_connect
 from .connection import Pong, WebSocket
 from .server import Server, ServerConnection, serve, unix_serve
 
@@ -28,6 +31,7 @@ __all__ = [
     "ServerConnection",
     "WebSocket",
     "connect",
+    "reconnect",
     "serve",
     "unix_connect",
     "unix_serve",

@@ -13,6 +13,7 @@ import os
 import socket
 import ssl as ssl_module
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..exceptions import ConnectionClosedError, InvalidStatus, ProxyError
@@ -20,6 +21,7 @@ from ..extensions.permessage_deflate import CLIENT_DEFAULT, PerMessageDeflate
 from ..frames import CloseCode
 from ..handshake import SERVER_NAME, ClientHandshake, Response
 from ..limits import LimitOptions, Limits
+from ..policy import Backoff, describe_ending, retry_after, retryable
 from ..proxy import ConnectTunnel, Proxy, proxy_for, socks_errors, socks_options
 from ..upgrade import ClientRequest, ClientUpgrade, HeadersLike
 from ..uri import MAX_REDIRECTS, Redirects, WebSocketURI, parse_uri
@@ -28,7 +30,7 @@ from .connection import WebSocket
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["connect", "unix_connect", "ClientConnection"]
+__all__ = ["connect", "unix_connect", "reconnect", "ClientConnection"]
 
 USER_AGENT = SERVER_NAME
 client_logger = logging.getLogger("fastws.client")
@@ -303,3 +305,48 @@ def unix_connect(
         caller="unix_connect",
         unix_path=os.fspath(path),
     ).open()
+
+
+def reconnect(
+    uri: str,
+    *,
+    backoff: Optional[Backoff] = None,
+    logger: Union[str, logging.Logger, None] = None,
+    **options: Any,
+) -> Iterator[ClientConnection]:
+    """Connect, yield the connection, and when the loop comes back for the next
+    one, close it and connect again: ``for ws in reconnect(uri): ...``, the
+    threaded form of the asyncio client's ``async for ws in connect(uri)``.
+
+    Failed attempts worth another (network errors, a 5xx or 429 answer:
+    ``fastws.policy.retryable``) wait ``backoff`` (at least a Retry-After);
+    any other failure is raised. A connection that stayed open
+    ``backoff.stable_after`` seconds is followed by an immediate attempt, a
+    shorter one counts as a failure. The other keywords are ``connect()``'s."""
+    if options.get("sock") is not None:
+        raise TypeError("reconnect() cannot take sock=: a socket is used once")
+    backoff = backoff if backoff is not None else Backoff()
+    log = client_logger if logger is None else logging.getLogger(logger) if isinstance(logger, str) else logger
+    while True:
+        try:
+            ws = connect(uri, logger=log, **options)
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            delay = backoff.next_delay(retry_after(exc))
+            log.info("connecting to %s failed (%s); retrying in %.2fs", uri, describe_ending(exc), delay)
+            time.sleep(delay)
+            continue
+        opened_at = time.monotonic()
+        try:
+            yield ws
+        finally:
+            ws.close()
+        lasted = time.monotonic() - opened_at
+        delay = backoff.after_disconnect(lasted)
+        log.info(
+            "connection to %s ended (%s) after %.2fs; reconnecting in %.2fs",
+            *(uri, describe_ending(ws._close_exception()), lasted, delay),
+        )
+        if delay:
+            time.sleep(delay)
