@@ -225,12 +225,10 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         when the Connection offers it and it is at least a whole read (no
         copy), else the loop's buffer."""
         connection = self.connection
-        if connection is not None:
-            window = connection.receive_buffer(READ_BUFFER_BYTES)
-            if window is not None:
-                self._reading_payload = True
-                return window
-        return self._loop_state.read_buffer
+        window = None if connection is None else connection.receive_buffer(READ_BUFFER_BYTES)
+        # Set on every call: a read that fails (EAGAIN) never reaches buffer_updated.
+        self._reading_payload = window is not None
+        return self._loop_state.read_buffer if window is None else window
 
     def buffer_updated(self, nbytes: int) -> None:
         connection = self.connection
