@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
 
 import pytest
@@ -569,30 +568,3 @@ def test_runs_on_uvloop():
             assert await ws.recv() == bytes(300000)
 
     uvloop.run(asyncio.wait_for(main(), 30))
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_large_messages_are_read_into_their_payload(loop, monkeypatch):
-    """The transport reads the rest of a message larger than a read straight
-    into its payload (Connection.receive_into, through get_buffer), on both
-    loops, server and client, with smaller messages between kept in order."""
-    readers = []
-    receive_into = fastws.connection.Connection.receive_into
-
-    def spy(self, size):
-        readers.append("client" if self.is_client else "server")
-        return receive_into(self, size)
-
-    monkeypatch.setattr(fastws.connection.Connection, "receive_into", spy)
-    messages = [os.urandom(3 << 20), b"small", os.urandom(700001), "text", bytes(1 << 20)]
-
-    async def main():
-        options = dict(max_message_size=None, max_frame_size=4 << 20, compression=None)
-        async with serve(echo, **options) as server, connect(uri(server), **options) as ws:
-            for message in messages:
-                await ws.send(message)
-            assert [await ws.recv() for _ in messages] == messages
-
-    runner = asyncio.run if loop == "asyncio" else __import__("uvloop").run
-    runner(asyncio.wait_for(main(), 30))
-    assert set(readers) == {"client", "server"}

@@ -127,7 +127,7 @@ async def test_send_nowait_during_a_fragmented_message_is_refused():
     assert [frame[1] for frame in transport.frames()] == [b"a", b"b", b"c", b"after"]
 
 
-def test_the_loop_state_keeps_no_finished_loop_alive():
+def test_the_write_batch_keeps_no_finished_loop_alive():
     async def use_send_soon():
         ws, transport = open_server_websocket()
         ws.send_soon("x")
@@ -137,7 +137,7 @@ def test_the_loop_state_keeps_no_finished_loop_alive():
     for _ in range(3):
         asyncio.run(use_send_soon())
     gc.collect()
-    assert len(protocol._loop_states) == 0
+    assert len(protocol._batches) == 0
 
 
 @async_test
@@ -179,37 +179,3 @@ async def test_a_burst_of_small_frames_is_joined_into_few_writes_and_a_large_fra
     assert any(len(write) == len(large) + 10 for write in transport.written)  # written as it is
     payloads = [frame[1] for frame in transport.frames()]
     assert payloads == [bytes([index % 256]) * 250 for index in range(1000)] + [large, b"last"]
-
-
-def transport_reads(ws, data: bytes) -> None:
-    """Deliver ``data`` as a transport does: get_buffer, copy, buffer_updated."""
-    data = memoryview(data)
-    while data:
-        buffer = ws.get_buffer(-1)
-        size = min(len(buffer), len(data))
-        buffer[:size] = data[:size]
-        ws.buffer_updated(size)
-        data = data[size:]
-
-
-@async_test
-async def test_a_failed_read_into_a_payload_loses_nothing():
-    """A transport may ask for a buffer and then read nothing (EAGAIN: no
-    buffer_updated). The next get_buffer decides afresh where bytes go: into
-    the payload while it is still offered, else into the loop's buffer."""
-    ws, transport = open_server_websocket(max_message_size=None)
-    payload = bytes(range(256)) * 4096  # 1 MiB
-    wire = client_frame(2, payload) + client_frame(1, b"after")
-    half = len(wire) // 2 + 8
-    transport_reads(ws, wire[:half])
-    window = ws.get_buffer(-1)
-    assert len(window) == len(client_frame(2, payload)) - half  # the payload's rest, offered
-    window = ws.get_buffer(-1)  # the read above failed; asked again
-    transport_reads(ws, wire[half:])
-    assert await ws.recv() == payload and await ws.recv() == "after"
-    assert ws.get_buffer(-1) is ws._loop_state.read_buffer  # between frames
-    frame = client_frame(2, payload)
-    transport_reads(ws, frame[:600000])
-    assert len(ws.get_buffer(-1)) == len(frame) - 600000  # the rest would go in place...
-    ws.connection.receive_eof()  # ...until the connection ends under it
-    assert ws.get_buffer(-1) is ws._loop_state.read_buffer

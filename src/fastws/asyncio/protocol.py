@@ -39,32 +39,20 @@ logger = logging.getLogger("fastws")
 COALESCE_BYTES = 65536
 """Frames written in one burst are joined into writes of up to this size."""
 
-READ_BUFFER_BYTES = 262144
-"""Bytes asked of the socket per read (asyncio's own default)."""
 
+class _WriteBatch:
+    """The connections of one event loop with writes held until the end of the
+    current loop iteration: one callback writes them all, each connection's
+    frames joined into one ``transport.write`` (up to COALESCE_BYTES; larger
+    frames are written as they are), so fan-out and pipelining cost one
+    syscall per connection per iteration, not one per message. It holds no
+    reference to its loop, so a finished loop is freed with it."""
 
-class _LoopState:
-    """What the connections of one event loop share.
-
-    - The connections with writes held until the end of the current loop
-      iteration (``add``): one callback writes them all, each connection's
-      frames joined into one ``transport.write`` (up to COALESCE_BYTES; larger
-      frames are written as they are), so fan-out and pipelining cost one
-      syscall per connection per iteration, not one per message.
-    - The buffer the transport reads into (``get_buffer``): a transport calls
-      ``get_buffer``, reads, then ``buffer_updated`` in one step, so one buffer
-      serves every connection of the loop, and no read allocates (a fresh
-      256 KiB ``bytes`` per read, as ``data_received`` gets on asyncio's own
-      loop, is mmapped by malloc and faulted in page by page).
-
-    It holds no reference to its loop, so a finished loop is freed with it."""
-
-    __slots__ = ("dirty", "scheduled", "read_buffer", "__weakref__")
+    __slots__ = ("dirty", "scheduled", "__weakref__")
 
     def __init__(self) -> None:
         self.dirty: list[WebSocket] = []
         self.scheduled = False
-        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
 
     def add(self, ws: WebSocket) -> None:
         self.dirty.append(ws)
@@ -106,18 +94,18 @@ def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[t
         pending = ws._pending_writes
         pending.append(data)
         if len(pending) == 1 and not ws._corked:
-            ws._loop_state.add(ws)
+            ws._batch.add(ws)
     return refused
 
 
-_loop_states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
 
 
-def _loop_state(loop: asyncio.AbstractEventLoop) -> _LoopState:
-    state = _loop_states.get(loop)
-    if state is None:
-        state = _loop_states[loop] = _LoopState()
-    return state
+def _write_batch(loop: asyncio.AbstractEventLoop) -> _WriteBatch:
+    batch = _batches.get(loop)
+    if batch is None:
+        batch = _batches[loop] = _WriteBatch()
+    return batch
 
 
 class Listener:
@@ -143,7 +131,7 @@ class Listener:
         """The connection is closed; ``code`` is 1006 if it was lost abruptly."""
 
 
-class WebSocket(ConnectionView, asyncio.BufferedProtocol):
+class WebSocket(ConnectionView, asyncio.Protocol):
     """An open WebSocket connection (server or client side)."""
 
     logger: logging.Logger = logger
@@ -154,7 +142,7 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         self.is_client = is_client
         self.listener = listener
         self.loop = asyncio.get_running_loop()
-        self._loop_state = _loop_state(self.loop)
+        self._batch = _write_batch(self.loop)
         self.transport: Any = None  # an asyncio.Transport (or uvloop's, which is not a subclass)
         self.connection: Optional[Connection] = None
         self.subprotocol: Optional[str] = None
@@ -168,7 +156,7 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         # Writes are coalesced while received data is handled (_corked), while more
         # received messages wait in the queue, or when sent with send_soon(),
         # then flushed in one syscall (at the latest at the end of the loop
-        # iteration, by the _LoopState).
+        # iteration, by the loop's _WriteBatch).
         self._pending_writes: list[bytes] = []
         self._corked = False
         self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
@@ -181,7 +169,6 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         self._drain_waiter: Optional[asyncio.Future] = None
         self._fragments_done: Optional[asyncio.Future] = None  # set while send_fragments() runs
         self._failure_deferred = False  # a protocol error waits for recv() to return earlier messages
-        self._reading_payload = False  # get_buffer() gave out a message's payload, not the loop's buffer
         self._closed: asyncio.Future = self.loop.create_future()
         self._pings: dict[bytes, tuple[asyncio.Future, float]] = {}
         self._timer: Optional[asyncio.TimerHandle] = None  # handshake/close deadline
@@ -220,40 +207,14 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """Where the transport reads to: the rest of a large message's payload
-        when the Connection offers it and it is at least a whole read (no
-        copy), else the loop's buffer."""
-        connection = self.connection
-        window = None if connection is None else connection.receive_buffer(READ_BUFFER_BYTES)
-        # Set on every call: a read that fails (EAGAIN) never reaches buffer_updated.
-        self._reading_payload = window is not None
-        return self._loop_state.read_buffer if window is None else window
-
-    def buffer_updated(self, nbytes: int) -> None:
-        connection = self.connection
-        if self._reading_payload:
-            self._reading_payload = False
-            assert connection is not None
-            self._events_received(connection, connection.receive_into(nbytes))
-        elif connection is None:
-            self.handshake_data_received(bytes(self._loop_state.read_buffer[:nbytes]))
-        else:
-            self._events_received(connection, connection.receive_data(self._loop_state.read_buffer[:nbytes]))
-
     def data_received(self, data: bytes) -> None:
-        """Bytes from a layer that hands them over (fastws's TLS, a proxy tunnel's early bytes)."""
         connection = self.connection
         if connection is None:
             self.handshake_data_received(data)
-        else:
-            self._events_received(connection, connection.receive_data(data))
-
-    def _events_received(self, connection: Connection, events: list) -> None:
-        """Act on what the Connection parsed: queue or dispatch messages,
-        write pongs and close replies in one write, handle a failure."""
+            return
         if self._keepalive is not None:
             self._keepalive.data_seen = True
+        events = connection.receive_data(data)
         # Replies written while these events are handled leave in one write.
         self._corked = True
         try:
@@ -355,7 +316,7 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         if self._corked or self._queue:
             pending.append(data)
             if len(pending) == 1 and not self._corked:
-                self._loop_state.add(self)
+                self._batch.add(self)
         elif pending:
             pending.append(data)
             self._flush()
@@ -613,7 +574,7 @@ class WebSocket(ConnectionView, asyncio.BufferedProtocol):
         pending = self._pending_writes
         pending.append(data)
         if len(pending) == 1 and not self._corked:
-            self._loop_state.add(self)
+            self._batch.add(self)
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``

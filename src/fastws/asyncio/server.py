@@ -393,7 +393,7 @@ class serve:
             logger=logger,
         )
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol]) -> Any:
+    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> Any:
         if self.sock is not None:  # already bound (a socket handed over)
             return await loop.create_server(factory, sock=self.sock, backlog=self.backlog)
         return await loop.create_server(factory, self.host, self.port, reuse_port=self.reuse_port, backlog=self.backlog)
@@ -401,7 +401,7 @@ class serve:
     async def _start(self) -> Server:
         server = self.server
 
-        def factory() -> ServerConnection:
+        def factory() -> asyncio.Protocol:
             return ServerConnection(server)
 
         # TLS in fastws's own layer, not asyncio's (see fastws.asyncio.tls).
@@ -464,7 +464,7 @@ class unix_serve(serve):
         super().__init__(handler, None, 0, **options)
         self.path = None if path is None else os.fspath(path)
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol]) -> Any:
+    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> Any:
         if self.path is None:
             return await loop.create_unix_server(factory, sock=self.sock, backlog=self.backlog)
         path = self.path

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 __all__ = ["TLSLayer", "tls_factory"]
 
@@ -29,19 +29,6 @@ READ_SIZE = 16384
 """Plaintext asked of OpenSSL per read: one TLS record's worth, all it returns at once."""
 
 logger = logging.getLogger("fastws.server")
-
-
-class PlaintextReceiver(Protocol):
-    """What TLSLayer feeds: an asyncio protocol that also takes bytes through
-    ``data_received`` (``asyncio.Protocol``, or fastws's WebSocket, which the
-    transport otherwise feeds as a ``BufferedProtocol``)."""
-
-    def connection_made(self, transport: Any) -> None: ...
-    def data_received(self, data: bytes) -> None: ...
-    def eof_received(self) -> Optional[bool]: ...
-    def connection_lost(self, exc: Optional[Exception]) -> None: ...
-    def pause_writing(self) -> None: ...
-    def resume_writing(self) -> None: ...
 
 
 class TLSLayer(asyncio.Protocol, asyncio.Transport):
@@ -59,7 +46,7 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
         "_early_writes",
     )
 
-    def __init__(self, context: ssl_module.SSLContext, app: PlaintextReceiver) -> None:
+    def __init__(self, context: ssl_module.SSLContext, app: asyncio.Protocol) -> None:
         self._context = context
         self._app = app
         self._raw: Optional[asyncio.Transport] = None
@@ -255,9 +242,9 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
         self._app = protocol  # type: ignore[assignment]
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._app  # type: ignore[return-value]  # a PlaintextReceiver is one in all but name
+        return self._app
 
 
-def tls_factory(context: ssl_module.SSLContext, factory: Callable[[], PlaintextReceiver]) -> Callable[[], TLSLayer]:
+def tls_factory(context: ssl_module.SSLContext, factory: Callable[[], asyncio.Protocol]) -> Callable[[], TLSLayer]:
     """``factory`` (the server's protocol factory) with TLS in front of each connection."""
     return lambda: TLSLayer(context, factory())
