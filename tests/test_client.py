@@ -26,11 +26,7 @@ from fastws.policy import Backoff, retry_after, retryable
 from fastws.uri import parse_uri, redirect_uri
 
 from .support.asyncio import async_test
-
-
-def fast() -> Backoff:
-    """Backoff for tests: short, but never zero."""
-    return Backoff(initial=0.01, maximum=0.05, stable_after=60.0)
+from .support.reconnect import Gate, fast
 
 
 async def echo(ws):
@@ -285,19 +281,6 @@ async def test_redirect_to_another_scheme_is_refused():
 
 
 # -- reconnection ---------------------------------------------------------------------------
-
-
-class Gate:
-    """process_request that answers ``status`` to the first ``refusals`` requests."""
-
-    def __init__(self, refusals: int, status: int = 503) -> None:
-        self.refusals, self.status, self.requests = refusals, status, 0
-
-    def __call__(self, ws, request):
-        self.requests += 1
-        if self.requests <= self.refusals:
-            return Response(self.status, Headers([("Retry-After", "0")]))
-        return None
 
 
 @async_test

@@ -26,6 +26,7 @@ from fastws.sync import connect, serve, unix_connect, unix_serve
 from fastws.sync.connection import RECV_SIZE
 
 from .support.frames import client_frame
+from .support.reconnect import Gate, fast
 from .support.tls import tls_contexts
 
 TIMEOUT = 10.0
@@ -679,33 +680,12 @@ def test_https_proxy():
 # -- reconnect -----------------------------------------------------------------
 
 
-def fast_backoff():
-    from fastws.policy import Backoff
-
-    return Backoff(initial=0.01, maximum=0.05, stable_after=60.0)
-
-
-class Refusals:
-    """process_request: answer the first ``count`` requests with ``status``."""
-
-    def __init__(self, count, status=503):
-        self.count, self.status, self.requests = count, status, 0
-
-    def __call__(self, ws, request):
-        self.requests += 1
-        if self.requests <= self.count:
-            from fastws import Headers
-
-            return Response(self.status, Headers([("Retry-After", "0")]))
-        return None
-
-
 def test_reconnect_retries_5xx_then_connects():
     from fastws.sync import reconnect
 
-    gate = Refusals(3)
+    gate = Gate(3)
     with running(echo, process_request=gate) as server:
-        for ws in reconnect(url(server), backoff=fast_backoff()):
+        for ws in reconnect(url(server), backoff=fast()):
             ws.send("hi")
             assert ws.recv(timeout=TIMEOUT) == "hi"
             break
@@ -716,10 +696,10 @@ def test_reconnect_retries_5xx_then_connects():
 def test_reconnect_does_not_retry_4xx_or_take_a_socket():
     from fastws.sync import reconnect
 
-    gate = Refusals(1, status=403)
+    gate = Gate(1, status=403)
     with running(echo, process_request=gate) as server:
         with pytest.raises(InvalidStatus) as info:
-            for _ in reconnect(url(server), backoff=fast_backoff()):
+            for _ in reconnect(url(server), backoff=fast()):
                 pytest.fail("a 403 must not connect")
         assert info.value.status == 403 and gate.requests == 1
         with pytest.raises(TypeError, match="sock="):
@@ -742,7 +722,7 @@ def test_reconnect_after_the_server_drops_delivers_every_message():
 
     todo, echoed, connections = [str(i) for i in range(7)], [], 0
     with running(two_then_drop) as server:
-        for ws in reconnect(url(server), backoff=fast_backoff()):
+        for ws in reconnect(url(server), backoff=fast()):
             connections += 1
             try:
                 while todo:
