@@ -321,11 +321,10 @@ class WebSocket(ConnectionView):
 
         The bytes land in the payload of the large message they continue when
         the Connection offers it and at least RECV_SIZE are to come (no copy),
-        else in a buffer reused across
-        reads, taken only once the socket is readable: a fresh
-        ``recv(RECV_SIZE)`` object is mmapped by malloc and costs new pages on
-        every read, and a thread waiting for data holds no buffer (a server's
-        idle connections cost none)."""
+        else in a buffer reused across reads, taken only once the socket is
+        readable: a fresh ``recv(RECV_SIZE)`` object is mmapped by malloc and
+        costs new pages on every read, and a thread waiting for data holds no
+        buffer (a server's idle connections cost none)."""
         connection = self.connection
         assert connection is not None
         with self._lock:
