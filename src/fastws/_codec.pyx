@@ -424,24 +424,24 @@ cdef class FrameParser:
         self._window_offered = True
         return memoryview(window)
 
-    def payload_received(self, size_arg):
+    def payload_received(self, size):
         if self._error is not None:
             self._error.frames = []
             raise self._error
         if not self._window_offered:
             raise ValueError("payload_received() without a buffer from payload_buffer()")
-        size_arg = _rules.index_arg(size_arg, "size")
-        if size_arg < 0 or size_arg > self._remaining:
-            raise ValueError(f"payload_received({size_arg}): the buffer holds {self._remaining} bytes")
+        size = _rules.index_arg(size, "size")
+        if size < 0 or size > self._remaining:
+            raise ValueError(f"payload_received({size}): the buffer holds {self._remaining} bytes")
         self._window_offered = False
-        cdef Py_ssize_t size = size_arg
+        cdef Py_ssize_t count = size
         cdef list frames = []
         cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(self._direct) + self._frame_size
         if self._masked:
-            fastws_mask(dst, dst, size, self._mask, self._mask_phase)
-            self._mask_phase = (self._mask_phase + size) & 3
-        self._remaining -= size
-        self._frame_size += size
+            fastws_mask(dst, dst, count, self._mask, self._mask_phase)
+            self._mask_phase = (self._mask_phase + count) & 3
+        self._remaining -= count
+        self._frame_size += count
         if self._remaining == 0:
             self._finish_frame(frames)
         return frames
