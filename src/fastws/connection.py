@@ -150,10 +150,15 @@ class Connection:
 
     # -- receiving -------------------------------------------------------
 
+    @property
+    def _input_ignored(self) -> bool:
+        """RFC 6455 §5.5.1: nothing is processed after a close frame (or once closed or failed)."""
+        return self.state is State.CLOSED or self.close_received is not None or self.error is not None
+
     def receive_data(self, data: Union[bytes, bytearray, memoryview]) -> list:
         """Parse received bytes; return the events they complete."""
-        if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
-            return []  # RFC 6455 §5.5.1: nothing is processed after a close frame
+        if self._input_ignored:
+            return []
         try:
             frames = self.parser.feed(data)
         except ProtocolError as exc:
@@ -170,7 +175,7 @@ class Connection:
 
         An I/O layer passes the size of its own reads: a shorter rest of a
         frame is better read with what follows it, in one read, than alone."""
-        if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
+        if self._input_ignored:
             return None
         window = self.parser.payload_buffer()
         if window is not None and len(window) < min_size:
@@ -180,7 +185,7 @@ class Connection:
     def receive_into(self, size: int) -> list:
         """``size`` bytes were read into the last ``receive_buffer()``; return
         the events they complete, as ``receive_data()`` would."""
-        if self.state is State.CLOSED or self.close_received is not None or self.error is not None:
+        if self._input_ignored:
             return []
         try:
             frames = self.parser.payload_received(size)
