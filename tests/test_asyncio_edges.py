@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 
 import pytest
 
@@ -16,7 +17,7 @@ from fastws.relay import Relay
 
 from .support.asyncio import async_test
 from .support.frames import client_frame
-from .support.transport import open_server_websocket
+from .support.transport import FakeTransport, open_server_websocket
 
 TIMEOUT = 10
 
@@ -167,7 +168,7 @@ async def test_relay_holds_messages_for_a_subscriber_sending_fragments_and_deliv
 
 
 @async_test
-async def test_a_burst_of_small_frames_is_joined_into_few_writes_and_a_large_frame_is_not_copied():
+async def test_a_burst_of_small_frames_is_joined_and_a_large_payload_is_passed_by_reference():
     ws, transport = open_server_websocket()
     for index in range(1000):
         ws.send_soon(bytes([index % 256]) * 250)  # 252-byte frames: about 252 KB in all
@@ -175,7 +176,53 @@ async def test_a_burst_of_small_frames_is_joined_into_few_writes_and_a_large_fra
     ws.send_soon(large)
     ws.send_soon(b"last")
     await asyncio.sleep(0)
-    assert len(transport.written) <= 7  # four or five joined writes, the large frame, the tail
-    assert any(len(write) == len(large) + 10 for write in transport.written)  # written as it is
+    assert len(transport.written) == 1  # one writelines() for the whole burst
+    assert len(transport.buffers) <= 8  # four or five joined buffers, the large frame's header, its payload, the tail
+    assert any(buffer is large for buffer in transport.buffers)  # not copied
     payloads = [frame[1] for frame in transport.frames()]
     assert payloads == [bytes([index % 256]) * 250 for index in range(1000)] + [large, b"last"]
+
+
+class JoiningTransport(FakeTransport):
+    """A transport whose writelines() joins the list (asyncio's before 3.12)."""
+
+    writelines = asyncio.WriteTransport.writelines
+
+
+@async_test
+async def test_where_writelines_would_copy_small_frames_are_joined_and_a_large_frame_is_written_as_it_is():
+    ws, transport = open_server_websocket(transport_class=JoiningTransport)
+    for index in range(1000):
+        ws.send_soon(bytes([index % 256]) * 250)
+    large = bytes(200_000)
+    ws.send_soon(large)
+    ws.send_soon(b"last")
+    await asyncio.sleep(0)
+    assert len(transport.written) <= 7  # four or five joined writes, the large frame, the tail
+    assert any(len(write) == len(large) + 10 for write in transport.written)  # one frame, one write
+    payloads = [frame[1] for frame in transport.frames()]
+    assert payloads == [bytes([index % 256]) * 250 for index in range(1000)] + [large, b"last"]
+
+
+@async_test
+async def test_every_way_to_send_passes_a_large_payload_by_reference_and_keeps_the_order():
+    ws, transport = open_server_websocket(max_frame_size=100_000)
+    large, text = os.urandom(250_000), "é" * 70_000
+    await ws.send(large)
+    ws.send_nowait(text)
+    ws.send_nowait(b"small")
+    ws.send_soon(large)
+    await asyncio.sleep(0)
+    by_reference = [buffer for buffer in transport.buffers if isinstance(buffer, memoryview) and buffer.obj is large]
+    # send() writes its three slices as they are; the batch behind send_soon()
+    # passes the two of 100 KB and joins the 50 KB tail with its neighbours.
+    assert len(by_reference) == 5
+    frames = transport.frames()
+    assert [(opcode, len(payload), fin) for opcode, payload, fin in frames] == [
+        (2, 100_000, False), (0, 100_000, False), (0, 50_000, True),
+        (1, 100_000, False), (0, 40_000, True),
+        (2, 5, True),
+        (2, 100_000, False), (0, 100_000, False), (0, 50_000, True),
+    ]  # fmt: skip
+    assert b"".join(payload for _, payload, _ in frames[:3]) == large
+    assert b"".join(payload for _, payload, _ in frames[3:5]).decode() == text

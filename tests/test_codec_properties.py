@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fastws import _codec_py
 from fastws.exceptions import ProtocolError
+from fastws.frames import frame_buffers
 
 from .support.codecs import all_codecs
 
@@ -279,3 +280,16 @@ def test_reading_into_payload_buffers_is_feeding(messages, mask, max_frame_size,
         assert through_windows[:2] == (frames, error and error[:3])
         results.append(through_windows)
     assert all(result == results[0] for result in results)
+
+
+@given(
+    opcode=st.sampled_from([1, 2]),
+    payload=st.binary(max_size=3000),
+    max_frame_size=st.integers(1, 4000),
+    rsv1=st.booleans(),
+)
+def test_frame_buffers_join_to_the_encoded_message(opcode, payload, max_frame_size, rsv1):
+    buffers = frame_buffers(opcode, payload, max_frame_size=max_frame_size, rsv1=rsv1)
+    for codec in CODECS:
+        assert b"".join(buffers) == codec.encode_message(opcode, payload, max_frame_size=max_frame_size, rsv1=rsv1)
+    assert all(type(buffer) is bytes or buffer.obj is payload for buffer in buffers[1::2])

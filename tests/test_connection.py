@@ -274,3 +274,52 @@ def test_compressed_messages_read_into_their_payload(codec):
     wire = client.send(payload) + client.send("text " * 20000)
     events = read_through_buffers(server, wire, 50000)
     assert events == [codec.Frame(2, payload), codec.Frame(1, "text " * 20000)]
+
+
+def test_send_buffers_pass_a_large_payload_by_reference_and_join_to_send(codec):
+    server = Connection(is_client=False, max_frame_size=100_000, codec=codec)
+    large = os.urandom(250_000)
+    buffers = server.send_buffers(large)
+    assert [len(buffer) for buffer in buffers] == [10, 100_000, 10, 100_000, 4, 50_000]
+    assert all(buffer.obj is large for buffer in buffers[1::2])  # slices of it, not copies
+    assert b"".join(buffers) == server.send(large)
+    text = "é" * 40_000  # 80,000 bytes
+    assert b"".join(server.send_buffers(text)) == server.send(text)
+    one_frame = Connection(is_client=False, codec=codec)
+    assert one_frame.send_buffers(large)[1] is large
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"small", bytearray(100_000), memoryview(bytes(100_000))],
+    ids=["small", "bytearray", "memoryview"],
+)
+def test_send_buffers_copy_small_and_mutable_payloads(server, codec, message):
+    assert server.send_buffers(message) == [server.send(message)]
+
+
+def test_a_client_masks_a_copy_of_every_payload(client, codec):
+    buffers = client.send_buffers(bytes(100_000))
+    assert len(buffers) == 1 and type(buffers[0]) is bytes
+    assert codec.FrameParser().feed(buffers[0]) == [codec.Frame(2, bytes(100_000))]
+
+
+def test_send_buffers_refuse_what_send_refuses(server, codec):
+    server.send_fragment(b"first")
+    with pytest.raises(RuntimeError, match="fragmented message"):
+        server.send_buffers(bytes(100_000))
+    server.send_fragment(b"last", fin=True)
+    server.send_close(1000)
+    with pytest.raises(ConnectionClosedOK):
+        server.send_buffers(bytes(100_000))
+
+
+def test_send_buffers_compress_and_pass_the_compressed_payload(codec):
+    from fastws.extensions.permessage_deflate import PerMessageDeflate
+
+    response, server_session = PerMessageDeflate().accept_offer([PerMessageDeflate().offer()])
+    client = Connection(is_client=True, deflate=PerMessageDeflate().accept_response(response), codec=codec)
+    server = Connection(is_client=False, deflate=server_session, codec=codec)
+    messages = [os.urandom(100_000), "text " * 20_000, bytes(300_000)]
+    wire = b"".join(b"".join(server.send_buffers(message)) for message in messages)
+    assert [frame.payload for frame in client.receive_data(wire)] == messages

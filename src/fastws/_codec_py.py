@@ -27,6 +27,7 @@ from ._rules import OP_CONT as _OP_CONT
 from ._rules import OP_TEXT as _OP_TEXT
 from ._rules import OPCODES as _OPCODES
 from ._rules import bytes_arg as _bytes_arg
+from ._rules import frame_header as _frame_header
 from ._rules import frame_size_arg as _frame_size_arg
 from ._rules import index_arg as _index_arg
 from ._rules import limit_arg as _limit_arg
@@ -592,18 +593,10 @@ _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
 
 
-def _header(first: int, length: int, masked: int) -> bytes:
-    if length < 126:
-        return bytes((first, masked | length))
-    if length < 65536:
-        return bytes((first, masked | 126)) + _U16.pack(length)
-    return bytes((first, masked | 127)) + _U64.pack(length)
-
-
 def _frame(first: int, data: bytes, key: bytes | None) -> bytes:
     if key is None:
-        return _header(first, len(data), 0) + data
-    return _header(first, len(data), 0x80) + key + _mask(data, key)
+        return _frame_header(first, len(data)) + data
+    return _frame_header(first, len(data), 0x80) + key + _mask(data, key)
 
 
 def _key(mask_key) -> bytes:

@@ -10,6 +10,7 @@ imports nothing from fastws, so any layer can use it.
 from __future__ import annotations
 
 import operator
+import struct
 
 __all__ = [
     "OP_CONT",
@@ -25,6 +26,7 @@ __all__ = [
     "DIRECT_PAYLOAD_BYTES",
     "TRUSTED_PAYLOAD_BYTES",
     "payload_goes_direct",
+    "frame_header",
     "is_known_opcode",
     "is_control",
     "is_valid_close_code",
@@ -83,6 +85,21 @@ def payload_goes_direct(masked: bool, received: int, remaining: int) -> bool:
     bytes have arrived and ``remaining`` are to come."""
     total = received + remaining
     return total <= DIRECT_PAYLOAD_BYTES or remaining <= received or (not masked and total <= TRUSTED_PAYLOAD_BYTES)
+
+
+_LENGTH16 = struct.Struct("!BBH")
+_LENGTH64 = struct.Struct("!BBQ")
+
+
+def frame_header(first: int, length: int, mask_bit: int = 0) -> bytes:
+    """A frame's header up to its masking key (RFC 6455 §5.2): ``first`` (FIN,
+    RSV1-3, opcode), then the mask bit (0x80 or 0) with the payload length in
+    7 bits, or 126 and 16 bits, or 127 and 64 bits: always the shortest form."""
+    if length < 126:
+        return bytes((first, mask_bit | length))
+    if length < 65536:
+        return _LENGTH16.pack(first, mask_bit | 126, length)
+    return _LENGTH64.pack(first, mask_bit | 127, length)
 
 
 def is_known_opcode(opcode: int) -> bool:

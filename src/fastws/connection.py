@@ -35,10 +35,15 @@ from .frames import (
     OP_TEXT,
     CloseCode,
     build_close,
+    frame_buffers,
     parse_close,
 )
 
-__all__ = ["State", "Connection", "PreparedMessage", "ConnectionView"]
+__all__ = ["State", "Connection", "PreparedMessage", "ConnectionView", "PASSTHROUGH_BYTES"]
+
+PASSTHROUGH_BYTES = 65536
+"""From this size, ``Connection.send_buffers()`` hands a server's payload to the
+I/O layer by reference instead of copying it into the frame."""
 
 
 class State(enum.IntEnum):
@@ -360,6 +365,32 @@ class Connection:
                 opcode, deflate.compress(data), mask=self.is_client, max_frame_size=self.max_frame_size, rsv1=True
             )
         return self._encode_message(opcode, message, mask=self.is_client, max_frame_size=self.max_frame_size)
+
+    def send_buffers(self, message: Union[str, bytes]) -> list[Union[bytes, memoryview]]:
+        """Like ``send()``, as a list of buffers to write in order (one
+        ``writelines``/``sendmsg``): a server's ``bytes`` or ``str`` message of
+        PASSTHROUGH_BYTES or more is not copied into its frames; the list holds
+        each frame's header and the payload itself (see ``frame_buffers``).
+        Anything else, and every frame a client sends (it masks a copy), is
+        one buffer: ``send()``'s bytes. A bytearray or memoryview is always
+        copied: it could change before the transport has written it."""
+        kind = type(message)
+        if (
+            self.is_client
+            or (kind is not bytes and kind is not str)
+            or len(message) < PASSTHROUGH_BYTES
+            or self.state is not State.OPEN
+            or self._sending_fragments
+        ):
+            return [self.send(message)]  # raises what send() raises when closing or mid-fragment
+        if isinstance(message, str):
+            opcode, data = OP_TEXT, message.encode("utf-8")
+        else:
+            opcode, data = OP_BINARY, message
+        deflate = self.deflate
+        if deflate is not None and deflate.can_compress and len(data) >= deflate.settings.threshold:
+            return frame_buffers(opcode, deflate.compress(data), max_frame_size=self.max_frame_size, rsv1=True)
+        return frame_buffers(opcode, data, max_frame_size=self.max_frame_size)
 
     def send_prepared(self, prepared: PreparedMessage) -> bytes:
         """The frames of a message encoded once for many connections.

@@ -4,6 +4,7 @@ real socket reaches only by timing: writing paused, lost while paused."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastws.asyncio.protocol import Limits, WebSocket
 from fastws.handshake import ServerHandshake
@@ -13,11 +14,16 @@ from .asyncio import upgrade_request
 
 
 class FakeTransport:
-    """Records writes; close() and abort() report the loss on the next loop iteration, as asyncio does."""
+    """Records writes; close() and abort() report the loss on the next loop iteration, as asyncio does.
+
+    ``written`` holds what each call wrote (one entry per ``write`` or
+    ``writelines``, as one syscall each); ``buffers`` the objects handed over,
+    so that a test can check a payload was passed by reference."""
 
     def __init__(self, protocol: asyncio.Protocol) -> None:
         self.protocol = protocol
         self.written: list[bytes] = []
+        self.buffers: list = []
         self.closing = False
         self.eof = False
         self.reading = True
@@ -34,6 +40,12 @@ class FakeTransport:
     def write(self, data) -> None:
         assert not self.eof and not self.closing, "write after close"
         self.written.append(bytes(data))
+        self.buffers.append(data)
+
+    def writelines(self, buffers) -> None:
+        assert not self.eof and not self.closing, "write after close"
+        self.written.append(b"".join(buffers))
+        self.buffers += buffers
 
     def is_closing(self) -> bool:
         return self.closing
@@ -72,11 +84,11 @@ class FakeTransport:
         return frames
 
 
-def open_server_websocket(**limits) -> tuple[WebSocket, FakeTransport]:
+def open_server_websocket(transport_class: type[FakeTransport] = FakeTransport, **limits) -> tuple[WebSocket, Any]:
     """A server-side WebSocket past its handshake, on a FakeTransport (keepalive off)."""
     limits.setdefault("ping_interval", None)
     ws = WebSocket(Limits(**limits), is_client=False)
-    transport = FakeTransport(ws)
+    transport = transport_class(ws)
     ws.connection_made(transport)  # type: ignore[arg-type]
     upgrade = ServerUpgrade(ServerHandshake(extensions=None))
     assert upgrade.receive_data(upgrade_request()) is not None

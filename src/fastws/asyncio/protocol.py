@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..connection import Connection, ConnectionView, PreparedMessage, State
+from ..connection import PASSTHROUGH_BYTES, Connection, ConnectionView, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
@@ -157,8 +157,12 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         # received messages wait in the queue, or when sent with send_soon(),
         # then flushed in one syscall (at the latest at the end of the loop
         # iteration, by the loop's _WriteBatch).
-        self._pending_writes: list[bytes] = []
+        self._pending_writes: list[Union[bytes, memoryview]] = []
         self._corked = False
+        # A server's large messages are written by reference (header, then the
+        # payload itself: Connection.send_buffers) where the transport writes a
+        # list without joining it first (uvloop, asyncio from 3.12).
+        self._passthrough = False
         self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
         # True while the write buffer is above ``write_limit`` (until the peer
         # reads it down); read it, do not set it. A plain attribute: fan-out
@@ -204,6 +208,10 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         self.transport = transport
         self.remote_address = transport.get_extra_info("peername")
         self.transport.set_write_buffer_limits(high=self.limits.write_limit)
+        writelines = getattr(type(transport), "writelines", None)
+        self._passthrough = (
+            not self.is_client and writelines is not None and writelines is not asyncio.WriteTransport.writelines
+        )
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
 
@@ -323,6 +331,20 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         else:
             self.transport.write(data)
 
+    def _write_buffers(self, buffers: list[Union[bytes, memoryview]]) -> None:
+        """``_write()`` for the buffers of one message (``Connection.send_buffers``)."""
+        pending = self._pending_writes
+        if self._corked or self._queue:
+            was_empty = not pending
+            pending += buffers
+            if was_empty and not self._corked:
+                self._batch.add(self)
+        elif pending:
+            pending += buffers
+            self._flush()
+        else:
+            self.transport.writelines(buffers)
+
     def _flush(self) -> None:
         pending = self._pending_writes
         if not pending:
@@ -336,26 +358,33 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         elif sum(map(len, pending)) <= COALESCE_BYTES:
             transport.write(b"".join(pending))
         else:
-            # Small frames are joined in writes of up to COALESCE_BYTES (a
+            # Small frames are joined in buffers of up to COALESCE_BYTES (a
             # fan-out burst is hundreds of them: one write each would cost more
-            # than the copy); a large frame is written as it is (a copy of
-            # megabytes also means fresh pages from the OS each time).
-            chunk: list[bytes] = []
+            # than the copy); a large frame or payload is passed as it is (a
+            # copy of megabytes also means fresh pages from the OS each time).
+            # One writelines() where the transport writes lists as they are.
+            out: list[Union[bytes, memoryview]] = []
+            chunk: list[Union[bytes, memoryview]] = []
             size = 0
             for data in pending:
                 if len(data) >= COALESCE_BYTES:
                     if chunk:
-                        transport.write(b"".join(chunk))
+                        out.append(b"".join(chunk))
                         chunk, size = [], 0
-                    transport.write(data)
+                    out.append(data)
                     continue
                 chunk.append(data)
                 size += len(data)
                 if size >= COALESCE_BYTES:
-                    transport.write(b"".join(chunk))
+                    out.append(b"".join(chunk))
                     chunk, size = [], 0
             if chunk:
-                transport.write(b"".join(chunk))
+                out.append(b"".join(chunk))
+            if self._passthrough:
+                transport.writelines(out)
+            else:
+                for data in out:
+                    transport.write(data)
         pending.clear()
 
     def _close_transport(self, linger: bool = False) -> None:
@@ -556,6 +585,8 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("the handshake is not finished")
         if type(message) is PreparedMessage:
             self._write(connection.send_prepared(message))
+        elif self._passthrough and len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
+            self._write_buffers(connection.send_buffers(message))  # type: ignore[arg-type]
         else:
             self._write(connection.send(message))  # type: ignore[arg-type]
 
@@ -567,13 +598,15 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         connection = self.connection
         if connection is None:
             raise RuntimeError("the handshake is not finished")
-        if type(message) is PreparedMessage:
-            data = connection.send_prepared(message)
-        else:
-            data = connection.send(message)  # type: ignore[arg-type]
         pending = self._pending_writes
-        pending.append(data)
-        if len(pending) == 1 and not self._corked:
+        was_empty = not pending
+        if type(message) is PreparedMessage:
+            pending.append(connection.send_prepared(message))
+        elif self._passthrough and len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
+            pending += connection.send_buffers(message)  # type: ignore[arg-type]
+        else:
+            pending.append(connection.send(message))  # type: ignore[arg-type]
+        if was_empty and not self._corked:
             self._batch.add(self)
 
     async def send(self, message: Message) -> None:
@@ -583,7 +616,10 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("the handshake is not finished")
         if self._fragments_done is not None:
             await self._fragments_finished()
-        self._write(self.connection.send(message))
+        if self._passthrough and len(message) >= PASSTHROUGH_BYTES:
+            self._write_buffers(self.connection.send_buffers(message))
+        else:
+            self._write(self.connection.send(message))
         if self.writing_paused:
             await self.drain()
 
