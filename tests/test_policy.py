@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fastws.connection import Connection, State
-from fastws.policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
+from fastws.policy import (
+    COALESCE_BYTES,
+    Keepalive,
+    PeerDead,
+    ReadFlow,
+    SendPing,
+    TransportAction,
+    coalesce_writes,
+    transport_action,
+    unwritten,
+)
 
 from .support.frames import client_frame
 
@@ -105,3 +117,35 @@ def test_keepalive_schedule_is_uvicorns_interval_minus_the_last_rtt():
         assert keepalive.pong_received(ping.payload, interval + rtt)
         uvicorn_next_ping = interval + rtt + max(0.0, interval - rtt)
         assert keepalive.deadline == pytest.approx(uvicorn_next_ping)
+
+
+sizes = st.lists(st.sampled_from([0, 1, 10, 1000, COALESCE_BYTES - 1, COALESCE_BYTES, 3 * COALESCE_BYTES]), max_size=40)
+
+
+@given(sizes)
+def test_coalesce_writes_keeps_the_bytes_joins_small_frames_and_passes_large_ones(sizes):
+    pending = [bytes([index % 256]) * size for index, size in enumerate(sizes)]
+    out = coalesce_writes(pending)
+    assert b"".join(out) == b"".join(pending)
+    large = [data for data in pending if len(data) >= COALESCE_BYTES]
+    assert [data for data in out if any(data is frame for frame in large)] == large  # the same objects
+    for data in out:
+        assert any(data is frame for frame in large) or len(data) < 2 * COALESCE_BYTES
+
+
+@given(st.lists(st.binary(max_size=50), max_size=8), st.data())
+def test_unwritten_is_what_follows_the_written_bytes(buffers, data):
+    whole = b"".join(buffers)
+    written = data.draw(st.integers(0, len(whole)))
+    rest = unwritten(list(buffers), written)
+    assert b"".join(rest) == whole[written:]
+
+
+def test_writing_a_list_in_uneven_pieces_writes_it_all():
+    buffers: list = [b"head", memoryview(bytes(range(256)) * 40), b"", b"tail"]
+    expected, out = b"".join(buffers), []
+    while buffers:
+        piece = b"".join(buffers)[:777]  # a sendmsg that takes at most 777 bytes
+        out.append(piece)
+        buffers = unwritten(buffers, len(piece))
+    assert b"".join(out) == expected

@@ -108,6 +108,27 @@ def test_echo_text_binary_large_and_fragments():
     assert ws.close_code == 1000 and ws.closed
 
 
+@pytest.mark.parametrize("options", [{}, {"compression": None}], ids=["deflate", "plain"])
+def test_a_server_sends_large_messages_by_reference_intact_and_in_order(options):
+    """From 64 KiB a server's bytes and str messages leave through sendmsg,
+    header and payload slices (Connection.send_buffers); a bytearray is copied.
+    The client reads slowly (max_queue=1), so sendmsg writes part of a list."""
+    big, text = os.urandom(3 << 20), "é" * 70_000
+    messages = [big, b"small", text, bytearray(os.urandom(100_000)), big]
+
+    def handler(ws):
+        for message in messages:
+            ws.send(message)
+        ws.send_fragments([big, b"tail"])
+
+    with running(handler, max_frame_size=100_000, max_message_size=None, **options) as server:
+        with connect(url(server), max_queue=1, max_message_size=None, **options, **QUICK) as ws:
+            received = [ws.recv(TIMEOUT) for _ in range(len(messages) + 1)]
+    assert received == [bytes(message) if isinstance(message, bytearray) else message for message in messages] + [
+        big + b"tail"
+    ]
+
+
 def test_server_connection_attributes():
     seen = {}
 

@@ -27,6 +27,9 @@ __all__ = [
     "ReadFlow",
     "TransportAction",
     "transport_action",
+    "COALESCE_BYTES",
+    "coalesce_writes",
+    "unwritten",
     "Backoff",
     "retryable",
     "retry_after",
@@ -171,6 +174,50 @@ def transport_action(connection: Connection) -> TransportAction:
     if connection.should_close_transport:
         return TransportAction.CLOSE
     return TransportAction.WAIT
+
+
+COALESCE_BYTES = 65536
+"""Frames written in one burst are joined into buffers of up to this size."""
+
+
+def coalesce_writes(pending: list[Union[bytes, memoryview]]) -> list[Union[bytes, memoryview]]:
+    """What to write for a burst of frames, in order: small ones joined into
+    buffers of up to COALESCE_BYTES (a fan-out burst is hundreds of them: one
+    write each would cost more than the copy), a large frame or payload passed
+    as it is (a copy of megabytes also means fresh pages from the OS each
+    time). For one ``writelines``/``sendmsg``, or a write each."""
+    out: list[Union[bytes, memoryview]] = []
+    chunk: list[Union[bytes, memoryview]] = []
+    size = 0
+    for data in pending:
+        if len(data) >= COALESCE_BYTES:
+            if chunk:
+                out.append(b"".join(chunk))
+                chunk, size = [], 0
+            out.append(data)
+            continue
+        chunk.append(data)
+        size += len(data)
+        if size >= COALESCE_BYTES:
+            out.append(b"".join(chunk))
+            chunk, size = [], 0
+    if chunk:
+        out.append(b"".join(chunk))
+    return out
+
+
+def unwritten(buffers: list[Union[bytes, memoryview]], written: int) -> list[Union[bytes, memoryview]]:
+    """What is left of ``buffers`` once ``written`` bytes of them have been
+    written (``sendmsg`` may write part of a list): a new list, the first
+    buffer cut where the write stopped."""
+    index = 0
+    while index < len(buffers) and written >= len(buffers[index]):
+        written -= len(buffers[index])
+        index += 1
+    rest = buffers[index:]
+    if written:
+        rest[0] = memoryview(rest[0])[written:]
+    return rest
 
 
 class Backoff:

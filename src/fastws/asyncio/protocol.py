@@ -24,7 +24,16 @@ from ..connection import PASSTHROUGH_BYTES, Connection, ConnectionView, Prepared
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
-from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
+from ..policy import (
+    COALESCE_BYTES,
+    Keepalive,
+    PeerDead,
+    ReadFlow,
+    SendPing,
+    TransportAction,
+    coalesce_writes,
+    transport_action,
+)
 from ..upgrade import ClientUpgrade, ServerUpgrade
 
 if TYPE_CHECKING:
@@ -35,9 +44,6 @@ __all__ = ["WebSocket", "Listener", "Limits", "LimitOptions", "unknown_keyword",
 Message = Union[str, bytes]
 
 logger = logging.getLogger("fastws")
-
-COALESCE_BYTES = 65536
-"""Frames written in one burst are joined into writes of up to this size."""
 
 
 class _WriteBatch:
@@ -358,28 +364,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         elif sum(map(len, pending)) <= COALESCE_BYTES:
             transport.write(b"".join(pending))
         else:
-            # Small frames are joined in buffers of up to COALESCE_BYTES (a
-            # fan-out burst is hundreds of them: one write each would cost more
-            # than the copy); a large frame or payload is passed as it is (a
-            # copy of megabytes also means fresh pages from the OS each time).
-            # One writelines() where the transport writes lists as they are.
-            out: list[Union[bytes, memoryview]] = []
-            chunk: list[Union[bytes, memoryview]] = []
-            size = 0
-            for data in pending:
-                if len(data) >= COALESCE_BYTES:
-                    if chunk:
-                        out.append(b"".join(chunk))
-                        chunk, size = [], 0
-                    out.append(data)
-                    continue
-                chunk.append(data)
-                size += len(data)
-                if size >= COALESCE_BYTES:
-                    out.append(b"".join(chunk))
-                    chunk, size = [], 0
-            if chunk:
-                out.append(b"".join(chunk))
+            out = coalesce_writes(pending)
             if self._passthrough:
                 transport.writelines(out)
             else:

@@ -39,11 +39,20 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional, Union
 
-from ..connection import Connection, ConnectionView, State
+from ..connection import PASSTHROUGH_BYTES, Connection, ConnectionView, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import Limits
-from ..policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
+from ..policy import (
+    Keepalive,
+    PeerDead,
+    ReadFlow,
+    SendPing,
+    TransportAction,
+    coalesce_writes,
+    transport_action,
+    unwritten,
+)
 from ..upgrade import ClientUpgrade, ServerUpgrade
 
 __all__ = ["WebSocket", "Pong", "Message"]
@@ -153,7 +162,10 @@ class WebSocket(ConnectionView):
         self._failure_deadline: Optional[float] = None  # a deferred failure completes by then
         self._fragmenter: Optional[int] = None  # the thread sending a fragmented message
         self._write_lock = threading.Lock()
-        self._outbox: list[bytes] = []
+        self._outbox: list[Union[bytes, memoryview]] = []
+        # A server's large messages leave by reference (Connection.send_buffers,
+        # one sendmsg) on a plain socket; TLS encrypts a copy anyway.
+        self._passthrough = not is_client and hasattr(sock, "sendmsg") and not isinstance(sock, ssl.SSLSocket)
         # Bytes of pongs and close replies the reader queued since a writer
         # last took the outbox: above write_limit, a writer is stuck behind a
         # peer that does not read, and only the newest pong is kept.
@@ -623,7 +635,10 @@ class WebSocket(ConnectionView):
         with self._lock:
             if self._fragmenter is not None and self._fragmenter != threading.get_ident():
                 self._wait_fragments()
-            self._outbox.append(connection.send(message))
+            if self._passthrough and len(message) >= PASSTHROUGH_BYTES:
+                self._outbox += connection.send_buffers(message)
+            else:
+                self._outbox.append(connection.send(message))
         self._flush()
 
     def send_fragments(self, fragments: Iterable[Message]) -> None:
@@ -717,15 +732,23 @@ class WebSocket(ConnectionView):
                         outbox = self._outbox
                         if not outbox:
                             break
-                        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                        if len(outbox) == 1:
+                            data: Union[bytes, memoryview, list[Union[bytes, memoryview]]] = outbox[0]
+                        elif self._passthrough:
+                            data = coalesce_writes(outbox)
+                        else:
+                            data = b"".join(outbox)
                         outbox.clear()
                     self._write(data, wait)
             finally:
                 self._write_lock.release()
 
-    def _write(self, data: bytes, raise_closed: bool) -> None:
+    def _write(self, data: Union[bytes, memoryview, list[Union[bytes, memoryview]]], raise_closed: bool) -> None:
         try:
-            self.socket.sendall(data)
+            if type(data) is list:
+                self._send_buffers(data)
+            else:
+                self.socket.sendall(data)  # type: ignore[arg-type]
         except OSError as exc:
             timed_out = isinstance(exc, (BlockingIOError, TimeoutError, ssl.SSLWantWriteError))
             if timed_out:
@@ -737,6 +760,12 @@ class WebSocket(ConnectionView):
                 self._outbox.clear()
             if raise_closed:
                 raise self._close_exception() from exc
+
+    def _send_buffers(self, buffers: list[Union[bytes, memoryview]]) -> None:
+        """``sendall()`` for a list of buffers: ``sendmsg`` until all are written."""
+        send = self.socket.sendmsg
+        while buffers:
+            buffers = unwritten(buffers, send(buffers))
 
     # -- closing ------------------------------------------------------------
 
