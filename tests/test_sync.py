@@ -70,7 +70,9 @@ def wait_until(predicate, timeout=TIMEOUT):
 
 
 def raw_client(port, path="/"):
-    """A TCP socket that did the opening handshake by hand: the hostile peers' start."""
+    """A TCP socket that did the opening handshake by hand: the hostile peers'
+    start. Returns it with the bytes that came after the 101's head (frames
+    the server sent at once, in the same read)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     sock.sendall(ClientHandshake(f"127.0.0.1:{port}", path).request_bytes())
     parser = HeadParser()
@@ -80,8 +82,8 @@ def raw_client(port, path="/"):
         result = parser.feed(data)
         if result is not None:
             head, rest = result
-            assert parse_response(head).status == 101  # rest: frames the server sent at once
-            return sock
+            assert parse_response(head).status == 101
+            return sock, rest
 
 
 # -- messages ------------------------------------------------------------------
@@ -537,7 +539,7 @@ def test_peer_vanishing_mid_frame():
         done.set()
 
     with running(handler) as server:
-        sock = raw_client(server.port)
+        sock, _ = raw_client(server.port)
         frame = client_frame(OP_BINARY, b"x" * 1000)
         sock.sendall(frame[:500])
         sock.close()
@@ -547,7 +549,7 @@ def test_peer_vanishing_mid_frame():
 
 def test_protocol_error_closes_1002_after_earlier_messages():
     with running(echo) as server:
-        sock = raw_client(server.port)
+        sock, _ = raw_client(server.port)
         unmasked = bytes((0x81, 2)) + b"no"
         sock.sendall(client_frame(OP_TEXT, b"first") + unmasked)
         received = b""
@@ -574,7 +576,7 @@ def test_keepalive_drops_a_silent_peer():
         done.set()
 
     with running(handler, ping_interval=0.05, ping_timeout=0.1) as server:
-        sock = raw_client(server.port)  # reads nothing, answers no ping
+        sock, _ = raw_client(server.port)  # reads nothing, answers no ping
         assert done.wait(TIMEOUT)
         sock.close()
     assert closed["code"] in (1006, 1011)
@@ -602,7 +604,7 @@ def test_writer_to_a_peer_that_never_reads_is_dropped():
         done.set()
 
     with running(handler, write_timeout=0.2, compression=None) as server:
-        sock = raw_client(server.port)
+        sock, _ = raw_client(server.port)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         assert done.wait(TIMEOUT)
         sock.close()

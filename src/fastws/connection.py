@@ -119,6 +119,12 @@ class Connection:
     ``deflate`` is the negotiated permessage-deflate session, if any.
     """
 
+    __slots__ = (
+        "codec", "is_client", "max_frame_size", "max_message_size", "state", "deflate", "parser", "writable",
+        "close_sent", "close_received", "eof_received", "error",
+        "_encode_message", "_encode_frame", "_outgoing", "_pong", "_sending_fragments", "__weakref__",
+    )  # fmt: skip
+
     def __init__(
         self,
         *,
@@ -476,6 +482,8 @@ class ConnectionView:
     until the handshake is done), ``remote_address``, ``_id = None`` and
     provides ``local_address``."""
 
+    __slots__ = ()  # a layer's connection may use slots (the asyncio one does)
+
     connection: Optional[Connection]
     remote_address: Any
     _id: Optional[uuid.UUID]
@@ -504,7 +512,7 @@ class ConnectionView:
     def id(self) -> uuid.UUID:
         """A random identifier for this connection, for logs and registries (made on first use)."""
         if self._id is None:
-            self._id = uuid.uuid4()
+            self._id = uuid.uuid4()  # type: ignore[misc]  # a slot or attribute of the layer's class
         return self._id
 
     @property

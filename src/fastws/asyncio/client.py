@@ -39,6 +39,8 @@ client_logger = logging.getLogger("fastws.client")
 class ClientConnection(WebSocket):
     """A connection opened by ``connect``; ``response`` holds the server's answer."""
 
+    __slots__ = ("_upgrade", "_opened")
+
     def __init__(self, upgrade: ClientUpgrade, limits: Limits, listener: Optional[Listener]) -> None:
         super().__init__(limits, is_client=True, listener=listener)
         self._upgrade = upgrade

@@ -47,6 +47,8 @@ class ServerConnection(WebSocket):
     username: Optional[str] = None
     """The user that ``fastws.auth.basic_auth`` authenticated (set per connection only then)."""
 
+    __slots__ = ("server", "request", "_upgrade", "_handler_task")
+
     def __init__(self, server: Server) -> None:
         super().__init__(server.limits, is_client=False, listener=server.listener_factory())
         self.server = server
