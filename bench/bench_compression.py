@@ -7,8 +7,8 @@
 
 One connection, round trip (one text message in flight), against fastws,
 websockets and aiohttp echo servers, each in its own process, with the
-`websockets` client for all of them. The payloads are JSON documents of ~1 KiB
-and ~64 KiB (lists of records with repeated keys, made with random.Random(seed),
+`websockets` client for all of them. The payloads are JSON documents of 1, 64
+and 128 KiB (lists of records with repeated keys, made with random.Random(seed),
 a different document per message). Bytes on the wire are counted by a small TCP
 proxy inside this process (a separate connection from the timed one). A second
 table times zlib against the zlib-ng and isal drop-ins, in process, when they
@@ -49,15 +49,15 @@ from _procs import version as _version
 
 KiB = 1024
 SERVERS = ("fastws", "websockets", "aiohttp")
-SIZES = {"1k": KiB, "64k": 64 * KiB}
+SIZES = {"1k": KiB, "64k": 64 * KiB, "128k": 128 * KiB}
 SEED = 7692  # RFC 7692
 # Distinct messages per size: the pool (cycled) spans far more than any LZ77
 # window (32 KiB at most), so no message is ever found again in the window.
-POOL = {KiB: 512, 64 * KiB: 40}
+POOL = {KiB: 512, 64 * KiB: 40, 128 * KiB: 20}
 # Bytes-on-the-wire phase: messages sent before counting (the window fills up),
 # then messages counted. Always the same messages, from pool index 0.
-WIRE_WARMUP = {KiB: 32, 64 * KiB: 4}
-WIRE_COUNT = {KiB: 256, 64 * KiB: 32}
+WIRE_WARMUP = {KiB: 32, 64 * KiB: 4, 128 * KiB: 2}
+WIRE_COUNT = {KiB: 256, 64 * KiB: 32, 128 * KiB: 16}
 REFERENCE = ("websockets", True)  # every ratio is to websockets with deflate on
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -38,18 +38,18 @@ def test_parse_extensions():
 @pytest.mark.parametrize(
     "offer, expected",
     [
-        ("permessage-deflate", "permessage-deflate; server_max_window_bits=11"),
+        ("permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
         (
             "permessage-deflate; client_max_window_bits",
-            "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
         ),
         ("permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=10"),
         (
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
         ),
         # Invalid first offers are declined; the next acceptable one is taken.
-        ("permessage-deflate; foo=1, permessage-deflate", "permessage-deflate; server_max_window_bits=11"),
+        ("permessage-deflate; foo=1, permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
         ("permessage-deflate; server_max_window_bits=16", None),
         ("permessage-deflate; server_max_window_bits=09", None),
         ("permessage-deflate; server_max_window_bits=1\xb3", None),  # not ASCII digits (was a ValueError)
@@ -74,10 +74,10 @@ def test_server_honours_an_eight_bit_window_by_not_compressing(codec):
 @pytest.mark.parametrize(
     "response",
     [
-        "permessage-deflate; server_max_window_bits=12",  # above what we asked
-        "permessage-deflate; client_max_window_bits=12",  # above what we offered
+        "permessage-deflate; server_max_window_bits=13",  # above what we asked
+        "permessage-deflate; client_max_window_bits=13",  # above what we offered
         "permessage-deflate; unknown=1",
-        "permessage-deflate; server_max_window_bits=11; server_max_window_bits=11",
+        "permessage-deflate; server_max_window_bits=12; server_max_window_bits=12",
         "x-other",
         "permessage-deflate",  # ignores our server_max_window_bits
     ],
@@ -114,6 +114,42 @@ def test_context_takeover_shrinks_repeated_messages(codec):
     assert len(second) < len(first) < len(message)
     reset, _, _ = negotiate(PerMessageDeflate(server_no_context_takeover=True), PerMessageDeflate(), codec)
     assert len(reset.send(message)) == len(reset.send(message))
+
+
+@pytest.mark.parametrize("takeover", [True, False], ids=["takeover", "no-takeover"])
+def test_large_messages_are_compressed_alone_and_the_next_one_starts_afresh(codec, takeover):
+    """From ``large_message`` bytes a message gets its own compressor (memLevel
+    ``large_mem_level``); small ones around it keep using the connection's, which
+    restarts after it: the peer's window then holds the large message."""
+    settings = PerMessageDeflate(server_no_context_takeover=not takeover, client_no_context_takeover=not takeover)
+    server, client, _ = negotiate(settings, settings, codec)
+    small = '{"type": "price", "symbol": "ABCDEF", "bid": 101.25, "ask": 101.5}'
+    large = ('{"id": %d, "name": "record", "tags": ["a", "b"]}' * 2000) % tuple(range(2000))
+    messages = [small, small, large, small, small, large.encode(), large, small]
+    for sender, receiver in ((server, client), (client, server)):
+        for message in messages:
+            expected = codec.Frame(1 if isinstance(message, str) else 2, message)
+            assert receiver.receive_data(sender.send(message)) == [expected]
+    fresh = len(negotiate(settings, settings, codec)[0].send(small))  # a first message, no window
+    assert len(server.send(small)) < fresh if takeover else len(server.send(small)) == fresh
+    server.send(large)
+    assert server.deflate._encoder is None  # the connection's compressor was let go
+    assert len(server.send(small)) == fresh  # so the next message starts with an empty window
+
+
+def test_large_message_compressor_settings(codec):
+    """Not a timing test: the large-message path must produce what the peer
+    inflates to the same message, whatever memLevel it uses, and be off with None."""
+    large = ("abcdefghij" * 3000).encode()
+    off, peer, _ = negotiate(PerMessageDeflate(large_message=None), PerMessageDeflate(), codec)
+    on, peer_on, _ = negotiate(PerMessageDeflate(large_mem_level=9), PerMessageDeflate(), codec)
+    assert peer.receive_data(off.send(large)) == [codec.Frame(2, large)]
+    assert peer_on.receive_data(on.send(large)) == [codec.Frame(2, large)]
+    assert off.deflate._encoder is not None and on.deflate._encoder is None  # only the small path keeps one
+    with pytest.raises(ValueError, match="large_mem_level"):
+        PerMessageDeflate(large_mem_level=10)
+    with pytest.raises(ValueError, match="mem_level"):
+        PerMessageDeflate(mem_level=0)
 
 
 def test_trailer_is_removed_and_rsv1_only_on_first_frame(codec):
@@ -245,7 +281,7 @@ def test_prepared_message_plain_and_compressed_connections_side_by_side(codec):
     assert compressed[0] & 0x40 and len(compressed) < 100
     assert plain_client.receive_data(plain) == [codec.Frame(2, bytes(4096))]
     assert client.receive_data(compressed) == [codec.Frame(2, bytes(4096))]
-    assert "compressed for windows [11]" in repr(prepared)
+    assert "compressed for windows [12]" in repr(prepared)
 
 
 def test_prepared_message_one_copy_per_window_size(codec):
@@ -254,7 +290,7 @@ def test_prepared_message_one_copy_per_window_size(codec):
     settings = PerMessageDeflate(server_no_context_takeover=True)
     wide = [negotiate(settings, PerMessageDeflate(), codec) for _ in range(2)]
     narrow = [negotiate(settings, PerMessageDeflate(server_max_window_bits=9), codec) for _ in range(2)]
-    assert wide[0][0].deflate.send_window_bits == 11 and narrow[0][0].deflate.send_window_bits == 9
+    assert wide[0][0].deflate.send_window_bits == 12 and narrow[0][0].deflate.send_window_bits == 9
     message = "".join(f"{i:04d}" for i in range(600))  # 2400 bytes: long references tell the windows apart
     prepared = PreparedMessage(message, codec)
     wires = [server.send_prepared(prepared) for server, _, _ in wide + narrow]

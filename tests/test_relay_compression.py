@@ -68,9 +68,9 @@ def test_relay_compression_settings():
     assert RELAY_COMPRESSION.server_no_context_takeover and RELAY_COMPRESSION.client_no_context_takeover
     value, session = RELAY_COMPRESSION.accept_offer(["permessage-deflate; client_max_window_bits"])  # Chromium's offer
     assert "server_no_context_takeover" in value and "client_no_context_takeover" in value
-    assert session.send_reset and session.send_window_bits == 11
+    assert session.send_reset and session.send_window_bits == 12
     value, other = RELAY_COMPRESSION.accept_offer(["permessage-deflate"])  # same window without any parameter
-    assert other.send_window_bits == 11
+    assert other.send_window_bits == 12
 
 
 @async_test

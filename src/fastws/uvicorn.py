@@ -82,7 +82,9 @@ from .upgrade import ServerUpgrade
 
 __all__ = ["WebSocketProtocol", "Phase", "DEFLATE"]
 
-DEFLATE = PerMessageDeflate(server_max_window_bits=12, client_max_window_bits=12, mem_level=5)
+DEFLATE = PerMessageDeflate(
+    server_max_window_bits=12, client_max_window_bits=12, mem_level=5, compressor_window_bits=None
+)
 """permessage-deflate with ``ws_per_message_deflate``: the windows and memLevel
 uvicorn's websockets-sansio class negotiates, so memory per connection matches."""
 

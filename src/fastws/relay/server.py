@@ -63,7 +63,7 @@ RELAY_COMPRESSION = PerMessageDeflate(server_no_context_takeover=True, client_no
 message is compressed once and the same frame goes to every subscriber that
 negotiated compression (``PreparedMessage.deflated``); no connection holds a
 zlib state between messages, so an idle subscriber costs no compression memory
-on either side. Server window 2^11 for every connection (a peer that asks for
+on either side. Server window 2^12 for every connection (a peer that asks for
 a smaller one gets a copy of its own, also made once per message)."""
 
 Check = tuple[str, Optional[str]]  # (action, topic)
