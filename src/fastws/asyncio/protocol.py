@@ -169,6 +169,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         "_keepalive",
         "_keepalive_timer",
         "_passthrough",
+        "_writelines",
         "_pending_writes",
         "_pings",
         "_queue",
@@ -202,9 +203,10 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         self._pending_writes: list[Union[bytes, memoryview]] = []
         self._corked = False
         # A server's large messages are written by reference (header, then the
-        # payload itself: Connection.send_buffers) where the transport writes a
-        # list without joining it first (uvloop, asyncio from 3.12).
-        self._passthrough = False
+        # payload itself: Connection.send_buffers), with one writelines() where
+        # the transport's is trusted (see connection_made), else a write each.
+        self._passthrough = not is_client
+        self._writelines = False
         self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
         # True while the write buffer is above ``write_limit`` (until the peer
         # reads it down); read it, do not set it. A plain attribute: fan-out
@@ -250,9 +252,15 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         self.transport = transport
         self.remote_address = transport.get_extra_info("peername")
         self.transport.set_write_buffer_limits(high=self.limits.write_limit)
+        # writelines() only where it hands the list to the kernel as it is and
+        # pauses the protocol as write() does (uvloop). asyncio's own joins the
+        # list (3.11) or, in 3.12.1 and 3.13.0, never pauses the protocol: a
+        # sender that never waits would buffer without bound.
         writelines = getattr(type(transport), "writelines", None)
-        self._passthrough = (
-            not self.is_client and writelines is not None and writelines is not asyncio.WriteTransport.writelines
+        self._writelines = (
+            writelines is not None
+            and writelines is not asyncio.WriteTransport.writelines
+            and not type(transport).__module__.startswith("asyncio.")
         )
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
@@ -384,8 +392,11 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         elif pending:
             pending += buffers
             self._flush()
-        else:
+        elif self._writelines:
             self.transport.writelines(buffers)
+        else:
+            for data in buffers:
+                self.transport.write(data)
 
     def _flush(self) -> None:
         pending = self._pending_writes
@@ -401,7 +412,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             transport.write(b"".join(pending))
         else:
             out = coalesce_writes(pending)
-            if self._passthrough:
+            if self._writelines:
                 transport.writelines(out)
             else:
                 for data in out:
