@@ -168,7 +168,6 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         "_id",
         "_keepalive",
         "_keepalive_timer",
-        "_passthrough",
         "_writelines",
         "_pending_writes",
         "_pings",
@@ -205,7 +204,6 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         # A server's large messages are written by reference (header, then the
         # payload itself: Connection.send_buffers), with one writelines() where
         # the transport's is trusted (see connection_made), else a write each.
-        self._passthrough = not is_client
         self._writelines = False
         self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
         # True while the write buffer is above ``write_limit`` (until the peer
@@ -617,7 +615,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("the handshake is not finished")
         if type(message) is PreparedMessage:
             self._write(connection.send_prepared(message))
-        elif self._passthrough and len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
+        elif len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
             self._write_buffers(connection.send_buffers(message))  # type: ignore[arg-type]
         else:
             self._write(connection.send(message))  # type: ignore[arg-type]
@@ -634,7 +632,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         was_empty = not pending
         if type(message) is PreparedMessage:
             pending.append(connection.send_prepared(message))
-        elif self._passthrough and len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
+        elif len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
             pending += connection.send_buffers(message)  # type: ignore[arg-type]
         else:
             pending.append(connection.send(message))  # type: ignore[arg-type]
@@ -648,7 +646,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("the handshake is not finished")
         if self._fragments_done is not None:
             await self._fragments_finished()
-        if self._passthrough and len(message) >= PASSTHROUGH_BYTES:
+        if len(message) >= PASSTHROUGH_BYTES:
             self._write_buffers(self.connection.send_buffers(message))
         else:
             self._write(self.connection.send(message))
