@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastws import _codec_py
+from fastws.codec import frame_buffers
 from fastws.exceptions import ProtocolError
-from fastws.frames import frame_buffers
 
 from .support.codecs import all_codecs
 

@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any, Optional, Union
 
 from . import codec as default_codec
+from .codec import frame_buffers
 from .exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidUTF8, ProtocolError
 from .extensions.permessage_deflate import Deflate
 from .frames import (
@@ -35,7 +36,6 @@ from .frames import (
     OP_TEXT,
     CloseCode,
     build_close,
-    frame_buffers,
     parse_close,
 )
 

@@ -21,8 +21,6 @@ from ._rules import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    frame_header,
-    frame_size_arg,
     is_valid_close_code,
 )
 from .exceptions import InvalidUTF8, ProtocolError
@@ -42,7 +40,6 @@ __all__ = [
     "is_valid_close_code",
     "build_close",
     "parse_close",
-    "frame_buffers",
 ]
 
 
@@ -120,36 +117,3 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     except UnicodeDecodeError:
         raise InvalidUTF8("invalid UTF-8 in close reason") from None
     return code, reason
-
-
-def frame_buffers(
-    opcode: int, payload: bytes, *, max_frame_size: int = MAX_FRAME_SIZE, rsv1: bool = False
-) -> list[bytes | memoryview]:
-    """An unmasked (server's) text or binary message as buffers to write in
-    order with ``writelines`` or ``sendmsg``: each frame's header, then its
-    part of ``payload`` by reference (``payload`` itself, or a slice of it per
-    frame when it is split at ``max_frame_size``).
-
-    Joined, they are the bytes ``encode_message()`` returns for the same
-    arguments; the payload is never copied, which matters at megabytes (a
-    copy, and fresh pages from the OS for it, each time). ``payload`` must be
-    ``bytes``: the buffers refer to it until the transport has written them,
-    and a ``bytearray`` could change meanwhile."""
-    if opcode != OP_TEXT and opcode != OP_BINARY:
-        raise ValueError(f"frame_buffers() sends text or binary messages, not opcode {opcode!r}")
-    if type(payload) is not bytes:
-        raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
-    max_frame_size = frame_size_arg(max_frame_size)
-    rsv1_bit = 0x40 if rsv1 else 0
-    length = len(payload)
-    if length <= max_frame_size:
-        return [frame_header(0x80 | rsv1_bit | opcode, length), payload]
-    view = memoryview(payload)
-    buffers: list[bytes | memoryview] = []
-    first = rsv1_bit | opcode  # RSV1 and the opcode on the first frame only (RFC 7692 §6.1, RFC 6455 §5.4)
-    for start in range(0, length, max_frame_size):
-        part = view[start : start + max_frame_size]
-        fin = 0x80 if start + max_frame_size >= length else 0
-        buffers += (frame_header(fin | first, len(part)), part)
-        first = OP_CONT
-    return buffers
