@@ -91,7 +91,7 @@ class PreparedMessage:
         compressed once per window size; ``frames`` if the session cannot compress
         or the message is under its threshold."""
         message = self.message
-        if not deflate.can_compress or len(message) < deflate.settings.threshold:
+        if not deflate.compresses(len(message)):
             return self.frames
         bits = deflate.send_window_bits
         cache = self._deflated
@@ -365,7 +365,7 @@ class Connection:
         deflate = self.deflate
         if deflate is None:
             return self._encode_message(opcode, message, mask=self.is_client, max_frame_size=self.max_frame_size)
-        if deflate.can_compress and len(message) >= deflate.settings.threshold:
+        if deflate.compresses(len(message)):
             data = message.encode("utf-8") if isinstance(message, str) else message
             return self._encode_message(
                 opcode, deflate.compress(data), mask=self.is_client, max_frame_size=self.max_frame_size, rsv1=True
@@ -394,7 +394,7 @@ class Connection:
         else:
             opcode, data = OP_BINARY, message
         deflate = self.deflate
-        if deflate is not None and deflate.can_compress and len(data) >= deflate.settings.threshold:
+        if deflate is not None and deflate.compresses(len(message)):
             return frame_buffers(opcode, deflate.compress(data), max_frame_size=self.max_frame_size, rsv1=True)
         return frame_buffers(opcode, data, max_frame_size=self.max_frame_size)
 

@@ -295,6 +295,11 @@ class Deflate:
         self._decoder: Any = None
         self._compressed = False  # since the last release_if_idle()
 
+    def compresses(self, size: int) -> bool:
+        """Whether a message of ``size`` (its ``len()``) is sent compressed: the
+        negotiated window allows it and it reaches ``threshold``."""
+        return self.can_compress and size >= self.settings.threshold
+
     def _is_large(self, data: Union[bytes, bytearray, memoryview]) -> bool:
         large = self.settings.large_message
         return large is not None and len(data) >= large
