@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import random
 import subprocess
 import sys
@@ -96,6 +98,9 @@ def check_sane(result: BenchResult) -> None:
     data = json.loads(result.to_json())
     assert data["messages"] == result.messages and data["p99_us"] == result.p99_us
     assert sum(count for _, count in data["latency_histogram"]) == result.messages
+    # The load generator's own CPU, in cores: the server here shares the process, so it counts too.
+    assert result.client_cpu is not None and 0 < result.client_cpu <= (os.cpu_count() or 1) + 0.5
+    assert data["client_cpu"] == result.client_cpu
 
 
 # -- histogram -------------------------------------------------------------------------
@@ -174,6 +179,17 @@ async def test_each_mode_against_each_server(server, mode):
         assert result.send_lag_p99_us is not None
     if mode == "pipelined":
         assert result.window == 8
+
+
+@async_test
+async def test_summary_says_when_the_client_is_the_bottleneck():
+    async with fastws_echo() as uri:
+        result = await bench(uri, messages=50, progress=False)
+    check_sane(result)
+    busy = dataclasses.replace(result, client_cpu=0.97).summary()
+    assert "client CPU: 97% of a core" in busy and "the client may be the bottleneck" in busy
+    idle = dataclasses.replace(result, client_cpu=0.25).summary()
+    assert "client CPU: 25% of a core" in idle and "bottleneck" not in idle
 
 
 @async_test

@@ -325,11 +325,11 @@ class Bench:
                 ticker.cancel()
                 if not self._done.done():
                     self._start_recording()
-            measure_start = _perf()
+            measure_start, cpu_start = _perf(), time.process_time()
             if not self._done.done():
                 ticker = loop.create_task(self._ticker(measure_start, None))
                 await asyncio.wait([self._done], timeout=self.duration)
-            measure_end = _perf()
+            measure_end, cpu_end = _perf(), time.process_time()
         finally:
             self.recording = False
             self.sending = False
@@ -346,7 +346,8 @@ class Bench:
             default=measure_end,
         )
         await self._close_all()
-        return self._result(measure_end - measure_start, in_flight, int((measure_end - oldest) * 1e6))
+        elapsed = measure_end - measure_start
+        return self._result(elapsed, in_flight, int((measure_end - oldest) * 1e6), cpu_end - cpu_start)
 
     async def _connect(self) -> None:
         async def open_one() -> _Client:
@@ -484,7 +485,7 @@ class Bench:
                 if client.alive:
                     client.ws.abort()  # type: ignore[union-attr]
 
-    def _result(self, elapsed: float, in_flight: int, oldest_us: int) -> BenchResult:
+    def _result(self, elapsed: float, in_flight: int, oldest_us: int, cpu_seconds: float) -> BenchResult:
         hist = self.hist
         pct = hist.percentiles((50, 90, 99, 99.9))
         elapsed = max(elapsed, 1e-9)
@@ -522,6 +523,7 @@ class Bench:
             throughput=[round(x, 1) for x in self.series],
             send_lag_p99_us=self.lag.value_at_percentile(99) if self.mode == "rate" else None,
             deflate=any(getattr(c.ws, "extension", None) is not None for c in self.clients),
+            client_cpu=round(cpu_seconds / elapsed, 3),
             histogram=hist,
         )
 

@@ -50,6 +50,10 @@ class BenchResult:
     throughput: list[float]  # messages per second, one entry per second
     send_lag_p99_us: Optional[int] = None  # rate mode: how late sends were vs the schedule
     deflate: bool = False  # permessage-deflate was negotiated
+    # The load generator's own CPU time while measuring, in cores (1.0: one
+    # core busy all the time). Near 1.0 the client, not the server, sets the
+    # rate: the figures then say more about the client than about the server.
+    client_cpu: Optional[float] = None
     histogram: Histogram = dataclasses.field(default_factory=Histogram, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +94,11 @@ class BenchResult:
                 f"  warning: {self.in_flight_at_end:,} messages unanswered at the end, "
                 f"the oldest for {format_us(self.oldest_in_flight_us)}"
             )
+        if self.client_cpu is not None:
+            line = f"  client CPU: {self.client_cpu:.0%} of a core"
+            if self.client_cpu >= CLIENT_BOUND:
+                line += " - the client may be the bottleneck, not the server (run more clients, or fewer connections each)"
+            lines.append(line)
         if self.throughput:
             lines.append(f"  per second: min {min(self.throughput):,.0f}  max {max(self.throughput):,.0f} msg/s")
         if self.send_lag_p99_us is not None:
@@ -105,6 +114,11 @@ class BenchResult:
             problems.append(f"lost {self.lost}")
         lines.append("  " + "; ".join(problems))
         return "\n".join(lines)
+
+
+CLIENT_BOUND = 0.9
+"""``client_cpu`` from which the summary warns that the load generator itself,
+a single-threaded event loop, may be what limits the rate."""
 
 
 def format_us(value: float) -> str:
