@@ -175,9 +175,9 @@ def picows_client_main(argv: list[str]) -> int:
             transport.send(BINARY, payload)
         client.in_flight = args.window
         await asyncio.sleep(args.warmup)
-        c0, t0 = client.received, time.perf_counter()
+        c0, t0, cpu0 = client.received, time.perf_counter(), time.process_time()
         await asyncio.sleep(args.duration)
-        c1, t1 = client.received, time.perf_counter()
+        c1, t1, cpu1 = client.received, time.perf_counter(), time.process_time()
         client.sending = False
         try:
             await asyncio.wait_for(asyncio.shield(client.closed), 10)
@@ -191,6 +191,7 @@ def picows_client_main(argv: list[str]) -> int:
             "duration_s": t1 - t0,
             "msgs_per_s": (c1 - c0) / (t1 - t0),
             "errors": client.errors,
+            "client_cpu": round((cpu1 - cpu0) / (t1 - t0), 3),  # cores, as fastws bench reports it
         }
 
     if args.uvloop:
@@ -402,7 +403,7 @@ def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str
         cell["duration_s"] = data["duration_s"]
         cell["errors"] = data.get("errors", 0) + data.get("unexpected_closes", 0)
         cell["mb_per_s"] = data["msgs_per_s"] * size / 1e6
-        for key in ("p50_us", "p99_us"):
+        for key in ("p50_us", "p99_us", "client_cpu"):
             if key in data:
                 cell[key] = data[key]
         if data["msgs_per_s"]:
@@ -557,26 +558,35 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                     out.append("| " + " | ".join(row) + " |")
         out.append("")
 
-    if "fastws" in clients and "picows" in clients and REFERENCE in servers:
-        out.append("## Clients: `fastws bench` ÷ picows client, both against the picows server")
-        out.append("")
-        out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
-        out.append("|---|---|" + "---:|" * len(sizes))
-        for loop in loops:
-            for mode in modes:
-                row = [loop, "rt" if mode == "roundtrip" else "pipe"]
-                for size in sizes:
-                    f = ix.get((loop, "fastws", mode, size, REFERENCE))
-                    p = ix.get((loop, "picows", mode, size, REFERENCE))
-                    if f and p and f["msgs_per_s"] and p["msgs_per_s"]:
-                        row.append(
-                            f"{f['msgs_per_s'] / p['msgs_per_s']:.2f} "
-                            f"({fmt_rate(f['msgs_per_s'])} vs {fmt_rate(p['msgs_per_s'])})"
-                        )
-                    else:
-                        row.append("")
-                out.append("| " + " | ".join(row) + " |")
-        out.append("")
+    if "fastws" in clients and "picows" in clients:
+        for against in [key for key in (REFERENCE, "fastws-callback") if key in servers]:
+            out.append(f"## Clients: `fastws bench` ÷ picows client, both against the {against} server")
+            out.append("")
+            out.append(
+                "Beside each rate, each client's own CPU while measuring, in cores: near 100% the client,"
+                " not the server, sets the rate."
+            )
+            out.append("")
+            out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
+            out.append("|---|---|" + "---:|" * len(sizes))
+            for loop in loops:
+                for mode in modes:
+                    row = [loop, "rt" if mode == "roundtrip" else "pipe"]
+                    for size in sizes:
+                        f = ix.get((loop, "fastws", mode, size, against))
+                        p = ix.get((loop, "picows", mode, size, against))
+                        if f and p and f["msgs_per_s"] and p["msgs_per_s"]:
+                            cpu = ""
+                            if f.get("client_cpu") is not None and p.get("client_cpu") is not None:
+                                cpu = f"; CPU {f['client_cpu']:.0%} vs {p['client_cpu']:.0%}"
+                            row.append(
+                                f"{f['msgs_per_s'] / p['msgs_per_s']:.2f} "
+                                f"({fmt_rate(f['msgs_per_s'])} vs {fmt_rate(p['msgs_per_s'])}{cpu})"
+                            )
+                        else:
+                            row.append("")
+                    out.append("| " + " | ".join(row) + " |")
+            out.append("")
 
     failed = [c for c in cells if c.get("error")]
     noisy = [c for c in cells if (c.get("other_load") or 0) >= 0.5]

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any, Callable, NoReturn, Optional, TypeVar, Union
 
 from . import loadgen
+from ._allocator import retain_freed_memory
 from .asyncio import Listener, ServerConnection, WebSocket, connect, serve
 from .asyncio.client import unix_connect
 from .asyncio.server import Server, unix_serve
@@ -863,6 +864,7 @@ def fail(command: str, exc: BaseException, debug: bool) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    retain_freed_memory()  # a program's choice, never made on import (see fastws._allocator)
     parser = build_parser()
     args = parse_args(argv, parser)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(name)s %(message)s")
