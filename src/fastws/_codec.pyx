@@ -67,9 +67,11 @@ cdef enum:
     # Storage for a control frame's payload: RFC 6455 §5.2 caps it at 125 by
     # the 7-bit length field; _tabulate_rules() checks MAX_CONTROL_PAYLOAD fits.
     CONTROL_BUFFER_BYTES = 125
-    # Buffers above this are released once their message is delivered, so an
-    # idle connection holds little memory after a burst of large messages.
-    KEEP_BUFFER_BYTES = 65536
+    # A whole masked text frame up to this size is unmasked into a buffer on
+    # the stack before it is decoded: no heap buffer is kept for it. (Kept
+    # between messages, a 4 KiB scratch buffer was 4 of an idle connection's
+    # 11 KiB.)
+    SMALL_TEXT_BYTES = 4096
     # Releasing the GIL costs about as much as masking 1 KiB: only worth it for
     # buffers large enough that other threads gain from running meanwhile.
     RELEASE_GIL_BYTES = 262144
@@ -606,12 +608,13 @@ cdef class FrameParser:
         """Deliver a data frame whose payload is all in ``src``."""
         cdef object payload
         cdef uint8_t *scratch
+        cdef uint8_t small[SMALL_TEXT_BYTES]
         self._in_frame = False
         self._remaining = 0
         if self._check_utf8 and self.assemble:
             # A whole text message: unmask into scratch space, decode once.
             if self._masked:
-                scratch = self._reserve(size)
+                scratch = &small[0] if size <= SMALL_TEXT_BYTES else self._reserve(size)
                 fastws_mask(src, scratch, size, self._mask, 0)
                 src = scratch
             try:
@@ -750,7 +753,9 @@ cdef class FrameParser:
         return self._buf
 
     cdef inline void _release_buffer(self):
-        if self._buf_cap > KEEP_BUFFER_BYTES:
+        """Free the assembly buffer once its message is delivered: an idle
+        connection holds none (a message that needs one allocates it again)."""
+        if self._buf != NULL:
             free(self._buf)
             self._buf = NULL
             self._buf_cap = 0

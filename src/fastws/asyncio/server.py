@@ -184,6 +184,7 @@ class ServerConnection(WebSocket):
         self.server._handshaking.discard(self)
         self.server.connections.add(self)
         self.open_connection(self._upgrade)
+        del self._upgrade  # the handshake's state (~0.6 KiB) is not needed once open
         if self.listener is None and self.server.handler is not None:
             self._handler_task = self.loop.create_task(self._run_handler())
 
