@@ -11,13 +11,14 @@ import os
 import pytest
 
 import fastws.connection
-from fastws.asyncio import protocol
+from fastws import codec
+from fastws.asyncio import Listener, protocol
 from fastws.exceptions import ConnectionClosed, ConnectionClosedError
 from fastws.relay import Relay
 
 from .support.asyncio import async_test
 from .support.frames import client_frame
-from .support.transport import FakeTransport, open_server_websocket
+from .support.transport import FakeTransport, open_client_websocket, open_server_websocket
 
 TIMEOUT = 10
 
@@ -226,3 +227,37 @@ async def test_every_way_to_send_passes_a_large_payload_by_reference_and_keeps_t
     ]  # fmt: skip
     assert b"".join(payload for _, payload, _ in frames[:3]) == large
     assert b"".join(payload for _, payload, _ in frames[3:5]).decode() == text
+
+
+class Echo(Listener):
+    def on_message(self, ws, message):
+        ws.send_soon(message)
+
+
+def server_frame(payload: bytes) -> bytes:
+    return bytes((0x82, len(payload))) + payload
+
+
+def client_frames(data: bytes) -> list:
+    """The payloads of the masked frames a client wrote."""
+    return [frame.payload for frame in codec.FrameParser().feed(data)]
+
+
+@async_test
+async def test_a_client_writes_its_first_reply_of_a_read_at_once_and_batches_the_rest():
+    # Both ends batching a read's replies into one write fall into lock-step when pipelining.
+    ws, transport = open_client_websocket(Echo())
+    ws.data_received(b"".join(server_frame(bytes([n]) * 10) for n in range(4)))
+    assert len(transport.written) == 2
+    first, rest = (client_frames(data) for data in transport.written)
+    assert first == [bytes([0]) * 10] and rest == [bytes([n]) * 10 for n in (1, 2, 3)]
+    ws.data_received(server_frame(b"alone"))
+    assert len(transport.written) == 3 and client_frames(transport.written[2]) == [b"alone"]
+
+
+@async_test
+async def test_a_server_writes_a_reads_replies_in_one_go():
+    ws, transport = open_server_websocket(listener=Echo())
+    ws.data_received(b"".join(client_frame(2, bytes([n]) * 10) for n in range(4)))
+    assert len(transport.written) == 1
+    assert [frame[1] for frame in transport.frames()] == [bytes([n]) * 10 for n in range(4)]

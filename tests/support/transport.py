@@ -7,8 +7,8 @@ import asyncio
 from typing import Any
 
 from fastws.asyncio.protocol import Limits, WebSocket
-from fastws.handshake import ServerHandshake
-from fastws.upgrade import ServerUpgrade
+from fastws.handshake import ClientHandshake, ServerHandshake
+from fastws.upgrade import ClientUpgrade, ServerUpgrade
 
 from .asyncio import upgrade_request
 
@@ -84,14 +84,31 @@ class FakeTransport:
         return frames
 
 
-def open_server_websocket(transport_class: type[FakeTransport] = FakeTransport, **limits) -> tuple[WebSocket, Any]:
+def open_server_websocket(
+    transport_class: type[FakeTransport] = FakeTransport, listener: Any = None, **limits
+) -> tuple[WebSocket, Any]:
     """A server-side WebSocket past its handshake, on a FakeTransport (keepalive off)."""
     limits.setdefault("ping_interval", None)
-    ws = WebSocket(Limits(**limits), is_client=False)
+    ws = WebSocket(Limits(**limits), is_client=False, listener=listener)
     transport = transport_class(ws)
     ws.connection_made(transport)  # type: ignore[arg-type]
     upgrade = ServerUpgrade(ServerHandshake(extensions=None))
     assert upgrade.receive_data(upgrade_request()) is not None
     upgrade.accept()
     ws.open_connection(upgrade)
+    return ws, transport
+
+
+def open_client_websocket(listener: Any = None, **limits) -> tuple[WebSocket, FakeTransport]:
+    """A client-side WebSocket past its handshake (answered by fastws's own
+    server handshake), on a FakeTransport (keepalive off)."""
+    limits.setdefault("ping_interval", None)
+    ws = WebSocket(Limits(**limits), is_client=True, listener=listener)
+    transport = FakeTransport(ws)
+    ws.connection_made(transport)  # type: ignore[arg-type]
+    client = ClientUpgrade(ClientHandshake("127.0.0.1:3000", "/"))
+    server = ServerUpgrade(ServerHandshake(extensions=None))
+    assert server.receive_data(client.request_bytes()) is not None
+    assert client.receive_data(server.accept().serialize()) is not None
+    ws.open_connection(client)
     return ws, transport

@@ -332,15 +332,30 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         self._protocol_closed()
 
     def _dispatch_to_listener(self, events: list) -> None:
-        """Call the Listener for each event; its errors close the connection, never the loop."""
+        """Call the Listener for each event; its errors close the connection, never the loop.
+
+        What the callbacks send is written in one go after the last event
+        (``data_received`` corks), except on a client: there what the first
+        message's callback sent leaves at once. When both ends batch a read's
+        replies into one write, a pipelined exchange falls into lock-step (each
+        side idle while the other works through a whole batch); writing the
+        first reply early keeps the server busy meanwhile. Measured with
+        ``fastws bench`` pipelining 16 messages against fastws's own server:
+        256 B 1.4x, 8 KiB 1.3x the echoes per second; against picows' server,
+        which writes each reply as it goes, no change."""
         listener = self.listener
         assert listener is not None
         on_message = listener.on_message
+        early = self.is_client and len(events) > 1
         for frame in events:
             opcode = frame.opcode
             try:
                 if opcode < OP_CLOSE:
                     on_message(self, frame.payload)
+                    if early:
+                        early = False
+                        if self._pending_writes:
+                            self._flush()
                 elif opcode == OP_PONG:
                     self._pong_received(frame.payload)
                 elif opcode != OP_CLOSE:
