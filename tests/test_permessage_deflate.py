@@ -137,6 +137,29 @@ def test_large_messages_are_compressed_alone_and_the_next_one_starts_afresh(code
     assert len(server.send(small)) == fresh  # so the next message starts with an empty window
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["window-kept", "decompressor-kept"])
+def test_between_messages_the_receiver_keeps_only_the_last_window(codec, keep):
+    """With context takeover the sender refers back into earlier messages; the
+    receiver keeps their last 2^window bytes, not its decompressor, and primes
+    the next one with them (``keep_decompressor`` keeps the decompressor)."""
+    settings = PerMessageDeflate(server_max_window_bits=10, client_max_window_bits=10, keep_decompressor=keep)
+    server, client, _ = negotiate(settings, settings, codec)
+    messages = [f'{{"tick": {i}, "symbol": "ABCDEF", "pad": "{"x" * (i % 40)}"}}' for i in range(200)]
+    messages += ["y" * 3000, "z" * 10, bytes(range(256)) * 8, "after the big ones"]
+    stream = b""
+    for index, message in enumerate(messages):
+        wire = client.send(message)
+        if 10 <= index < 200:  # a tick refers back into the ticks before it
+            assert len(wire) < len(message) // 2
+        assert server.receive_data(wire) == [codec.Frame(1 if isinstance(message, str) else 2, message)]
+        stream += message.encode() if isinstance(message, str) else message
+        deflate = server.deflate
+        if keep:
+            assert deflate._decoder is not None and deflate._history == b""
+        else:
+            assert deflate._decoder is None and deflate._history == stream[-1024:]
+
+
 def test_large_message_compressor_settings(codec):
     """Not a timing test: the large-message path must produce what the peer
     inflates to the same message, whatever memLevel it uses, and be off with None."""
@@ -334,7 +357,7 @@ def test_compressor_idle_for_a_ping_interval_is_released(codec):
     assert len(wires[2]) == len(wires[0]) and len(wires[3]) == len(wires[1])  # a fresh window, then context again
     received = [event.payload for wire in wires for event in client.receive_data(wire)]
     assert received == [message] * 4
-    assert client.deflate._decoder is not None  # the receiving side keeps its window
+    assert client.deflate._history.endswith(message.encode())  # the receiving side keeps its window
 
 
 def test_stale_compressor_after_a_shared_copy_would_corrupt(codec):
