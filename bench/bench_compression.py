@@ -9,7 +9,9 @@ One connection, round trip (one text message in flight), against fastws,
 websockets and aiohttp echo servers, each in its own process, with the
 `websockets` client for all of them. The payloads are JSON documents of 1, 64
 and 128 KiB (lists of records with repeated keys, made with random.Random(seed),
-a different document per message). Bytes on the wire are counted by a small TCP
+a different document per message) and, as in Autobahn's compression cases
+(12.*), consecutive slices of Goethe's Faust I (the text file those cases send,
+from kosoku's copy of the Autobahn test data; the "text" sizes). Bytes on the wire are counted by a small TCP
 proxy inside this process (a separate connection from the timed one). A second
 table times zlib against the zlib-ng and isal drop-ins, in process, when they
 are importable. Markdown goes to stdout, progress to stderr. See bench/README.md.
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import time
 import zlib
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from _procs import LIVE as _LIVE
 from _procs import busy_s as _busy_s
@@ -49,7 +51,23 @@ from _procs import version as _version
 
 KiB = 1024
 SERVERS = ("fastws", "websockets", "aiohttp")
-SIZES = {"1k": KiB, "64k": 64 * KiB, "128k": 128 * KiB}
+
+
+class Payload(NamedTuple):
+    """What one row sends: JSON documents or slices of a text, of ``size`` characters."""
+
+    kind: str  # "JSON" or "text"
+    size: int
+
+
+SIZES = {
+    "1k": Payload("JSON", KiB),
+    "64k": Payload("JSON", 64 * KiB),
+    "128k": Payload("JSON", 128 * KiB),
+    "text-1k": Payload("text", KiB),
+    "text-64k": Payload("text", 64 * KiB),
+    "text-128k": Payload("text", 128 * KiB),
+}
 SEED = 7692  # RFC 7692
 # Distinct messages per size: the pool (cycled) spans far more than any LZ77
 # window (32 KiB at most), so no message is ever found again in the window.
@@ -122,9 +140,28 @@ def make_message(rng: random.Random, size: int, seq: int) -> str:
     return text
 
 
-def make_pool(size: int) -> list[str]:
-    rng = random.Random(f"{SEED}-{size}")
-    return [make_message(rng, size, seq) for seq in range(POOL[size])]
+def faust() -> str:
+    """Goethe's Faust I as Autobahn's compression cases send it (kosoku ships the file)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("kosoku")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the text payloads need kosoku (tests/interop/install-peers.sh installs it)")
+    path = os.path.join(os.path.dirname(spec.origin), "shim", "autobahntestsuite", "testdata", "pg2229.txt")
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def make_pool(payload: Payload) -> list[str]:
+    """POOL[size] distinct messages: JSON documents, or consecutive slices of the
+    text (wrapping around), as Autobahn's 12.* cases walk through their file."""
+    count = POOL[payload.size]
+    if payload.kind == "text":
+        text = faust()
+        doubled = text + text
+        return [doubled[(i * payload.size) % len(text) :][: payload.size] for i in range(count)]
+    rng = random.Random(f"{SEED}-{payload.size}")
+    return [make_message(rng, payload.size, seq) for seq in range(count)]
 
 
 # -- servers (run with --serve, in their own process) ------------------------------------
@@ -358,14 +395,14 @@ def _connect(port: int, deflate: bool):
     )
 
 
-async def measure_wire(server: Server, pool: list[str], size: int, timeout: float) -> dict:
+async def measure_wire(server: Server, pool: list[str], size: Payload, timeout: float) -> dict:
     """Bytes per message each way, through the counting proxy, on a fresh connection."""
     proxy = CountingProxy(server.port)
     port = await proxy.start()
     try:
         async with _connect(port, server.deflate) as ws:
             header = ws.response.headers.get("Sec-WebSocket-Extensions")
-            warm, count = WIRE_WARMUP[size], WIRE_COUNT[size]
+            warm, count = WIRE_WARMUP[size.size], WIRE_COUNT[size.size]
             for i in range(warm):
                 await ws.send(pool[i % len(pool)])
                 if await asyncio.wait_for(ws.recv(), timeout) != pool[i % len(pool)]:
@@ -440,7 +477,7 @@ def _zlib_libs() -> list[tuple[str, Any, list[int]]]:
     return libs
 
 
-def zlib_table(pools: dict[int, list[str]], runs: int, min_time: float, wbits: int, mem_level: int) -> list[dict]:
+def zlib_table(pools: dict[Payload, list[str]], runs: int, min_time: float, wbits: int, mem_level: int) -> list[dict]:
     """Compress the pool with one compressobj and Z_SYNC_FLUSH per message (context
     takeover, as permessage-deflate does), then decompress that stream with one
     decompressobj. Best of ``runs`` timings of at least ``min_time`` each."""
@@ -533,8 +570,9 @@ def _ratio(x: Optional[float], ref: Optional[float]) -> str:
     return f"{x / ref:.2f}×"
 
 
-def _size_label(size: int) -> str:
-    return f"{size // KiB} KiB" if size >= KiB else f"{size} B"
+def _size_label(payload: Payload) -> str:
+    size = f"{payload.size // KiB} KiB" if payload.size >= KiB else f"{payload.size} B"
+    return f"{size} {payload.kind}"
 
 
 def report(info: dict, cells: dict, headers: dict, zrows: list[dict], args) -> str:
@@ -615,8 +653,8 @@ def report(info: dict, cells: dict, headers: dict, zrows: list[dict], args) -> s
             "",
             f"zlib drop-ins, in process (not wired into fastws): one compressobj per stream, "
             f"`Z_SYNC_FLUSH` per message (context takeover), raw deflate, window 2^{args.zlib_wbits}, "
-            f"memLevel {args.zlib_mem_level} (fastws' defaults); the same payloads; MB/s of JSON in "
-            f"(compress) or out (decompress); × = ÷ zlib level 6; ratio = JSON bytes ÷ compressed bytes.",
+            f"memLevel {args.zlib_mem_level} (fastws' defaults); the same payloads; MB/s of text in "
+            f"(compress) or out (decompress); × = ÷ zlib level 6; ratio = text bytes ÷ compressed bytes.",
             "",
             "| payload | library | level | compress MB/s | × | decompress MB/s | × | ratio | stdlib zlib inflates it |",
             "|---|---|--:|--:|--:|--:|--:|--:|---|",
@@ -684,7 +722,7 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-async def run(args, pools: dict[int, list[str]]) -> tuple[dict, dict]:
+async def run(args, pools: dict[Payload, list[str]]) -> tuple[dict, dict]:
     cells: dict = {}
     headers: dict = {}
     servers = [Server(n, d, args.server_cpu, args.start_timeout) for n in args.server_list for d in (True, False)]
@@ -775,9 +813,9 @@ def main(argv: list[str]) -> int:
     if args.json:
         raw = {
             "machine": info,
-            "cells": [{"server": n, "deflate": d, "size": s, **c} for (n, d, s), c in cells.items()],
+            "cells": [{"server": n, "deflate": d, "payload": _size_label(s), **c} for (n, d, s), c in cells.items()],
             "negotiated": [{"server": n, "deflate": d, "header": h} for (n, d), h in headers.items()],
-            "zlib": zrows,
+            "zlib": [{**row, "size": _size_label(row["size"])} for row in zrows],
         }
         with open(args.json, "w") as f:
             json.dump(raw, f, indent=1)
