@@ -40,7 +40,7 @@ from _procs import LIVE, cpu_model, kill, kill_all, on_signal, proc_cpu_s, versi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")
-RESULTS_DIR = os.path.join(HERE, "results")
+RESULTS_DIR = os.environ.get("FASTWS_BENCH_RESULTS") or os.path.join(HERE, "results")  # run_all.sh may say elsewhere
 PY = sys.executable
 IMPLEMENTATIONS = {
     "fastws": "fastws.uvicorn:WebSocketProtocol",
