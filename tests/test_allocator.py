@@ -23,7 +23,10 @@ import fastws
 from fastws._allocator import retain_freed_memory
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
 
 mallinfo2 = ctypes.CDLL(None).mallinfo2
 mallinfo2.restype = MallInfo2
@@ -57,7 +60,9 @@ def test_retained_memory_is_kept_for_the_next_allocations():
     assert result["kept"] >= BLOCKS * BLOCK  # and stay there, free, once released
 
 
-@pytest.mark.parametrize("env", [{"FASTWS_MALLOC": "default"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"}])
+@pytest.mark.parametrize(
+    "env", [{"FASTWS_MALLOC": "default"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"}]
+)
 def test_the_user_can_keep_glibcs_defaults(env):
     result = probe("retain", **env)
     assert result["applied"] is False
@@ -65,6 +70,6 @@ def test_the_user_can_keep_glibcs_defaults(env):
 
 
 def test_the_fastws_command_retains_freed_memory():
-    code = "import fastws.__main__ as m; m.retain_freed_memory = lambda: print('applied'); m.main(['--help'])"
+    code = "import fastws.__main__ as m; m.retain_freed_memory = lambda: print('applied'); m.main(['-h'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("applied")

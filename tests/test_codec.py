@@ -421,7 +421,8 @@ def c_heap_in_use() -> int:
     import ctypes
 
     class MallInfo2(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+        names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
 
     mallinfo2 = ctypes.CDLL(None).mallinfo2
     mallinfo2.restype = MallInfo2
@@ -448,7 +449,8 @@ def test_parsers_between_messages_hold_no_buffers(codec):
             assert [f.payload for f in parser.feed(small)] == ["hello " * 50]
             assert len(parser.feed(large)[0].payload) == 3000
             assert parser.feed(split[:1000]) == [] and len(parser.feed(split[1000:])[0].payload) == 3000
-            assert parser.feed(fragmented[:900]) == [] and parser.feed(fragmented[900:])[0].payload == "a" * 700 + "b" * 700
+            assert parser.feed(fragmented[:900]) == []
+            assert parser.feed(fragmented[900:])[0].payload == "a" * 700 + "b" * 700
         gc.collect()
         traced, _ = tracemalloc.get_traced_memory()
     finally:

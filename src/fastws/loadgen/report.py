@@ -97,7 +97,8 @@ class BenchResult:
         if self.client_cpu is not None:
             line = f"  client CPU: {self.client_cpu:.0%} of a core"
             if self.client_cpu >= CLIENT_BOUND:
-                line += " - the client may be the bottleneck, not the server (run more clients, or fewer connections each)"
+                line += " - the client may be the bottleneck, not the server"
+                line += " (run more clients, or fewer connections each)"
             lines.append(line)
         if self.throughput:
             lines.append(f"  per second: min {min(self.throughput):,.0f}  max {max(self.throughput):,.0f} msg/s")
