@@ -116,24 +116,13 @@ def rss_kib(pid: str = "self") -> int:
 
 
 def heap_kib() -> Optional[float]:
-    """Bytes the C heap has handed out and not had back (glibc's mallinfo2), in
-    KiB; None elsewhere. Unlike RSS it falls when memory is freed in the middle
-    of the heap, which the allocator keeps for the next allocations."""
-    import ctypes
+    """The C heap in use (glibc's mallinfo2) in KiB; None elsewhere. Unlike RSS
+    it falls when memory is freed in the middle of the heap, which the
+    allocator keeps for the next allocations."""
+    from fastws._allocator import heap_usage
 
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [
-            (name, ctypes.c_size_t)
-            for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
-        ]
-
-    try:
-        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return None
-    mallinfo2.restype = MallInfo2
-    info = mallinfo2()
-    return (info.uordblks + info.hblkhd) / 1024
+    usage = heap_usage()
+    return None if usage is None else usage.in_use / 1024
 
 
 async def start_fastws(compression: bool, listener: bool, tls: bool) -> tuple[int, Callable[[], int]]:

@@ -18,23 +18,15 @@ BLOCK = 3 << 20  # above glibc's adaptive mmap threshold after start-up, below f
 BLOCKS = 4
 
 PROBE = f"""
-import ctypes, json, sys
+import json, sys
 import fastws
-from fastws._allocator import retain_freed_memory
+from fastws._allocator import heap_usage, retain_freed_memory
 
-class MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (n, ctypes.c_size_t)
-        for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
-    ]
-
-mallinfo2 = ctypes.CDLL(None).mallinfo2
-mallinfo2.restype = MallInfo2
 applied = retain_freed_memory() if sys.argv[1] == "retain" else None
 blocks = [bytearray({BLOCK}) for _ in range({BLOCKS})]
-mmapped_while_live = mallinfo2().hblkhd
+mmapped_while_live = heap_usage().mmapped
 del blocks
-print(json.dumps({{"applied": applied, "mmapped": mmapped_while_live, "kept": mallinfo2().fordblks}}))
+print(json.dumps({{"applied": applied, "mmapped": mmapped_while_live, "kept": heap_usage().free}}))
 """
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from fastws import _rules
 from fastws import codec as selected_codec
+from fastws._allocator import heap_usage
 from fastws.exceptions import InvalidUTF8, MessageTooBig, ProtocolError
 from fastws.frames import MAX_FRAME_SIZE, build_close, parse_close
 
@@ -417,17 +418,9 @@ def test_huge_length_header_allocates_nothing(codec):
 
 
 def c_heap_in_use() -> int:
-    """Bytes glibc's malloc has handed out and not had back (mallinfo2)."""
-    import ctypes
-
-    class MallInfo2(ctypes.Structure):
-        names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-        _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
-
-    mallinfo2 = ctypes.CDLL(None).mallinfo2
-    mallinfo2.restype = MallInfo2
-    info = mallinfo2()
-    return info.uordblks + info.hblkhd
+    usage = heap_usage()
+    assert usage is not None
+    return usage.in_use
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="reads glibc's mallinfo2")

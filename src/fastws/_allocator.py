@@ -16,6 +16,9 @@ A library must not choose this for the program it runs in, so importing
 fastws never does. The ``fastws`` command (serve, relay, client, bench) is a
 program and does, unless ``FASTWS_MALLOC=default`` is set or ``GLIBC_TUNABLES``
 already sets a ``glibc.malloc`` tunable.
+
+``heap_usage()`` reads the same allocator's counters, for the tests and the
+memory benchmark.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from typing import NamedTuple, Optional
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -48,3 +52,36 @@ def retain_freed_memory() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+class HeapUsage(NamedTuple):
+    """glibc's allocator counters (mallinfo2), in bytes."""
+
+    in_use: int
+    """Handed out and not had back: heap blocks and mmapped ones (Python's
+    small-object arenas count as whole blocks)."""
+    mmapped: int
+    """The part of ``in_use`` served by mmaps of their own."""
+    free: int
+    """Freed and kept in the heap for the next allocations."""
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
+
+
+def heap_usage() -> Optional[HeapUsage]:
+    """This process's C heap as glibc counts it; None elsewhere than glibc.
+    Unlike RSS, ``in_use`` falls when memory in the middle of the heap is freed."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return HeapUsage(in_use=info.uordblks + info.hblkhd, mmapped=info.hblkhd, free=info.fordblks)
