@@ -244,15 +244,17 @@ def client_frames(data: bytes) -> list:
 
 
 @async_test
-async def test_a_client_writes_its_first_reply_of_a_read_at_once_and_batches_the_rest():
+async def test_a_client_writes_a_reads_replies_in_partial_batches():
     # Both ends batching a read's replies into one write fall into lock-step when pipelining.
+    every = protocol.CLIENT_REPLIES_PER_WRITE
     ws, transport = open_client_websocket(Echo())
-    ws.data_received(b"".join(server_frame(bytes([n]) * 10) for n in range(4)))
-    assert len(transport.written) == 2
-    first, rest = (client_frames(data) for data in transport.written)
-    assert first == [bytes([0]) * 10] and rest == [bytes([n]) * 10 for n in (1, 2, 3)]
+    count = 2 * every + 1
+    ws.data_received(b"".join(server_frame(bytes([n]) * 10) for n in range(count)))
+    assert [client_frames(data) for data in transport.written] == [
+        [bytes([n]) * 10 for n in range(start, min(start + every, count))] for start in range(0, count, every)
+    ]
     ws.data_received(server_frame(b"alone"))
-    assert len(transport.written) == 3 and client_frames(transport.written[2]) == [b"alone"]
+    assert len(transport.written) == 4 and client_frames(transport.written[3]) == [b"alone"]
 
 
 @async_test

@@ -45,6 +45,16 @@ Message = Union[str, bytes]
 
 logger = logging.getLogger("fastws")
 
+CLIENT_REPLIES_PER_WRITE = 3
+"""A client's Listener callbacks write their replies every this many messages
+of one read (a server's leave in one write after the read). Measured with
+``fastws bench`` pipelining 16 messages against fastws's server (2 cores, one
+each): the first reply at once and the rest after the read gave 147-152k
+echoes/s at 256 B and 107-149k at 8 KiB, each side idle a third of the time;
+every reply at once 178-189k and 131-135k, the client's send syscalls its
+bottleneck; every 2nd 225k and 157-165k; every 3rd 227-230k and 155-160k;
+every 4th 190-196k and 167-172k."""
+
 
 class _WriteBatch:
     """The connections of one event loop with writes held until the end of the
@@ -335,27 +345,28 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         """Call the Listener for each event; its errors close the connection, never the loop.
 
         What the callbacks send is written in one go after the last event
-        (``data_received`` corks), except on a client: there what the first
-        message's callback sent leaves at once. When both ends batch a read's
-        replies into one write, a pipelined exchange falls into lock-step (each
-        side idle while the other works through a whole batch); writing the
-        first reply early keeps the server busy meanwhile. Measured with
-        ``fastws bench`` pipelining 16 messages against fastws's own server:
-        256 B 1.4x, 8 KiB 1.3x the echoes per second; against picows' server,
-        which writes each reply as it goes, no change."""
+        (``data_received`` corks), except on a client: there the replies leave
+        every ``CLIENT_REPLIES_PER_WRITE`` messages. When both ends batch a
+        read's replies into one write, a pipelined exchange falls into
+        lock-step: each side idles while the other works through a whole batch,
+        and waking an idle process costs more than the syscalls saved. Partial
+        batches keep the server busy meanwhile; see ``CLIENT_REPLIES_PER_WRITE``."""
         listener = self.listener
         assert listener is not None
         on_message = listener.on_message
-        early = self.is_client and len(events) > 1
+        every = CLIENT_REPLIES_PER_WRITE if self.is_client and len(events) > 1 else 0
+        replied = 0
         for frame in events:
             opcode = frame.opcode
             try:
                 if opcode < OP_CLOSE:
                     on_message(self, frame.payload)
-                    if early:
-                        early = False
-                        if self._pending_writes:
-                            self._flush()
+                    if every:
+                        replied += 1
+                        if replied == every:
+                            replied = 0
+                            if self._pending_writes:
+                                self._flush()
                 elif opcode == OP_PONG:
                     self._pong_received(frame.payload)
                 elif opcode != OP_CLOSE:

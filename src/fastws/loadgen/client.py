@@ -77,16 +77,15 @@ class _Client(Listener):
     def on_message(self, ws: WebSocket, message: Union[str, bytes]) -> None:
         now = _perf()
         b = self.bench
-        times = self.times
-        if not times:
+        try:
+            sent = self.times.popleft()
+        except IndexError:
             b.error("unsolicited message")
             return
-        sent = times.popleft()
-        expected = b.payloads[self.rx % b.npayloads]
-        self.rx += 1
-        if type(message) is not type(expected) or len(message) != len(expected):
-            b.error("echo mismatch")
-        elif b.verify and message != expected:
+        rx = self.rx
+        expected = b.payloads[rx % b.npayloads]
+        self.rx = rx + 1
+        if type(message) is not type(expected) or len(message) != len(expected) or (b.verify and message != expected):
             b.error("echo mismatch")
         b.inflight -= 1
         if self.skip:
