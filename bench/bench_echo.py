@@ -95,6 +95,9 @@ SERVER_SPECS = (
         (("FASTWS_CODEC", "python"),),
     ),
     ServerSpec("picows", "picows", "picows", "picows_echo.py"),
+    ServerSpec(
+        "picows-websockets", "picows.websockets (websockets' API on picows)", "picows.ws", "picows_websockets_echo.py"
+    ),
     ServerSpec("aiohttp", "aiohttp", "aiohttp", "aiohttp_echo.py"),
     ServerSpec("websockets", "websockets", "websockets", "websockets_echo.py"),
     ServerSpec("node-ws", "Node ws + bufferutil", "node ws", "node"),
