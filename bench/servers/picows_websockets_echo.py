@@ -5,25 +5,9 @@ from __future__ import annotations
 
 import _common
 from picows.websockets import ConnectionClosed, serve
+from websockets_echo import starter
 
-
-async def echo(ws):
-    try:
-        async for message in ws:
-            await ws.send(message)
-    except ConnectionClosed:  # the client closed while a message was being echoed
-        pass
-
-
-async def start(args):
-    server = await serve(echo, args.host, args.port, compression=None, max_size=None, ping_interval=None)
-
-    async def stop():
-        server.close()
-        await server.wait_closed()
-
-    return stop
-
+start = starter(serve, ConnectionClosed)
 
 if __name__ == "__main__":
     _common.run("picows.websockets", start)

@@ -7,23 +7,30 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 
-async def echo(ws):
-    try:
-        async for message in ws:
-            await ws.send(message)
-    except ConnectionClosed:  # the client closed while a message was being echoed
-        pass
+def starter(serve, closed: type[Exception]):
+    """The echo server's ``start`` on ``serve``, websockets' API (websockets'
+    own, or a reimplementation of it such as ``picows.websockets``)."""
+
+    async def echo(ws):
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except closed:  # the client closed while a message was being echoed
+            pass
+
+    async def start(args):
+        server = await serve(echo, args.host, args.port, compression=None, max_size=None, ping_interval=None)
+
+        async def stop():
+            server.close()
+            await server.wait_closed()
+
+        return stop
+
+    return start
 
 
-async def start(args):
-    server = await serve(echo, args.host, args.port, compression=None, max_size=None, ping_interval=None)
-
-    async def stop():
-        server.close()
-        await server.wait_closed()
-
-    return stop
-
+start = starter(serve, ConnectionClosed)
 
 if __name__ == "__main__":
     _common.run("websockets", start)
