@@ -219,7 +219,7 @@ def report(cells: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
         f"- versions: uvicorn {meta['uvicorn']}, starlette {meta['starlette']}, websockets {meta['websockets']}, "
-        f"wsproto {meta['wsproto']}, fastws {meta['fastws']}",
+        f"wsproto {meta['wsproto']}, pyfastws {meta['pyfastws']}",
         f"- client: `{meta['client']}` (one connection, binary messages); median of {meta['rounds']} rounds",
         *restarts(meta),
         "",
