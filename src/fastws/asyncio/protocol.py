@@ -51,7 +51,7 @@ CLIENT_REPLIES_PER_WRITE = 3
 of one read (a server's leave in one write after the read). Measured with
 ``fastws bench`` pipelining 16 messages against fastws's server (2 cores, one
 each): the first reply at once and the rest after the read gave 147-152k
-echoes/s at 256 B and 107-149k at 8 KiB, each side idle a third of the time;
+echoes/s at 256 B and 111-149k at 8 KiB, each side idle a third of the time;
 every reply at once 178-189k and 131-135k, the client's send syscalls its
 bottleneck; every 2nd 225k and 157-165k; every 3rd 227-230k and 155-160k;
 every 4th 190-196k and 167-172k."""
