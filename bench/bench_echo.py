@@ -54,6 +54,7 @@ from _procs import on_signal as _on_signal
 from _procs import proc_cpu_s as _proc_cpu_s
 from _procs import self_cpu_s as _self_cpu_s
 from _procs import version as _version
+from fastws._allocator import GLIBC_TUNABLES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")
@@ -103,6 +104,28 @@ SERVER_SPECS = (
     ServerSpec("node-ws", "Node ws + bufferutil", "node ws", "node"),
 )
 SPEC = {s.key: s for s in SERVER_SPECS}
+
+
+def malloc_setting(glibc_defaults: bool) -> str:
+    """The GLIBC_TUNABLES every server and client of the run gets: the caller's
+    own if set, none with --glibc-defaults, else the settings the ``fastws``
+    command applies to itself (fastws._allocator). Each process of the run
+    then has the same allocator; with glibc's defaults a process that moves
+    100 KiB-1 MiB messages as bytes objects shrinks and regrows its heap on
+    every few messages (docs/cli.md, "The allocator")."""
+    if "GLIBC_TUNABLES" in os.environ:
+        return os.environ["GLIBC_TUNABLES"]
+    return "" if glibc_defaults else GLIBC_TUNABLES
+
+
+def process_env(malloc: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("GLIBC_TUNABLES", None)
+    if malloc:
+        env["GLIBC_TUNABLES"] = malloc
+    else:
+        env["FASTWS_MALLOC"] = "default"  # nor does the fastws client tune itself
+    return env
 
 
 # -- the picows client --------------------------------------------------------------
@@ -261,8 +284,10 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, spec: ServerSpec, loop: str, pinning: Pinning, logdir: str, start_timeout: float) -> None:
-        self.spec, self.loop, self.pinning = spec, loop, pinning
+    def __init__(
+        self, spec: ServerSpec, loop: str, pinning: Pinning, logdir: str, start_timeout: float, malloc: str
+    ) -> None:
+        self.spec, self.loop, self.pinning, self.malloc = spec, loop, pinning, malloc
         self.log_path = os.path.join(logdir, f"server-{spec.key}-{loop}.log")
         self.start_timeout = start_timeout
         self.proc: Optional[subprocess.Popen] = None
@@ -282,7 +307,7 @@ class ServerProcess:
     def start(self) -> None:
         """Start the server and wait (bounded) until its port accepts connections."""
         self.port = _free_port()
-        env = dict(os.environ)
+        env = process_env(self.malloc)
         env.pop("FASTWS_CODEC", None)
         env.update(self.spec.env)
         env["PYTHONUNBUFFERED"] = "1"
@@ -357,7 +382,7 @@ def client_command(client: str, uri: str, size: int, mode: str, window: int, loo
 
 def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str, args, pinning: Pinning) -> dict:
     cmd = client_command(client, server.uri, size, mode, args.window, loop, args)
-    env = dict(os.environ)
+    env = process_env(args.malloc)
     env["FASTWS_CODEC"] = "cython"  # the fastws client always runs on the compiled codec
     cell: dict[str, Any] = {
         "server": server.spec.key,
@@ -493,6 +518,11 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
         f"pipelined window {meta['window']}; binary messages; "
         + (f"best of {meta['repeat']} interleaved runs; " if meta["repeat"] > 1 else "")
         + f"pinning: {meta['pinning']}"
+    )
+    out.append(
+        f"- glibc allocator, every server and client: `GLIBC_TUNABLES={meta['malloc']}`"
+        if meta.get("malloc")
+        else "- glibc allocator: its defaults (--glibc-defaults)"
     )
     out.append(f"- load from other processes: {meta['load']}")
     out.append("")
@@ -696,6 +726,7 @@ def machine(args, pinning: Pinning) -> dict:
         "window": args.window,
         "repeat": args.repeat,
         "pinning": pinning.describe(),
+        "malloc": args.malloc,
     }
 
 
@@ -717,6 +748,11 @@ def main() -> int:
     ap.add_argument("--modes", help="comma-separated subset of: " + ",".join(MODES))
     ap.add_argument("--no-pin", action="store_true", help="do not pin servers and clients to separate CPUs")
     ap.add_argument(
+        "--glibc-defaults",
+        action="store_true",
+        help="run every process on glibc's default allocator settings, not the fastws command's (see malloc_setting)",
+    )
+    ap.add_argument(
         "--json",
         nargs="?",
         const=os.path.join(RESULTS_DIR, "echo.json"),
@@ -730,6 +766,7 @@ def main() -> int:
 
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    args.malloc = malloc_setting(args.glibc_defaults)
     if args.duration is None:
         args.duration = 0.25 if args.quick else 1.5
     if args.warmup is None:
@@ -769,7 +806,7 @@ def main() -> int:
             servers: dict[str, ServerProcess] = {}
             try:
                 for key in plan["servers"]:
-                    server = ServerProcess(SPEC[key], loop, pinning, logdir, args.start_timeout)
+                    server = ServerProcess(SPEC[key], loop, pinning, logdir, args.start_timeout, args.malloc)
                     server.start()
                     servers[key] = server
                 for size in plan["sizes"]:

@@ -37,6 +37,10 @@ MMAP_THRESHOLD = 4 << 20
 TRIM_THRESHOLD = 64 << 20
 """Free memory at the top of the heap beyond this goes back to the kernel."""
 
+GLIBC_TUNABLES = f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"
+"""The same settings as glibc's environment variable, for a program that
+fastws does not start (docs/cli.md) and the benchmarks' processes."""
+
 
 def retain_freed_memory() -> bool:
     """Apply the thresholds above to this process's glibc allocator; True if
