@@ -118,8 +118,12 @@ def malloc_setting(glibc_defaults: bool) -> str:
     return "" if glibc_defaults else GLIBC_TUNABLES
 
 
-def process_env(malloc: str) -> dict[str, str]:
+def process_env(malloc: Optional[str]) -> dict[str, str]:
+    """This environment with ``GLIBC_TUNABLES=malloc`` (glibc's defaults if
+    empty); None: as it is."""
     env = dict(os.environ)
+    if malloc is None:
+        return env
     env.pop("GLIBC_TUNABLES", None)
     if malloc:
         env["GLIBC_TUNABLES"] = malloc
@@ -285,7 +289,13 @@ def _free_port() -> int:
 
 class ServerProcess:
     def __init__(
-        self, spec: ServerSpec, loop: str, pinning: Pinning, logdir: str, start_timeout: float, malloc: str
+        self,
+        spec: ServerSpec,
+        loop: str,
+        pinning: Pinning,
+        logdir: str,
+        start_timeout: float,
+        malloc: Optional[str] = None,
     ) -> None:
         self.spec, self.loop, self.pinning, self.malloc = spec, loop, pinning, malloc
         self.log_path = os.path.join(logdir, f"server-{spec.key}-{loop}.log")
