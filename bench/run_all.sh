@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one command, from the repository root or anywhere:
 #
-#   bash bench/run_all.sh            # full run (~45 min on 2 cores)
+#   bash bench/run_all.sh            # full run (~27 min on 2 cores)
 #   bash bench/run_all.sh --quick    # smoke run (~8 min)
 #   PYTHON=/path/to/python bash bench/run_all.sh
 #   FASTWS_BENCH_RESULTS=/tmp/results bash bench/run_all.sh --quick   # elsewhere than bench/results
