@@ -77,6 +77,7 @@ from .exceptions import ConnectionClosed, InvalidHandshake
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import CloseCode
 from .handshake import Headers, Response, ServerHandshake, error_response
+from .asyncio.protocol import writelines_trusted
 from .policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 from .upgrade import ServerUpgrade
 
@@ -152,6 +153,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
         # Connection state.
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.writelines = False  # a large message's buffers leave in one writelines() (see writelines_trusted)
         self.server: Optional[tuple[str, Optional[int]]] = None
         self.client: Optional[tuple[str, int]] = None
         self.scheme: Literal["wss", "ws"] = "ws"
@@ -190,6 +192,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connections.add(self)  # type: ignore[arg-type]
         self.transport = transport  # type: ignore[assignment]
+        self.writelines = writelines_trusted(transport)
         self.server = get_local_addr(self.transport)
         self.client = get_remote_addr(self.transport)
         self.scheme = "wss" if is_ssl(self.transport) else "ws"
@@ -231,6 +234,18 @@ class WebSocketProtocol(asyncio.Protocol):
         returns leaves now (a close reply must not wait)."""
         if data and not self.transport.is_closing():
             self.transport.write(data)
+
+    def write_message(self, conn: Connection, message: Any) -> None:
+        """Write one message's frames; a large ``bytes`` or ``str`` payload by
+        reference (``Connection.send_buffers``), not copied into its frame."""
+        buffers = conn.send_buffers(message)
+        if len(buffers) == 1:
+            self.transport.write(buffers[0])
+        elif self.writelines:
+            self.transport.writelines(buffers)
+        else:
+            for data in buffers:
+                self.transport.write(data)
 
     def update_reading(self) -> None:
         """Read unless ReadFlow says the app's queue is full, or bytes wait for websocket.accept."""
@@ -446,7 +461,7 @@ class WebSocketProtocol(asyncio.Protocol):
                     if data is None:
                         data = message.get("text")
                     if data is not None:
-                        self.transport.write(conn.send(data))
+                        self.write_message(conn, data)
                 elif message_type == "websocket.close":
                     self.send_close(conn, message.get("code", 1000), message.get("reason") or "")
                 else:

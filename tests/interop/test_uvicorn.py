@@ -1186,6 +1186,52 @@ async def test_connection_output_leaves_whenever_there_is_some():
     protocol.connection_lost(None)
 
 
+class WritelinesTransport(FakeTransport):
+    """A transport whose writelines() fastws trusts (not asyncio's): records each call's buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list = []
+
+    def writelines(self, buffers) -> None:
+        self.lines.append(list(buffers))
+
+
+@pytest.mark.parametrize("transport_class", [FakeTransport, WritelinesTransport])
+@async_test
+async def test_a_large_message_is_written_by_reference(transport_class):
+    """websocket.send with 100 KiB of bytes: the payload goes to the transport as
+    it is, after its frame header (one writelines() where the transport's is
+    trusted, else a write each), not copied into a frame; a small one is one write."""
+    payload = bytes(range(256)) * 400
+    sent = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": payload})
+        await send({"type": "websocket.send", "text": "small"})
+        sent.set()
+        await receive()
+
+    config = uvicorn.Config(app, ws=WebSocketProtocol, log_config=None, lifespan="off")
+    transport = transport_class()
+    protocol = WebSocketProtocol(config, uvicorn.server.ServerState(), {})
+    protocol.connection_made(transport)
+    protocol.data_received(upgrade_request("/"))
+    await asyncio.wait_for(sent.wait(), TIMEOUT)
+    assert transport.written.pop(0).startswith(b"HTTP/1.1 101")
+    if transport_class is WritelinesTransport:
+        [[header, body]] = transport.lines
+        assert transport.written == [b"\x81\x05small"]
+    else:
+        header, body, small = transport.written
+        assert small == b"\x81\x05small"
+    assert header == b"\x82\x7f" + len(payload).to_bytes(8, "big")
+    assert body is payload  # the object the app passed, not a copy
+    protocol.connection_lost(None)
+
+
 def test_on_uvloop():
     """uvloop's transports (not asyncio subclasses): echo, and the lingering close after a protocol error."""
     import uvloop

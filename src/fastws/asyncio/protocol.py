@@ -118,6 +118,20 @@ def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[t
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
 
 
+def writelines_trusted(transport: Any) -> bool:
+    """Whether ``transport.writelines()`` may carry a message's buffers: only
+    where it hands the list to the kernel as it is and pauses the protocol as
+    ``write()`` does (uvloop). asyncio's own joins the list (3.11) or, in
+    3.12.1 and 3.13.0, never pauses the protocol: a sender that never waits
+    would buffer without bound. Elsewhere the buffers are written one by one."""
+    writelines = getattr(type(transport), "writelines", None)
+    return (
+        writelines is not None
+        and writelines is not asyncio.WriteTransport.writelines
+        and not type(transport).__module__.startswith("asyncio.")
+    )
+
+
 def _write_batch(loop: asyncio.AbstractEventLoop) -> _WriteBatch:
     batch = _batches.get(loop)
     if batch is None:
@@ -261,16 +275,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         self.transport = transport
         self.remote_address = transport.get_extra_info("peername")
         self.transport.set_write_buffer_limits(high=self.limits.write_limit)
-        # writelines() only where it hands the list to the kernel as it is and
-        # pauses the protocol as write() does (uvloop). asyncio's own joins the
-        # list (3.11) or, in 3.12.1 and 3.13.0, never pauses the protocol: a
-        # sender that never waits would buffer without bound.
-        writelines = getattr(type(transport), "writelines", None)
-        self._writelines = (
-            writelines is not None
-            and writelines is not asyncio.WriteTransport.writelines
-            and not type(transport).__module__.startswith("asyncio.")
-        )
+        self._writelines = writelines_trusted(transport)
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
 
@@ -407,21 +412,13 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             self.transport.write(data)
 
     def _write_buffers(self, buffers: list[Union[bytes, memoryview]]) -> None:
-        """``_write()`` for the buffers of one message (``Connection.send_buffers``)."""
-        pending = self._pending_writes
-        if self._corked or self._queue:
-            was_empty = not pending
-            pending += buffers
-            if was_empty and not self._corked:
-                self._batch.add(self)
-        elif pending:
-            pending += buffers
-            self._flush()
-        elif self._writelines:
+        """``_write()`` for the buffers of one message (``Connection.send_buffers``):
+        one ``writelines`` when nothing is waiting to be written before them."""
+        if len(buffers) > 1 and self._writelines and not (self._corked or self._queue or self._pending_writes):
             self.transport.writelines(buffers)
         else:
             for data in buffers:
-                self.transport.write(data)
+                self._write(data)
 
     def _flush(self) -> None:
         pending = self._pending_writes
