@@ -1,6 +1,8 @@
 """Process plumbing shared by the benchmarks that run servers in subprocesses
-(bench_echo.py, bench_compression.py): start-up bookkeeping, clean shutdown of
-whole process groups, and CPU accounting from /proc."""
+(bench_echo.py, bench_fanout.py, bench_compression.py, bench_memory.py):
+start-up bookkeeping, clean shutdown of whole process groups, the file
+descriptor limit, and CPU accounting from /proc (a process's, and the load
+other jobs put on the machine during a run)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import platform
 import signal
 import subprocess
+import time
 from importlib import metadata
 from typing import Any, Optional
 
@@ -72,6 +75,50 @@ def busy_s() -> Optional[float]:
 def self_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of the children this process has reaped."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+class RunLoad:
+    """The load other jobs put on the machine during a whole benchmark run:
+    machine-wide busy CPU less what this process and its reaped children used,
+    for the report header (a run disturbed by something else says so)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._busy = busy_s()
+        self._ours = self_cpu_s() + children_cpu_s()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def describe(self, cores: object) -> str:
+        """E.g. "0.05 cores busy on average over the 207 s run (of 2)"; "n/a" without /proc/stat."""
+        busy, wall = busy_s(), self.elapsed
+        if self._busy is None or busy is None or wall <= 0:
+            return "n/a"
+        other = max(0.0, (busy - self._busy) - (self_cpu_s() + children_cpu_s() - self._ours)) / wall
+        return f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {cores})"
+
+
+def raise_fd_limit(wanted: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted``, as far as the hard
+    limit allows (children inherit it); return the (soft, hard) limits now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def pick_list(parser: argparse.ArgumentParser, text: Optional[str], allowed, default) -> list:

@@ -46,8 +46,9 @@ import time
 from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
+from _procs import RunLoad, cpu_model, pick_list
 from _procs import busy_s as _busy_s
-from _procs import cpu_model, pick_list
+from _procs import children_cpu_s as _children_cpu_s
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -274,11 +275,6 @@ class Pinning:
         if not self.enabled:
             return "off"
         return f"servers on CPU {self.server_cpu}, clients on CPU {self.client_cpu}"
-
-
-def _children_cpu_s() -> float:
-    t = os.times()
-    return t.children_user + t.children_system
 
 
 def _free_port() -> int:
@@ -809,7 +805,7 @@ def main() -> int:
     total *= len(plan["servers"]) * args.repeat
     print(f"bench_echo: {total} cells, server logs in {logdir}", file=sys.stderr)
     cells: list[dict] = []
-    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    run_load = RunLoad()
     done = 0
     try:
         for loop in plan["loops"]:
@@ -839,7 +835,7 @@ def main() -> int:
                                     previous["runs"] = cell["runs"]
                                 note = f"  ERROR {cell['error']}" if cell.get("error") else ""
                                 print(
-                                    f"[{done}/{total} {time.monotonic() - wall0:5.0f}s] {loop:7} {client:6} "
+                                    f"[{done}/{total} {run_load.elapsed:5.0f}s] {loop:7} {client:6} "
                                     f"{mode:9} {fmt_size(size):>7} {key:16} {fmt_rate(cell['msgs_per_s']):>10} msg/s"
                                     f"  other load {cell.get('other_load', 0):.2f}{note}",
                                     file=sys.stderr,
@@ -855,15 +851,8 @@ def main() -> int:
         print("bench_echo: interrupted; reporting what was measured", file=sys.stderr)
     finally:
         _kill_all()
-    wall = time.monotonic() - wall0
-    busy1 = _busy_s()
-    if busy0 is not None and busy1 is not None:
-        ours = (_children_cpu_s() - kids0) + (_self_cpu_s() - self0)
-        other = max(0.0, (busy1 - busy0) - ours) / wall
-        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
-    else:
-        meta["load"] = "n/a"
-    meta["wall_s"] = round(wall, 1)
+    meta["load"] = run_load.describe(meta["cores"])
+    meta["wall_s"] = round(run_load.elapsed, 1)
 
     report = markdown(meta, cells, plan)
     print(report)

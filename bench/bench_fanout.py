@@ -70,8 +70,9 @@ import zlib
 from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
+from _procs import RunLoad, cpu_model, pick_list, raise_fd_limit
 from _procs import busy_s as _busy_s
-from _procs import cpu_model, pick_list
+from _procs import children_cpu_s as _children_cpu_s
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -114,22 +115,6 @@ def _rss_kb(pid: int) -> Optional[int]:
     except (OSError, ValueError):
         pass
     return None
-
-
-def raise_fd_limit(wanted: int) -> int:
-    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (children inherit it); return it."""
-    try:
-        import resource
-    except ImportError:
-        return wanted
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class _Conn(asyncio.Protocol):
@@ -832,11 +817,6 @@ def run_cell(
     return cell
 
 
-def _children_cpu_s() -> float:
-    t = os.times()
-    return t.children_user + t.children_system
-
-
 # -- report ---------------------------------------------------------------------------
 
 
@@ -1111,7 +1091,7 @@ def markdown_scale(meta: dict, cells: list[dict], plan: dict) -> str:
 
 def scale_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> int:
     """``--scale``: each relay started afresh per cell; memory per idle subscriber, then throughput."""
-    meta["fd_limit"] = raise_fd_limit(max(plan["subscribers"]) * 2 + 1000)
+    meta["fd_limit"] = raise_fd_limit(max(plan["subscribers"]) * 2 + 1000)[0]
     work = [
         (loop, n, key, mode)
         for loop in plan["loops"]
@@ -1122,7 +1102,7 @@ def scale_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> i
     ]
     print(f"bench_fanout --scale: {len(work)} cells, relay logs in {logdir}", file=sys.stderr)
     cells: list[dict] = []
-    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    run_load = RunLoad()
     try:
         for done, (loop, n, key, mode) in enumerate(work, 1):
             server = Relay(SPEC[key], loop, pinning, logdir, args.start_timeout)
@@ -1136,7 +1116,7 @@ def scale_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> i
             cells.append(cell)
             per = cell.get("rss_per_subscriber_b")
             print(
-                f"[{done}/{len(work)} {time.monotonic() - wall0:4.0f}s] {loop:7} {n:6} {key:10} {mode:8} "
+                f"[{done}/{len(work)} {run_load.elapsed:4.0f}s] {loop:7} {n:6} {key:10} {mode:8} "
                 f"{(per or 0) / 1024:6.1f} KiB/sub  connect {cell.get('connect_s', 0):5.1f} s  "
                 f"{fmt_rate(cell.get('delivered_per_s')) if cell.get('deliveries') else 'fail':>10} delivered/s  "
                 f"CPU {cell.get('server_us_per_delivery') or 0:.2f} µs/msg  client {cell.get('client_cpu', 0)}  "
@@ -1149,13 +1129,7 @@ def scale_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> i
         print("bench_fanout: interrupted; reporting what was measured", file=sys.stderr)
     finally:
         _kill_all()
-    wall = time.monotonic() - wall0
-    busy1 = _busy_s()
-    if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - (_children_cpu_s() - kids0) - (_self_cpu_s() - self0)) / wall
-        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
-    else:
-        meta["load"] = "n/a"
+    meta["load"] = run_load.describe(meta["cores"])
     section = markdown_scale(meta, cells, plan)
     print(section)
     if not args.no_save:
@@ -1286,7 +1260,7 @@ def main() -> int:
         return scale_main(args, plan, meta, pinning, logdir)
     print(f"bench_fanout: {total} cells, relay logs in {logdir}", file=sys.stderr)
     cells: list[dict] = []
-    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    run_load = RunLoad()
     done = 0
 
     def measure(server: Relay, n: int, phase: str, loop: str, rate: float) -> dict:
@@ -1303,7 +1277,7 @@ def main() -> int:
             what = f"rate {rate:,.0f}/s  p50 {fmt_us(cell.get('p50_us'))}  p99 {fmt_us(cell.get('p99_us'))}"
         note = f"  ERROR {cell['error']}" if cell.get("error") else ""
         print(
-            f"[{done}/{total} {time.monotonic() - wall0:4.0f}s] {loop:7} {n:5} {server.spec.key:10} {phase:10} "
+            f"[{done}/{total} {run_load.elapsed:4.0f}s] {loop:7} {n:5} {server.spec.key:10} {phase:10} "
             f"{what}  loss {cell.get('lost', '?')}/{cell.get('reordered', '?')}  "
             f"other load {cell.get('other_load', 0):.2f}{note}",
             file=sys.stderr,
@@ -1354,14 +1328,8 @@ def main() -> int:
         print("bench_fanout: interrupted; reporting what was measured", file=sys.stderr)
     finally:
         _kill_all()
-    wall = time.monotonic() - wall0
-    busy1 = _busy_s()
-    if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - (_children_cpu_s() - kids0) - (_self_cpu_s() - self0)) / wall
-        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
-    else:
-        meta["load"] = "n/a"
-    meta["wall_s"] = round(wall, 1)
+    meta["load"] = run_load.describe(meta["cores"])
+    meta["wall_s"] = round(run_load.elapsed, 1)
 
     report = markdown(meta, cells, plan)
     print(report)
@@ -1384,7 +1352,7 @@ def compressed_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str)
     total = len(plan["loops"]) * len(plan["subscribers"]) * 2 * args.repeat
     print(f"bench_fanout --compressed: {total} cells, relay logs in {logdir}", file=sys.stderr)
     cells: list[dict] = []
-    busy0, kids0, self0, wall0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), time.monotonic()
+    run_load = RunLoad()
     done = 0
     try:
         for loop in plan["loops"]:
@@ -1399,7 +1367,7 @@ def compressed_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str)
                             server.start()
                         cell = run_cell(server, n, "throughput", loop, args, pinning, 0, f"json-{n}-{done}", mode)
                         print(
-                            f"[{done}/{total} {time.monotonic() - wall0:4.0f}s] {loop:7} {n:5} {mode:8} "
+                            f"[{done}/{total} {run_load.elapsed:4.0f}s] {loop:7} {n:5} {mode:8} "
                             f"{fmt_rate(cell.get('delivered_per_s')) if cell.get('deliveries') else 'fail':>10} "
                             f"delivered/s  CPU {cell.get('server_us_per_delivery') or 0:.2f} µs/msg  "
                             f"wire {cell.get('wire_bytes_per_msg')} B  loss {cell.get('lost', '?')}  "
@@ -1424,13 +1392,7 @@ def compressed_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str)
         print("bench_fanout: interrupted; reporting what was measured", file=sys.stderr)
     finally:
         _kill_all()
-    wall = time.monotonic() - wall0
-    busy1 = _busy_s()
-    if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - (_children_cpu_s() - kids0) - (_self_cpu_s() - self0)) / wall
-        meta["load"] = f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {meta['cores']})"
-    else:
-        meta["load"] = "n/a"
+    meta["load"] = run_load.describe(meta["cores"])
     section = markdown_compressed(meta, cells, plan)
     print(section)
     if not args.no_save:

@@ -41,7 +41,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import struct
 import subprocess
 import sys
@@ -49,7 +48,7 @@ import time
 import zlib
 from typing import Callable, Optional
 
-from _procs import cpu_model  # noqa: E402
+from _procs import cpu_model, raise_fd_limit  # noqa: E402
 
 KiB = 1024
 HOST = "127.0.0.1"
@@ -502,18 +501,6 @@ async def measure(name: str, count: int, loop_kind: str, idle: float) -> dict:
         else float("nan"),
         "seconds": time.perf_counter() - started,
     }
-
-
-def raise_fd_limit(wanted: int) -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE as far as allowed; return (soft, hard)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def available(name: str) -> bool:
