@@ -940,7 +940,8 @@ def markdown_compressed(meta: dict, cells: list[dict], plan: dict) -> str:
     out = [COMPRESSED_BEGIN, "## Compressed fan-out (1 KiB JSON)", ""]
     out.append(f"- command: `{meta['command']}`; date: {meta['date']}")
     out.append(
-        f"- machine: {meta['cpu']}, {meta['cores']} cores; Python {meta['python']}; fastws {meta['versions']['fastws']}"
+        f"- machine: {meta['cpu']}, {meta['cores']} cores; Python {meta['python']}; "
+        f"pyfastws {meta['versions']['pyfastws']}"
     )
     out.append(
         f"- `fastws relay` (permessage-deflate without context takeover by default), one publisher, N subscribers, "
@@ -1000,6 +1001,26 @@ def markdown_compressed(meta: dict, cells: list[dict], plan: dict) -> str:
             out.append(f"- failed: {c['loop']}, {c['subscribers']} subscribers, {c['mode']}: {c['error']}")
     out.append(COMPRESSED_END)
     return "\n".join(out)
+
+
+def save_section(
+    output: str, section: str, begin: str, end: str, json_name: str, kind: dict, meta: dict, plan: dict, cells: list
+) -> None:
+    """Put one variant's section (between ``begin`` and ``end``) into
+    ``output``/fanout.md, keeping the rest of the file, and its raw numbers
+    into ``output``/``json_name``."""
+    os.makedirs(output, exist_ok=True)
+    path = os.path.join(output, "fanout.md")
+    try:
+        with open(path) as f:
+            report = f.read()
+    except OSError:
+        report = "# fastws fan-out benchmark\n"
+    with open(path, "w") as f:
+        f.write(with_section(report, section, begin, end))
+    with open(os.path.join(output, json_name), "w") as f:
+        json.dump({"meta": meta, "plan": plan, **kind, "cells": cells}, f, indent=1)
+    print(f"bench_fanout: section in {path}, raw numbers in {json_name}", file=sys.stderr)
 
 
 def with_section(report: str, section: str, begin: str = COMPRESSED_BEGIN, end_mark: str = COMPRESSED_END) -> str:
@@ -1133,18 +1154,9 @@ def scale_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str) -> i
     section = markdown_scale(meta, cells, plan)
     print(section)
     if not args.no_save:
-        os.makedirs(args.output, exist_ok=True)
-        path = os.path.join(args.output, "fanout.md")
-        try:
-            with open(path) as f:
-                report = f.read()
-        except OSError:
-            report = "# fastws fan-out benchmark\n"
-        with open(path, "w") as f:
-            f.write(with_section(report, section, SCALE_BEGIN, SCALE_END))
-        with open(os.path.join(args.output, "fanout-scale.json"), "w") as f:
-            json.dump({"meta": meta, "plan": plan, "scale": True, "cells": cells}, f, indent=1)
-        print(f"bench_fanout: section in {path}, raw numbers in fanout-scale.json", file=sys.stderr)
+        save_section(
+            args.output, section, SCALE_BEGIN, SCALE_END, "fanout-scale.json", {"scale": True}, meta, plan, cells
+        )
     return 1 if any(c.get("error") for c in cells) else 0
 
 
@@ -1166,7 +1178,7 @@ def machine(args, pinning: Pinning) -> dict:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {d: _version(d) for d in ("fastws", "websockets", "picows", "aiofastnet", "uvloop")},
+        "versions": {d: _version(d) for d in ("pyfastws", "websockets", "picows", "aiofastnet", "uvloop")},
         "warmup": args.warmup,
         "duration": args.duration,
         "window": args.window,
@@ -1396,18 +1408,10 @@ def compressed_main(args, plan: dict, meta: dict, pinning: Pinning, logdir: str)
     section = markdown_compressed(meta, cells, plan)
     print(section)
     if not args.no_save:
-        os.makedirs(args.output, exist_ok=True)
-        path = os.path.join(args.output, "fanout.md")
-        try:
-            with open(path) as f:
-                report = f.read()
-        except OSError:
-            report = "# fastws fan-out benchmark\n"
-        with open(path, "w") as f:
-            f.write(with_section(report, section))
-        with open(os.path.join(args.output, "fanout-compressed.json"), "w") as f:
-            json.dump({"meta": meta, "plan": plan, "compressed": True, "cells": cells}, f, indent=1)
-        print(f"bench_fanout: section in {path}, raw numbers in fanout-compressed.json", file=sys.stderr)
+        save_section(
+            args.output, section, COMPRESSED_BEGIN, COMPRESSED_END, "fanout-compressed.json", {"compressed": True},
+            meta, plan, cells,
+        )  # fmt: skip
     return 1 if any(c.get("error") for c in cells) else 0
 
 
