@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import platform
 import subprocess
 import sys
@@ -65,3 +66,16 @@ def test_the_fastws_command_retains_freed_memory():
     code = "import fastws.__main__ as m; m.retain_freed_memory = lambda: print('applied'); m.main(['-h'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("applied")
+
+
+def test_the_documented_environment_variable_has_the_same_effect():
+    """GLIBC_TUNABLES as docs/cli.md gives it (for programs fastws does not
+    start, and the benchmarks' processes) is the constant, and glibc applies
+    it as retain_freed_memory() does."""
+    from fastws._allocator import GLIBC_TUNABLES
+
+    docs = (pathlib.Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    assert f"`GLIBC_TUNABLES={GLIBC_TUNABLES}`" in docs
+    result = probe("import only", GLIBC_TUNABLES=GLIBC_TUNABLES)
+    assert result["mmapped"] < BLOCK
+    assert result["kept"] >= BLOCKS * BLOCK
