@@ -72,12 +72,12 @@ from uvicorn.protocols.utils import (
 )
 from uvicorn.server import ServerState
 
+from .asyncio.protocol import writelines_trusted
 from .connection import OP_CLOSE, OP_PONG, OP_TEXT, Connection, State
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import CloseCode
 from .handshake import Headers, Response, ServerHandshake, error_response
-from .asyncio.protocol import writelines_trusted
 from .policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 from .upgrade import ServerUpgrade
 

@@ -21,11 +21,17 @@ _HARNESS_TASKS: weakref.WeakSet = weakref.WeakSet()
 
 
 def async_test(function, deadline: float = TEST_DEADLINE):
-    """Run an async test function on a fresh event loop, bounded in time."""
+    """Run an async test function on a fresh event loop, bounded in time; with
+    ``FASTWS_TEST_AIOFASTNET=1`` the loop makes its connections on aiofastnet's
+    transports (``aiofastnet.patch_loop``), as .ci/run does once."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         async def run():
+            if os.environ.get("FASTWS_TEST_AIOFASTNET"):
+                import aiofastnet
+
+                aiofastnet.patch_loop(asyncio.get_running_loop())
             _HARNESS_TASKS.add(asyncio.current_task())
             return await asyncio.wait_for(function(*args, **kwargs), deadline)
 

@@ -399,7 +399,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         if self._flow.after_put(len(queue)):
             self._update_reading()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: Union[bytes, memoryview]) -> None:
         pending = self._pending_writes
         if self._corked or self._queue:
             pending.append(data)
