@@ -263,3 +263,78 @@ async def test_a_server_writes_a_reads_replies_in_one_go():
     ws.data_received(b"".join(client_frame(2, bytes([n]) * 10) for n in range(4)))
     assert len(transport.written) == 1
     assert [frame[1] for frame in transport.frames()] == [bytes([n]) * 10 for n in range(4)]
+
+
+def feed_from_the_loop(ws, data: bytes, transport: FakeTransport) -> asyncio.Future:
+    """Call ``ws.data_received(data)`` from a loop callback, as a transport does;
+    the future gets what had been written when that call returned."""
+    written: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def feed() -> None:
+        ws.data_received(data)
+        written.set_result(list(transport.written))
+
+    asyncio.get_running_loop().call_soon(feed)
+    return written
+
+
+@async_test
+async def test_a_waiting_reader_runs_before_the_read_returns_and_its_reply_leaves_with_it():
+    """recv() resumes its task inside data_received (no call_soon, no extra loop
+    pass): an echo handler's replies to every message of a read are written
+    in one write before data_received returns."""
+    ws, transport = open_server_websocket()
+
+    async def echo():
+        async for message in ws:
+            await ws.send(message)
+
+    task = asyncio.ensure_future(echo())
+    await asyncio.sleep(0)  # the handler waits in recv()
+    written = await feed_from_the_loop(ws, client_frame(1, b"one") + client_frame(1, b"two"), transport)
+    assert written == [b"\x81\x03one\x81\x03two"]
+    task.cancel()
+
+
+@async_test
+async def test_a_reader_resumed_inside_a_read_keeps_its_own_context():
+    """The task runs in its own contextvars context, as when call_soon wakes it."""
+    import contextvars
+
+    name: contextvars.ContextVar[str] = contextvars.ContextVar("name", default="loop")
+    ws, transport = open_server_websocket()
+    seen: list = []
+
+    async def reader():
+        name.set("reader")
+        async for message in ws:
+            seen.append((message, name.get()))
+
+    task = asyncio.ensure_future(reader())
+    await asyncio.sleep(0)
+    name.set("test")  # the loop callback below runs in a copy of this context
+    await feed_from_the_loop(ws, client_frame(1, b"one"), transport)
+    assert seen == [("one", "reader")]
+    task.cancel()
+
+
+@async_test
+async def test_a_read_handled_inside_another_task_wakes_the_reader_later():
+    """asyncio runs one task at a time: data_received called from a task (not
+    the loop) hands the message over and the reader runs on a later iteration."""
+    ws, transport = open_server_websocket()
+
+    async def echo():
+        async for message in ws:
+            await ws.send(message)
+
+    task = asyncio.ensure_future(echo())
+    await asyncio.sleep(0)
+    ws.data_received(client_frame(1, b"one"))
+    assert transport.written == []
+    for _ in range(10):
+        if transport.written:
+            break
+        await asyncio.sleep(0)
+    assert transport.written == [b"\x81\x03one"]
+    task.cancel()

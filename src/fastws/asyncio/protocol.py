@@ -118,6 +118,62 @@ def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[t
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
 
 
+class _Handoff(asyncio.Future):
+    """The future ``recv()`` waits on. ``data_received`` hands a message over
+    (``hand_over``) and, once the whole read is handled, resumes the waiting
+    task at once (``resume``), inside ``data_received``, rather than through
+    ``call_soon`` on the next loop iteration: per message that saves asyncio's
+    Python ``call_soon`` and a pass of the loop (a ``select`` that returns
+    nothing). The task's wake-up is the done callback it registered when it
+    began to await this future; it runs in the task's own context, as
+    ``call_soon`` would run it. Every other completion (``set_exception``,
+    ``cancel``) schedules it as a plain future does."""
+
+    _wakeup: Any = None  # (callback, context) of the awaiting task
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        if self._wakeup is None and not self.done():
+            self._wakeup = (fn, context)
+        else:
+            super().add_done_callback(fn, context=context)
+
+    def _schedule_wakeup(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            self.get_loop().call_soon(wakeup[0], self, context=wakeup[1])
+
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        self._schedule_wakeup()
+
+    def set_exception(self, exception: Any) -> None:
+        super().set_exception(exception)
+        self._schedule_wakeup()
+
+    def cancel(self, msg: Any = None) -> bool:
+        cancelled = super().cancel() if msg is None else super().cancel(msg)
+        if cancelled:
+            self._schedule_wakeup()
+        return cancelled
+
+    def hand_over(self, message: Any) -> None:
+        """Complete with ``message``; the waiting task resumes at ``resume()``."""
+        super().set_result(message)
+
+    def resume(self) -> None:
+        """Run the task waiting on this completed future now, or on the next
+        loop iteration if a task is running (asyncio runs one at a time)."""
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is None:
+            return
+        if asyncio.current_task(self.get_loop()) is not None:
+            self.get_loop().call_soon(wakeup[0], self, context=wakeup[1])
+        elif wakeup[1] is None:
+            wakeup[0](self)
+        else:
+            wakeup[1].run(wakeup[0], self)
+
+
 def writelines_trusted(transport: Any) -> bool:
     """Whether ``transport.writelines()`` may carry a message's buffers: only
     where it hands the list to the kernel as it is and pauses the protocol as
@@ -219,7 +275,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         # Received messages not yet recv()'d; created on first use (an empty
         # deque costs ~700 bytes, and most connections never queue anything).
         self._queue: Optional[collections.deque[Message]] = None
-        self._waiter: Optional[asyncio.Future] = None
+        self._waiter: Optional[_Handoff] = None
         # Writes are coalesced while received data is handled (_corked), while more
         # received messages wait in the queue, or when sent with send_soon(),
         # then flushed in one syscall (at the latest at the end of the loop
@@ -309,6 +365,9 @@ class WebSocket(ConnectionView, asyncio.Protocol):
                 if out:
                     self._pending_writes.append(out)
         finally:
+            waiter = self._waiter
+            if waiter is not None and waiter.done():
+                waiter.resume()  # the reader's replies join this read's in one write
             self._corked = False
             if self._pending_writes:
                 self._flush()
@@ -387,7 +446,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
     def _deliver(self, message: Message) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done() and not self._queue:
-            waiter.set_result(message)
+            waiter.hand_over(message)  # resumed at the end of data_received
             return
         queue = self._queue
         if queue is None:
@@ -594,7 +653,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("recv() is already being awaited by another task")
         if self.listener is not None:
             raise RuntimeError("recv() is not available on a connection with a Listener")
-        waiter = self._waiter = self.loop.create_future()
+        waiter = self._waiter = _Handoff(loop=self.loop)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -849,10 +908,14 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             self._close_transport()
 
     def abort(self, reason: str = "") -> None:
-        """Drop the connection at once; the handler sees 1006 with ``reason``."""
+        """Drop the connection at once; the handler sees 1006 with ``reason``.
+        What was sent before is handed to the transport first (it may be held
+        back while a read is being handled), and leaves as far as the kernel
+        takes it at once."""
         if reason and self._abort_reason is None:
             self._abort_reason = reason
         if self.transport is not None:
+            self._flush()
             self.transport.abort()
 
     def _arm_close_timer(self) -> None:
