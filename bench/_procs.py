@@ -84,9 +84,10 @@ def children_cpu_s() -> float:
 
 
 class RunLoad:
-    """The load other jobs put on the machine during a whole benchmark run:
-    machine-wide busy CPU less what this process and its reaped children used,
-    for the report header (a run disturbed by something else says so)."""
+    """The load other jobs put on the machine while a benchmark (or one cell
+    of it) runs: machine-wide busy CPU less what this process, its reaped
+    children and any other process of ours (``ours_s``, e.g. a server's CPU
+    seconds meanwhile) used. A run disturbed by something else says so."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -97,13 +98,20 @@ class RunLoad:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def describe(self, cores: object) -> str:
-        """E.g. "0.05 cores busy on average over the 207 s run (of 2)"; "n/a" without /proc/stat."""
+    def other_cores(self, ours_s: float = 0.0) -> Optional[float]:
+        """Cores busy with other jobs on average so far; None without /proc/stat."""
         busy, wall = busy_s(), self.elapsed
         if self._busy is None or busy is None or wall <= 0:
+            return None
+        ours = self_cpu_s() + children_cpu_s() - self._ours + max(0.0, ours_s)
+        return max(0.0, (busy - self._busy) - ours) / wall
+
+    def describe(self, cores: object) -> str:
+        """E.g. "0.05 cores busy on average over the 207 s run (of 2)"; "n/a" without /proc/stat."""
+        other = self.other_cores()
+        if other is None:
             return "n/a"
-        other = max(0.0, (busy - self._busy) - (self_cpu_s() + children_cpu_s() - self._ours)) / wall
-        return f"{other:.2f} cores busy on average over the {wall:.0f} s run (of {cores})"
+        return f"{other:.2f} cores busy on average over the {self.elapsed:.0f} s run (of {cores})"
 
 
 def raise_fd_limit(wanted: int) -> tuple[int, int]:

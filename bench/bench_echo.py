@@ -47,13 +47,10 @@ from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
 from _procs import RunLoad, cpu_model, pick_list
-from _procs import busy_s as _busy_s
-from _procs import children_cpu_s as _children_cpu_s
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
 from _procs import proc_cpu_s as _proc_cpu_s
-from _procs import self_cpu_s as _self_cpu_s
 from _procs import version as _version
 from fastws._allocator import GLIBC_TUNABLES
 
@@ -401,8 +398,7 @@ def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str
         "errors": None,
         "command": shlex.join(cmd),
     }
-    busy0, kids0, self0, srv0 = _busy_s(), _children_cpu_s(), _self_cpu_s(), server.cpu_s()
-    wall0 = time.monotonic()
+    load, srv0 = RunLoad(), server.cpu_s()
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -422,12 +418,10 @@ def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str
         cell["error"] = "client timed out"
     finally:
         _kill(proc)
-    wall = time.monotonic() - wall0
     srv1 = server.cpu_s()
-    busy1 = _busy_s()
-    if busy0 is not None and busy1 is not None and wall > 0:
-        ours = (_children_cpu_s() - kids0) + (_self_cpu_s() - self0) + max(0.0, srv1 - srv0)
-        cell["other_load"] = round(max(0.0, (busy1 - busy0) - ours) / wall, 2)  # cores busy with other jobs
+    other = load.other_cores(srv1 - srv0)
+    if other is not None:
+        cell["other_load"] = round(other, 2)  # cores busy with other jobs
     cell["server_cpu_s"] = round(max(0.0, srv1 - srv0), 3)
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
     if lines:

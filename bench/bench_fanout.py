@@ -71,8 +71,6 @@ from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
 from _procs import RunLoad, cpu_model, pick_list, raise_fd_limit
-from _procs import busy_s as _busy_s
-from _procs import children_cpu_s as _children_cpu_s
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -779,9 +777,7 @@ def run_cell(
     cell: dict[str, Any] = {"server": server.spec.key, "loop": loop, "subscribers": n, "phase": phase}
     if mode:
         cell["mode"] = mode
-    busy0, self0, wall0 = _busy_s(), _self_cpu_s(), time.monotonic()
-    kids0 = _children_cpu_s()
-    srv0 = server.cpu_s()
+    load, srv0 = RunLoad(), server.cpu_s()
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -800,11 +796,9 @@ def run_cell(
         cell["error"] = "client timed out"
     finally:
         _kill(proc)
-    wall = time.monotonic() - wall0
-    busy1 = _busy_s()
-    if busy0 is not None and busy1 is not None and wall > 0:
-        ours = (_children_cpu_s() - kids0) + (_self_cpu_s() - self0) + max(0.0, server.cpu_s() - srv0)
-        cell["other_load"] = round(max(0.0, (busy1 - busy0) - ours) / wall, 2)
+    other = load.other_cores(server.cpu_s() - srv0)
+    if other is not None:
+        cell["other_load"] = round(other, 2)
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
     if lines:
         cell.update(json.loads(lines[-1]))
