@@ -72,7 +72,7 @@ from uvicorn.protocols.utils import (
 )
 from uvicorn.server import ServerState
 
-from .asyncio.protocol import writelines_trusted
+from .asyncio.protocol import write_buffers, writelines_trusted
 from .connection import OP_CLOSE, OP_PONG, OP_TEXT, Connection, State
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .extensions.permessage_deflate import PerMessageDeflate
@@ -241,11 +241,8 @@ class WebSocketProtocol(asyncio.Protocol):
         buffers = conn.send_buffers(message)
         if len(buffers) == 1:
             self.transport.write(buffers[0])
-        elif self.writelines:
-            self.transport.writelines(buffers)
         else:
-            for data in buffers:
-                self.transport.write(data)
+            write_buffers(self.transport, buffers, self.writelines)
 
     def update_reading(self) -> None:
         """Read unless ReadFlow says the app's queue is full, or bytes wait for websocket.accept."""

@@ -167,7 +167,8 @@ class _Handoff(asyncio.Future):
         if wakeup is None:
             return
         if asyncio.current_task(self.get_loop()) is not None:
-            self.get_loop().call_soon(wakeup[0], self, context=wakeup[1])
+            self._wakeup = wakeup
+            self._schedule_wakeup()
         elif wakeup[1] is None:
             wakeup[0](self)
         else:
@@ -186,6 +187,16 @@ def writelines_trusted(transport: Any) -> bool:
         and writelines is not asyncio.WriteTransport.writelines
         and not type(transport).__module__.startswith("asyncio.")
     )
+
+
+def write_buffers(transport: Any, buffers: list[Union[bytes, memoryview]], writelines: bool) -> None:
+    """Write ``buffers`` in order: one ``writelines()`` where it is trusted
+    (``writelines_trusted``), else a ``write()`` each."""
+    if writelines:
+        transport.writelines(buffers)
+    else:
+        for data in buffers:
+            transport.write(data)
 
 
 def _write_batch(loop: asyncio.AbstractEventLoop) -> _WriteBatch:
@@ -492,12 +503,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         elif sum(map(len, pending)) <= COALESCE_BYTES:
             transport.write(b"".join(pending))
         else:
-            out = coalesce_writes(pending)
-            if self._writelines:
-                transport.writelines(out)
-            else:
-                for data in out:
-                    transport.write(data)
+            write_buffers(transport, coalesce_writes(pending), self._writelines)
         pending.clear()
 
     def _close_transport(self, linger: bool = False) -> None:
