@@ -114,21 +114,6 @@ class RunLoad:
         return f"{other:.2f} cores busy on average over the {self.elapsed:.0f} s run (of {cores})"
 
 
-def raise_fd_limit(wanted: int) -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE towards ``wanted``, as far as the hard
-    limit allows (children inherit it); return the (soft, hard) limits now."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 def pick_list(parser: argparse.ArgumentParser, text: Optional[str], allowed, default) -> list:
     """A comma-separated choice from ``allowed`` (all of ``default`` if empty); a parser error names the unknown."""
     if not text:

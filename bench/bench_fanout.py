@@ -70,7 +70,7 @@ import zlib
 from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
-from _procs import RunLoad, cpu_model, pick_list, raise_fd_limit
+from _procs import RunLoad, cpu_model, pick_list
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -78,6 +78,7 @@ from _procs import proc_cpu_s as _proc_cpu_s
 from _procs import self_cpu_s as _self_cpu_s
 from _procs import version as _version
 from bench_echo import Pinning, ServerProcess, ServerSpec, fmt_rate
+from fastws._fdlimit import raise_fd_limit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")

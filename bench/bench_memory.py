@@ -48,7 +48,8 @@ import time
 import zlib
 from typing import Callable, Optional
 
-from _procs import cpu_model, raise_fd_limit  # noqa: E402
+from _procs import cpu_model  # noqa: E402
+from fastws._fdlimit import raise_fd_limit
 
 KiB = 1024
 HOST = "127.0.0.1"

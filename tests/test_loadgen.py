@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import pytest
 
@@ -351,6 +352,37 @@ def test_cli_plot_without_matplotlib(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
     assert run(parse("ws://127.0.0.1:1/", "--plot", "x.png")) == 2
     assert "pip install matplotlib" in capsys.readouterr().err
+
+
+def limit_open_files(soft: int, hard: Optional[int] = None):
+    """A preexec_fn: the child starts with these RLIMIT_NOFILE limits (hard: unchanged)."""
+    import resource
+
+    def apply() -> None:
+        current_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, current_hard if hard is None else hard))
+
+    return apply
+
+
+def bench_process(port: int, connections: int, preexec_fn) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "fastws", "bench", f"ws://127.0.0.1:{port}/", "-c", str(connections)]
+    command += ["-n", str(2 * connections), "-q"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, preexec_fn=preexec_fn)
+
+
+def test_cli_raises_its_open_file_limit_for_its_connections(cli_server):
+    # 60 connections do not fit in a soft limit of 40: the bench raises it (the hard limit allows).
+    done = bench_process(cli_server, 60, limit_open_files(40))
+    assert done.returncode == 0, done.stderr
+    assert "120 messages" in done.stdout
+
+
+def test_cli_says_when_the_hard_limit_is_too_low(cli_server):
+    done = bench_process(cli_server, 60, limit_open_files(40, hard=40))
+    assert done.returncode == 2
+    assert "60 connections need about 92 open files; the limit is 40 (ulimit -n)" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_cli_unreachable_server(capsys):

@@ -17,9 +17,10 @@ from typing import Optional
 import pytest
 
 from fastws import connect
+from fastws._fdlimit import raise_fd_limit
 
 from .support.asyncio import async_test
-from .support.processes import ServerProcess, raise_fd_limit
+from .support.processes import ServerProcess
 
 CONNECTIONS = int(os.environ.get("FASTWS_SCALE_CONNECTIONS", "2000"))
 MAX_KIB_PER_CONNECTION = 64  # without compression; today about 10 KiB
@@ -57,7 +58,7 @@ def per_connection_kib(before: dict, after: dict, count: int) -> Optional[float]
 @async_test
 async def test_many_idle_connections_stay_open_and_echo(api):
     # Each connection is one descriptor in this process and one in the server.
-    limit = raise_fd_limit(CONNECTIONS + FD_MARGIN)
+    limit, _ = raise_fd_limit(CONNECTIONS + FD_MARGIN)
     count = min(CONNECTIONS, limit - FD_MARGIN)
     if count < 100:
         pytest.skip(f"RLIMIT_NOFILE is {limit}: too low for this test")

@@ -29,10 +29,11 @@ import time
 import pytest
 
 from fastws import connect
+from fastws._fdlimit import raise_fd_limit
 from fastws.exceptions import ConnectionClosed
 
 from .support.asyncio import async_test
-from .support.processes import ServerProcess, raise_fd_limit
+from .support.processes import ServerProcess
 
 SOAK_SECONDS = float(os.environ.get("FASTWS_SOAK_SECONDS", "20"))
 CLIENTS = int(os.environ.get("FASTWS_SOAK_CLIENTS", "50"))

@@ -1,8 +1,7 @@
 """fastws echo servers in their own process, with counters (used by test_scale.py and test_soak.py).
 
 ``ServerProcess`` runs a server with the async handler API and one with the
-Listener API in a subprocess, so its RSS is its own; ``raise_fd_limit`` makes
-room for many connections.
+Listener API in a subprocess, so its RSS is its own.
 """
 
 from __future__ import annotations
@@ -12,11 +11,6 @@ import json
 import subprocess
 import sys
 from typing import Any
-
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None  # type: ignore[assignment]
 
 # The server process: a fastws echo server with the async handler API and one
 # with the Listener API, on 127.0.0.1, driven by lines on stdin:
@@ -168,17 +162,3 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
             return -9
-
-
-def raise_fd_limit(wanted: int) -> int:
-    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (subprocesses inherit it); return it."""
-    if resource is None:
-        return wanted
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -10,10 +10,14 @@ import signal
 import sys
 from typing import Any
 
+from .._fdlimit import raise_fd_limit
 from .client import MODES, Bench
 from .report import BenchResult, import_pyplot, plot
 
 __all__ = ["add_arguments", "run"]
+
+# Descriptors besides the connections: stdio, the event loop's, a plot's file.
+FD_MARGIN = 32
 
 
 def _parse_size(text: str) -> list[int]:
@@ -138,6 +142,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"fastws bench: error: {exc}", file=sys.stderr)
             return 2
     sizes = [size for group in (args.size or [[256]]) for size in group]
+    # One descriptor per connection: raise the soft limit (often 1024) as far
+    # as the hard one allows, or say so before connecting rather than fail midway.
+    needed = args.connections + FD_MARGIN
+    soft, _ = raise_fd_limit(needed)
+    if soft < needed:
+        print(
+            f"fastws bench: error: {args.connections} connections need about {needed} open files; "
+            f"the limit is {soft} (ulimit -n)",
+            file=sys.stderr,
+        )
+        return 2
 
     async def main() -> BenchResult:
         runner = Bench(
