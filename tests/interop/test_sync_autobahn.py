@@ -4,16 +4,16 @@ run it, in its own process: ``kosoku 127.0.0.1:PORT -p 2`` against the server,
 ``kosoku -m fuzzingserver`` for the client (two cases at a time).
 
 Cases 1-10 in full. Of 12-13 (permessage-deflate), every group, cases
-x.y.2-9 (96 of 216): the others (x.y.1 and the large messages of x.y.10-18)
-take kosoku five to ten minutes per run and test the sans-I/O deflate code
-that the asyncio runs already cover in full; the threaded layer's own part
+x.y.2-9 (96 of 216), as for the asyncio runs other than the compiled ``async
+for`` server and client: the others (x.y.1 and the large messages of
+x.y.10-18) take kosoku five to ten minutes per run and test the sans-I/O
+deflate code that those runs cover in full; the threaded layer's own part
 (compressed frames written in the order they were compressed, the context
 carried from message to message) is the same at every size.
 ``FASTWS_AUTOBAHN_FULL=1`` runs all 216."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import threading
@@ -37,14 +37,8 @@ from .test_autobahn import (
     backend,  # noqa: F401  (the autouse fixture: both codec backends)
     failures,
     kosoku_command,
+    selection,
 )
-
-if os.environ.get("FASTWS_AUTOBAHN_FULL"):
-    SYNC_SUITES, SYNC_MINIMUM = SUITES, MINIMUM_CASES
-else:
-    # kosoku's patterns match prefixes: "12.*.1*" is x.y.1 and x.y.10-18.
-    SYNC_SUITES = {**SUITES, "compression": ["-i", "12.*", "-i", "13.*", "-x", "12.*.1*", "-x", "13.*.1*"]}
-    SYNC_MINIMUM = {**MINIMUM_CASES, "compression": 96}
 
 
 def echo(ws):
@@ -55,12 +49,13 @@ def echo(ws):
 @pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("suite", ["core", "compression"])
 def test_sync_server_passes_autobahn(suite, tmp_path):
+    cases, minimum = selection(SUITES[suite], MINIMUM_CASES[suite], full=False)
     options = CORE_OPTIONS if suite == "core" else OPTIONS
     with serve(echo, "127.0.0.1", 0, compression=SERVER_DEFAULT, **options) as server:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         fuzzer = subprocess.run(
-            [*kosoku_command(), f"127.0.0.1:{server.port}", *SYNC_SUITES[suite], "-p", "2", "-o", str(tmp_path)],
+            [*kosoku_command(), f"127.0.0.1:{server.port}", *cases, "-p", "2", "-o", str(tmp_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=RUN_LIMIT,
@@ -70,7 +65,7 @@ def test_sync_server_passes_autobahn(suite, tmp_path):
     assert (tmp_path / "index.json").exists(), fuzzer.stderr.decode()[-2000:]
     # The core cases strictly, as for the asyncio server: a message that
     # arrives together with a protocol violation is echoed before the close.
-    assert failures(tmp_path, SYNC_MINIMUM[suite], STRICT if suite == "core" else PASSING) == []
+    assert failures(tmp_path, minimum, STRICT if suite == "core" else PASSING) == []
 
 
 def run_case(url: str) -> None:
@@ -85,8 +80,9 @@ def run_case(url: str) -> None:
 @pytest.mark.timeout(RUN_LIMIT + 60)
 @pytest.mark.parametrize("suite", ["core", "compression"])
 def test_sync_client_passes_autobahn(suite, tmp_path):
+    cases, minimum = selection(SUITES[suite], MINIMUM_CASES[suite], full=False)
     fuzzer = subprocess.Popen(
-        [*kosoku_command(), "-m", "fuzzingserver", "127.0.0.1:0", *SYNC_SUITES[suite], "-o", str(tmp_path)],
+        [*kosoku_command(), "-m", "fuzzingserver", "127.0.0.1:0", *cases, "-o", str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -107,4 +103,4 @@ def test_sync_client_passes_autobahn(suite, tmp_path):
         if fuzzer.returncode is None:
             fuzzer.kill()
             fuzzer.wait()
-    assert failures(tmp_path, SYNC_MINIMUM[suite]) == []
+    assert failures(tmp_path, minimum) == []
