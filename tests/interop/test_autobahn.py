@@ -46,7 +46,6 @@ SUITES = {
 MINIMUM_CASES = {"core": 300, "compression": 216}
 # kosoku's patterns match prefixes: "12.*.1*" is x.y.1 and x.y.10-18.
 SAMPLE_EXCLUDES = ["-x", "12.*.1*", "-x", "13.*.1*"]
-SAMPLE_MINIMUM = 96
 FULL = bool(os.environ.get("FASTWS_AUTOBAHN_FULL"))
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
 STRICT = {"OK", "INFORMATIONAL"}
@@ -83,7 +82,8 @@ def selection(cases: list[str], minimum: int, full: bool) -> tuple[list[str], in
     """kosoku's arguments and the least number of cases that must run: ``cases``
     as they are for a full run (or with FASTWS_AUTOBAHN_FULL), else only the
     compression cases x.y.2-9 of them (a core selection is always run in full)."""
-    if full or FULL or not any(arg.startswith(("12.", "13.")) for arg in cases):
+    included = [case for flag, case in zip(cases[::2], cases[1::2]) if flag == "-i"]
+    if full or FULL or not any(case.startswith(("12.", "13.")) for case in included):
         return cases, minimum
     return cases + SAMPLE_EXCLUDES, minimum * 8 // 18
 
