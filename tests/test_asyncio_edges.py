@@ -11,7 +11,7 @@ import os
 import pytest
 
 import fastws.connection
-from fastws import codec
+from fastws import codec, policy
 from fastws.asyncio import Listener, protocol
 from fastws.exceptions import ConnectionClosed, ConnectionClosedError
 from fastws.relay import Relay
@@ -255,6 +255,20 @@ async def test_a_client_writes_a_reads_replies_in_partial_batches():
     ]
     ws.data_received(server_frame(b"alone"))
     assert len(transport.written) == 4 and client_frames(transport.written[3]) == [b"alone"]
+
+
+@async_test
+async def test_a_client_writes_a_large_reply_at_once():
+    # A reply of COALESCE_BYTES or more gains nothing from waiting for the next ones.
+    ws, transport = open_client_websocket(Echo())
+    large = b"x" * policy.COALESCE_BYTES
+    small = b"small"
+    frame = codec.encode_frame(2, large)  # unmasked, as a server sends it
+    ws.data_received(frame + server_frame(small) + frame + server_frame(small) + server_frame(small))
+    written = [client_frames(data) for data in transport.written]
+    assert b"".join(map(b"".join, written)) == large + small + large + small + small
+    # each large reply leaves with whatever was pending before it; the last small ones after the read
+    assert [len(payloads) for payloads in written] == [1, 2, 2]
 
 
 @async_test
