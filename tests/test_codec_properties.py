@@ -3,8 +3,10 @@ on random, mutated and malformed input (same frames, same errors)."""
 
 from __future__ import annotations
 
+import random
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -293,3 +295,34 @@ def test_frame_buffers_join_to_the_encoded_message(opcode, payload, max_frame_si
     for codec in CODECS:
         assert b"".join(buffers) == codec.encode_message(opcode, payload, max_frame_size=max_frame_size, rsv1=rsv1)
     assert all(type(buffer) is bytes or buffer.obj is payload for buffer in buffers[1::2])
+
+
+# -- the twin's two unmasking methods -------------------------------------
+# Between 1.5 and 256 KiB the twin unmasks by strided bytes.translate or by
+# big-integer chunks, whichever this CPU runs faster (timed at import); both
+# are checked here, whichever was picked.
+
+
+@SETTINGS
+@given(size=st.integers(0, 300_000), seed=st.integers(), start=st.integers(0, 5), key=st.binary(min_size=4, max_size=4))
+def test_the_twins_unmasking_methods_agree_with_the_reference(size, seed, start, key):
+    payload = random.Random(seed).randbytes(size)
+    data = bytes(start) + payload + b"after"
+    expected = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (size // 4 + 1))[:size], "big")).to_bytes(
+        size, "big"
+    )
+    assert _codec_py._xor_chunks(data, start, size, key) == expected
+    if size:
+        assert _codec_py._xor_translate(data, start, size, key) == expected
+
+
+@pytest.mark.parametrize("translate", [True, False], ids=["translate", "big-integers"])
+@pytest.mark.parametrize("size", [1536, 5000, 65536, 262144, 262145])
+def test_the_twin_parses_large_masked_frames_by_either_method(translate, size, monkeypatch):
+    monkeypatch.setattr(_codec_py, "_TRANSLATE_FASTER", translate)
+    payload = random.Random(size).randbytes(size)
+    wire = _codec_py.encode_frame(2, payload, mask=True)
+    assert [frame.payload for frame in _codec_py.FrameParser().feed(wire)] == [payload]  # the fast path
+    parser = _codec_py.FrameParser()
+    pieces = [wire[:7], wire[7 : size // 3], wire[size // 3 :]]  # the general path, a key phase per piece
+    assert [frame.payload for piece in pieces for frame in parser.feed(piece)] == [payload]
