@@ -77,13 +77,11 @@ def _mask(data, mask: bytes) -> bytes:
     n = len(data)
     if n < _TRANSLATE_MIN:
         return _xor_int(data, mask) if n else b""
-    if _TRANSLATE_FASTER and n <= _TRANSLATE_MAX:
-        return _xor_translate(data if type(data) is bytes else bytes(data), 0, n, mask)
-    return _xor_chunks(data, 0, n, mask)
+    return _unmask(data, 0, n, mask)
 
 
-def _unmask(data: bytes, start: int, n: int, mask: bytes) -> bytes:
-    """``data[start:start + n]`` XOR-ed with ``mask``, for n >= _TRANSLATE_MIN."""
+def _unmask(data, start: int, n: int, mask: bytes) -> bytes:
+    """``data[start:start + n]`` (bytes or a byte view) XOR-ed with ``mask``, for n >= _TRANSLATE_MIN."""
     if _TRANSLATE_FASTER and n <= _TRANSLATE_MAX:
         return _xor_translate(data, start, n, mask)
     return _xor_chunks(data, start, n, mask)
@@ -113,12 +111,14 @@ def _xor_chunks(data, start: int, n: int, mask: bytes) -> bytes:
     return b"".join(parts)
 
 
-def _xor_translate(data: bytes, start: int, n: int, mask: bytes) -> bytes:
+def _xor_translate(data, start: int, n: int, mask: bytes) -> bytes:
     """``data[start:start + n]`` XOR-ed with ``mask`` without big integers.
 
     Byte ``i`` of the key applies to every fourth byte: four strided slices,
     each mapped through a 256-byte XOR table by ``bytes.translate`` and
     written back into place."""
+    if type(data) is not bytes:
+        data = bytes(data)  # a view has no translate()
     stop = start + n
     out = bytearray(n)
     out[0::4] = data[start:stop:4].translate(_XOR_TABLES[mask[0]])
