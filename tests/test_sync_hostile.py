@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -15,7 +16,7 @@ import pytest
 
 from fastws.codec import FrameParser
 from fastws.exceptions import ConnectionClosedError
-from fastws.frames import OP_PING, OP_PONG, OP_TEXT
+from fastws.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 from fastws.sync import connect
 
 from .support.frames import client_frame
@@ -68,10 +69,17 @@ def test_every_ping_is_answered_while_another_thread_writes():
     nothing makes pongs collapse into the newest (the flood test above)."""
     message = b"m" * (16 << 20)
     pings_parsed = threading.Event()
+    send_errors = []
+
+    def send(ws):
+        try:
+            ws.send(message)
+        except Exception as exc:
+            send_errors.append(exc)
 
     def handler(ws):
         ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the send stays on its way
-        sender = threading.Thread(target=ws.send, args=(message,))
+        sender = threading.Thread(target=send, args=(ws,))
         sender.start()  # blocks: the peer reads nothing until its pings were parsed
         assert ws.recv(TIMEOUT) == "after the pings"
         pings_parsed.set()
@@ -90,10 +98,18 @@ def test_every_ping_is_answered_while_another_thread_writes():
             data = sock.recv(1 << 20)
             assert data, "closed early"
             frames += parser.feed(data)
+        # Close cleanly: the server's close frame is the last thing it writes,
+        # so none of its threads can write to a socket we have closed.
+        sock.sendall(client_frame(OP_CLOSE, struct.pack("!H", 1000)))
+        while not any(frame.opcode == OP_CLOSE for frame in frames):
+            data = sock.recv(1 << 20)
+            assert data, "no close frame"
+            frames += parser.feed(data)
         sock.close()
+    assert send_errors == []
     pongs = [frame.payload for frame in frames if frame.opcode == OP_PONG]
     assert pongs == [b"%d" % i for i in range(10)]
-    assert [frame.payload for frame in frames if frame.opcode != OP_PONG] == [message]
+    assert [frame.payload for frame in frames if frame.opcode not in (OP_PONG, OP_CLOSE)] == [message]
 
 
 @pytest.mark.slow
