@@ -65,6 +65,32 @@ async def test_wss_echo_and_what_the_handler_sees_of_tls():
     assert seen["peername"] == local
 
 
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_concurrent_wss_connections_each_get_their_own_bytes(loop_name):
+    """The TLS layer reads ciphertext into one buffer per thread, shared by
+    every connection: connections sending large messages at the same time
+    must each get exactly their own messages back, on either loop."""
+    server_context, client_context = tls_contexts()
+
+    async def client(port: int, seed: int) -> None:
+        messages = [bytes([seed]) * 1000 + os.urandom(size) for size in (100, 70_000, 300_000, 900_000)]
+        async with connect(f"wss://127.0.0.1:{port}/", ssl=client_context, max_message_size=None) as ws:
+            for message in messages:  # all in flight before the first reply is read
+                await ws.send(message)
+            for message in messages:
+                assert await asyncio.wait_for(ws.recv(), TIMEOUT) == message
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+            await asyncio.gather(*(client(server.port, seed) for seed in range(4)))
+
+    if loop_name == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(asyncio.wait_for(main(), 60))
+    else:
+        asyncio.run(asyncio.wait_for(main(), 60))
+
+
 @async_test
 async def test_client_certificate_reaches_the_handler():
     import trustme

@@ -396,7 +396,7 @@ class serve:
             logger=logger,
         )
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> Any:
+    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol]) -> Any:
         if self.sock is not None:  # already bound (a socket handed over)
             return await loop.create_server(factory, sock=self.sock, backlog=self.backlog)
         return await loop.create_server(factory, self.host, self.port, reuse_port=self.reuse_port, backlog=self.backlog)
@@ -467,7 +467,7 @@ class unix_serve(serve):
         super().__init__(handler, None, 0, **options)
         self.path = None if path is None else os.fspath(path)
 
-    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> Any:
+    async def _listen(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol]) -> Any:
         if self.path is None:
             return await loop.create_unix_server(factory, sock=self.sock, backlog=self.backlog)
         path = self.path

@@ -3,8 +3,9 @@
 asyncio's own TLS layer (``SSLProtocol``) keeps a 256 KiB read buffer for
 every connection, so an idle ``wss://`` connection costs about 280 KiB where
 a plain one costs a few. ``TLSLayer`` does the same job with ``ssl.SSLObject``
-over two memory BIOs and no buffer of its own: the bytes the loop reads are
-written into OpenSSL and the plaintext is read out of it at once, so an idle
+over two memory BIOs and no buffer of its own: the loop reads into one buffer
+per thread, those bytes are written into OpenSSL and the plaintext is read
+out of it at once, so an idle
 connection holds only what OpenSSL keeps (about 16 KiB, its record buffers
 released between reads).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+import threading
 from typing import Any, Callable, Optional
 
 __all__ = ["TLSLayer", "tls_factory"]
@@ -28,10 +30,27 @@ __all__ = ["TLSLayer", "tls_factory"]
 READ_SIZE = 16384
 """Plaintext asked of OpenSSL per read: one TLS record's worth, all it returns at once."""
 
+RECEIVE_BUFFER_SIZE = 256 * 1024
+"""The loop reads ciphertext into one buffer of this size per thread, shared
+by every connection: its bytes go into OpenSSL before the next read. A
+fresh ``bytes`` per read would cost an allocation of up to this size each
+time, which glibc serves with an mmap of its own and its page faults."""
+
+_buffers = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    """This thread's shared receive buffer (one event loop per thread)."""
+    view = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
+    return view
+
+
 logger = logging.getLogger("fastws.server")
 
 
-class TLSLayer(asyncio.Protocol, asyncio.Transport):
+class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
     """One server connection's TLS: the loop's protocol, the application's transport."""
 
     __slots__ = (
@@ -64,10 +83,13 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
         self._ssl = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._app.connection_made(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _receive_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._ssl is None:
             return
-        self._incoming.write(data)
+        self._incoming.write(_receive_buffer()[:nbytes])
         if self._handshaking and not self._handshake():
             return
         self._read_plaintext()
@@ -153,27 +175,30 @@ class TLSLayer(asyncio.Protocol, asyncio.Transport):
     # -- the application's side: a transport ----------------------------------
 
     def write(self, data: Any) -> None:
+        self.writelines((data,))
+
+    def writelines(self, list_of_data: Any) -> None:
+        """Encrypt each buffer in turn (no join: a large message's buffers
+        are not copied into one first), then write the records at once."""
         sslobj = self._ssl
         if sslobj is None or self._closing:
             return
         if self._handshaking:
             if self._early_writes is None:
                 self._early_writes = []
-            self._early_writes.append(bytes(data))
+            self._early_writes.extend(bytes(data) for data in list_of_data)
             return
-        view = memoryview(data).cast("B")
         try:
-            while view:
-                view = view[sslobj.write(view) :]
+            for data in list_of_data:
+                view = memoryview(data).cast("B")
+                while view:
+                    view = view[sslobj.write(view) :]
         except ssl_module.SSLError as exc:  # e.g. writing after the peer's close_notify
             assert self._raw is not None
             logger.debug("%s TLS error on write: %s", self._raw.get_extra_info("peername"), exc)
             self.abort()
             return
         self._send_records()
-
-    def writelines(self, list_of_data: Any) -> None:
-        self.write(b"".join(list_of_data))
 
     def can_write_eof(self) -> bool:
         return False  # TLS has close_notify, not half-close
