@@ -1,12 +1,16 @@
 """The latency histogram of ``fastws bench``: log-linear, HdrHistogram-like.
 
 1 µs resolution, relative error below 1/128, up to about 71 minutes; recording
-costs a few integer operations and percentiles are exact to the bucket.
+is one C call (an array append, bucketed in bulk later) and percentiles are
+exact to the bucket.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
+from collections import Counter
+from typing import Callable
 
 __all__ = ["Histogram"]
 
@@ -23,16 +27,72 @@ class Histogram:
 
     SUB_BITS = 7  # 128 buckets per half-octave, 256 linear buckets at the bottom
 
-    __slots__ = ("counts", "count", "total", "min", "max", "highest", "_top")
+    __slots__ = ("_counts", "_count", "_total", "_min", "_max", "highest", "_top", "_pending", "record")
 
     def __init__(self, highest: int = (1 << 32) - 1) -> None:
         self.highest = highest
         self._top = self.index(highest)
-        self.counts = [0] * (self._top + 1)
-        self.count = 0
-        self.total = 0  # sum of recorded values, for the exact mean
-        self.min = 0
-        self.max = 0
+        self._counts = [0] * (self._top + 1)
+        self._count = 0
+        self._total = 0  # sum of recorded values, for the exact mean
+        self._min = 0
+        self._max = 0
+        # Recording is one C call on the hot path of ``fastws bench``: values
+        # wait in a machine-integer array and go into their buckets, counted
+        # by ``collections.Counter`` (C), when the histogram is next read.
+        self._pending = array("q")
+        self.record: Callable[[int], None] = self._pending.append
+        """Add one value (an int; below 0 counts as 0, above ``highest`` as ``highest``)."""
+
+    def fold(self) -> None:
+        """Put the values recorded since the last read into their buckets.
+        Every read does this; a long run calls it now and then (``fastws
+        bench`` once a second) so that waiting values stay few."""
+        pending = self._pending
+        if not pending:
+            return
+        low, high = min(pending), max(pending)
+        if low < 0 or high > self.highest:
+            top = self.highest
+            pending[:] = array("q", [0 if v < 0 else top if v > top else v for v in pending])
+            low, high = min(pending), max(pending)
+        counts = self._counts
+        index = self.index
+        for value, n in Counter(pending).items():
+            counts[index(value)] += n
+        if self._count == 0 or low < self._min:
+            self._min = low
+        if high > self._max:
+            self._max = high
+        self._count += len(pending)
+        self._total += sum(pending)
+        del pending[:]
+
+    @property
+    def counts(self) -> list[int]:
+        """Values per bucket, by bucket index."""
+        self.fold()
+        return self._counts
+
+    @property
+    def count(self) -> int:
+        self.fold()
+        return self._count
+
+    @property
+    def total(self) -> int:
+        self.fold()
+        return self._total
+
+    @property
+    def min(self) -> int:
+        self.fold()
+        return self._min
+
+    @property
+    def max(self) -> int:
+        self.fold()
+        return self._max
 
     @staticmethod
     def index(value: int) -> int:
@@ -50,40 +110,26 @@ class Histogram:
         low = (index - (shift << 7)) << shift
         return low, low + (1 << shift) - 1
 
-    def record(self, value: int) -> None:
-        if value < 0:
-            value = 0
-        elif value > self.highest:
-            value = self.highest
-        if value < 256:
-            self.counts[value] += 1
-        else:
-            shift = value.bit_length() - 8
-            self.counts[(shift << 7) + (value >> shift)] += 1
-        if self.count == 0 or value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        self.count += 1
-        self.total += value
-
     def reset(self) -> None:
-        self.counts = [0] * (self._top + 1)
-        self.count = self.total = self.min = self.max = 0
+        del self._pending[:]  # the same array: ``record`` stays bound to it
+        self._counts = [0] * (self._top + 1)
+        self._count = self._total = self._min = self._max = 0
 
     def merge(self, other: Histogram) -> None:
         if other.count == 0:
             return
-        if len(other.counts) > len(self.counts):
-            self.counts.extend([0] * (len(other.counts) - len(self.counts)))
+        self.fold()
+        counts, theirs = self._counts, other.counts
+        if len(theirs) > len(counts):
+            counts.extend([0] * (len(theirs) - len(counts)))
             self.highest, self._top = other.highest, other._top
-        for i, n in enumerate(other.counts):
+        for i, n in enumerate(theirs):
             if n:
-                self.counts[i] += n
-        self.min = other.min if self.count == 0 else min(self.min, other.min)
-        self.max = max(self.max, other.max)
-        self.count += other.count
-        self.total += other.total
+                counts[i] += n
+        self._min = other.min if self._count == 0 else min(self._min, other.min)
+        self._max = max(self._max, other.max)
+        self._count += other.count
+        self._total += other.total
 
     @property
     def mean(self) -> float:
