@@ -174,7 +174,7 @@ async def test_a_burst_of_small_frames_is_joined_and_a_large_payload_is_passed_b
     ws, transport = open_server_websocket()
     for index in range(1000):
         ws.send_soon(bytes([index % 256]) * 250)  # 252-byte frames: about 252 KB in all
-    large = bytes(300_000)  # from PASSTHROUGH_BYTES (256 KiB) a payload is passed by reference
+    large = bytes(200_000)
     ws.send_soon(large)
     ws.send_soon(b"last")
     await asyncio.sleep(0)
@@ -196,7 +196,7 @@ async def test_where_writelines_is_not_trusted_small_frames_are_joined_and_a_lar
     ws, transport = open_server_websocket(transport_class=JoiningTransport)
     for index in range(1000):
         ws.send_soon(bytes([index % 256]) * 250)
-    large = bytes(300_000)
+    large = bytes(300_000)  # from SEPARATE_WRITES_PASSTHROUGH_BYTES (256 KiB): by reference
     ws.send_soon(large)
     ws.send_soon(b"last")
     await asyncio.sleep(0)
@@ -207,9 +207,26 @@ async def test_where_writelines_is_not_trusted_small_frames_are_joined_and_a_lar
 
 
 @async_test
+async def test_where_each_buffer_is_a_write_of_its_own_a_medium_message_is_copied_into_one_write():
+    """Below SEPARATE_WRITES_PASSTHROUGH_BYTES a separate header would cost a
+    send of its own (and the peer a wake-up): the frame is one buffer, one
+    write. Where writelines is trusted the same payload goes by reference."""
+    assert policy.passthrough_from(False) == policy.SEPARATE_WRITES_PASSTHROUGH_BYTES > 100_000
+    assert policy.passthrough_from(True) == PASSTHROUGH_BYTES < 100_000
+    medium = os.urandom(100_000)
+    for transport_class, by_reference in ((JoiningTransport, False), (FakeTransport, True)):
+        ws, transport = open_server_websocket(transport_class=transport_class)
+        ws.send_nowait(medium)
+        await ws.send(medium)
+        assert len(transport.written) == 2  # one write (or writelines) per message
+        assert any(buffer is medium for buffer in transport.buffers) is by_reference
+        assert [frame[1] for frame in transport.frames()] == [medium, medium]
+
+
+@async_test
 async def test_every_way_to_send_passes_a_large_payload_by_reference_and_keeps_the_order():
-    ws, transport = open_server_websocket(max_frame_size=120_000)
-    large, text = os.urandom(300_000), "é" * PASSTHROUGH_BYTES  # 256 Ki characters, 512 KiB
+    ws, transport = open_server_websocket(max_frame_size=100_000)
+    large, text = os.urandom(250_000), "é" * 70_000
     await ws.send(large)
     ws.send_nowait(text)
     ws.send_nowait(b"small")
@@ -217,17 +234,17 @@ async def test_every_way_to_send_passes_a_large_payload_by_reference_and_keeps_t
     await asyncio.sleep(0)
     by_reference = [buffer for buffer in transport.buffers if isinstance(buffer, memoryview) and buffer.obj is large]
     # send() writes its three slices as they are; the batch behind send_soon()
-    # passes the two of 120 KB and joins the 60 KB tail with its neighbours.
+    # passes the two of 100 KB and joins the 50 KB tail with its neighbours.
     assert len(by_reference) == 5
     frames = transport.frames()
     assert [(opcode, len(payload), fin) for opcode, payload, fin in frames] == [
-        (2, 120_000, False), (0, 120_000, False), (0, 60_000, True),
-        (1, 120_000, False), (0, 120_000, False), (0, 120_000, False), (0, 120_000, False), (0, 44_288, True),
+        (2, 100_000, False), (0, 100_000, False), (0, 50_000, True),
+        (1, 100_000, False), (0, 40_000, True),
         (2, 5, True),
-        (2, 120_000, False), (0, 120_000, False), (0, 60_000, True),
+        (2, 100_000, False), (0, 100_000, False), (0, 50_000, True),
     ]  # fmt: skip
     assert b"".join(payload for _, payload, _ in frames[:3]) == large
-    assert b"".join(payload for _, payload, _ in frames[3:8]).decode() == text
+    assert b"".join(payload for _, payload, _ in frames[3:5]).decode() == text
 
 
 class Echo(Listener):

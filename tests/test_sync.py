@@ -112,7 +112,7 @@ def test_echo_text_binary_large_and_fragments():
 
 @pytest.mark.parametrize("options", [{}, {"compression": None}], ids=["deflate", "plain"])
 def test_a_server_sends_large_messages_by_reference_intact_and_in_order(options):
-    """From 256 KiB a server's bytes and str messages leave through sendmsg,
+    """From 64 KiB a server's bytes and str messages leave through sendmsg,
     header and payload slices (Connection.send_buffers); a bytearray is copied.
     The client reads slowly (max_queue=1), so sendmsg writes part of a list."""
     big, text = os.urandom(3 << 20), "é" * 70_000

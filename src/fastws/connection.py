@@ -41,16 +41,12 @@ from .frames import (
 
 __all__ = ["State", "Connection", "PreparedMessage", "ConnectionView", "PASSTHROUGH_BYTES"]
 
-PASSTHROUGH_BYTES = 256 * 1024
+PASSTHROUGH_BYTES = 65536
 """From this size, ``Connection.send_buffers()`` hands a server's payload to the
-I/O layer by reference instead of copying it into the frame. Below it, copying
-is cheaper than a second buffer: on asyncio's own transports each buffer costs
-a ``send`` of its own, the header a small TCP segment on its own, and the peer
-an extra wake-up. Copy ÷ reference, echo to picows' client on a 2-core AMD
-EPYC, 3 interleaved runs: 100 KiB pipelined 1.07-1.44x on asyncio's loop and
-0.85-1.10x on uvloop (one ``writev`` either way), round trips 1.10-1.35x on
-asyncio's loop (callback API); 256 KiB pipelined 0.89-1.05x; 1 MiB
-0.81-0.97x, where the copy's memory traffic outweighs the syscall."""
+I/O layer by reference instead of copying it into the frame. Worth it where the
+layer writes the buffers together (``sendmsg``, a trusted ``writelines``);
+where each buffer costs a write of its own, see
+``fastws.policy.passthrough_from``."""
 
 
 class State(enum.IntEnum):

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..connection import PASSTHROUGH_BYTES, Connection, ConnectionView, PreparedMessage, State
+from ..connection import Connection, ConnectionView, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
@@ -33,6 +33,7 @@ from ..policy import (
     SendPing,
     TransportAction,
     coalesce_writes,
+    passthrough_from,
     transport_action,
 )
 from ..upgrade import ClientUpgrade, ServerUpgrade
@@ -264,6 +265,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         "_keepalive",
         "_keepalive_timer",
         "_writelines",
+        "_passthrough",
         "_pending_writes",
         "_pings",
         "_queue",
@@ -300,6 +302,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         # payload itself: Connection.send_buffers), with one writelines() where
         # the transport's is trusted (see connection_made), else a write each.
         self._writelines = False
+        self._passthrough = passthrough_from(False)  # send_buffers() from this size
         self._flow = ReadFlow(limits.max_queue)  # pauses reading on a full receive queue
         # True while the write buffer is above ``write_limit`` (until the peer
         # reads it down); read it, do not set it. A plain attribute: fan-out
@@ -346,6 +349,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         self.remote_address = transport.get_extra_info("peername")
         self.transport.set_write_buffer_limits(high=self.limits.write_limit)
         self._writelines = writelines_trusted(transport)
+        self._passthrough = passthrough_from(self._writelines)
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
 
@@ -708,7 +712,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("the handshake is not finished")
         if type(message) is PreparedMessage:
             self._write(connection.send_prepared(message))
-        elif len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
+        elif len(message) >= self._passthrough:  # type: ignore[arg-type]
             self._write_buffers(connection.send_buffers(message))  # type: ignore[arg-type]
         else:
             self._write(connection.send(message))  # type: ignore[arg-type]
@@ -725,7 +729,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         was_empty = not pending
         if type(message) is PreparedMessage:
             pending.append(connection.send_prepared(message))
-        elif len(message) >= PASSTHROUGH_BYTES:  # type: ignore[arg-type]
+        elif len(message) >= self._passthrough:  # type: ignore[arg-type]
             pending += connection.send_buffers(message)  # type: ignore[arg-type]
         else:
             pending.append(connection.send(message))  # type: ignore[arg-type]
@@ -739,7 +743,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             raise RuntimeError("the handshake is not finished")
         if self._fragments_done is not None:
             await self._fragments_finished()
-        if len(message) >= PASSTHROUGH_BYTES:
+        if len(message) >= self._passthrough:
             self._write_buffers(self.connection.send_buffers(message))
         else:
             self._write(self.connection.send(message))

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional, Union
 
-from ..connection import PASSTHROUGH_BYTES, Connection, ConnectionView, State
+from ..connection import Connection, ConnectionView, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..limits import Limits
@@ -50,12 +50,15 @@ from ..policy import (
     SendPing,
     TransportAction,
     coalesce_writes,
+    passthrough_from,
     transport_action,
     unwritten,
 )
 from ..upgrade import ClientUpgrade, ServerUpgrade
 
 __all__ = ["WebSocket", "Pong", "Message"]
+
+_PASSTHROUGH_FROM = passthrough_from(writes_together=True)  # one sendmsg() for header and payload
 
 Message = Union[str, bytes]
 """A received or sent message: ``str`` for text, ``bytes`` for binary."""
@@ -639,7 +642,7 @@ class WebSocket(ConnectionView):
         with self._lock:
             if self._fragmenter is not None and self._fragmenter != threading.get_ident():
                 self._wait_fragments()
-            if self._passthrough and len(message) >= PASSTHROUGH_BYTES:
+            if self._passthrough and len(message) >= _PASSTHROUGH_FROM:
                 self._outbox += connection.send_buffers(message)
             else:
                 self._outbox.append(connection.send(message))
