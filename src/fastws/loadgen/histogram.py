@@ -10,9 +10,19 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["Histogram"]
+
+
+def _folded(field: str, doc: str) -> Any:
+    """A read-only attribute that first folds the waiting values in."""
+
+    def read(self: Histogram) -> Any:
+        self.fold()
+        return getattr(self, field)
+
+    return property(read, doc=doc)
 
 
 class Histogram:
@@ -68,31 +78,11 @@ class Histogram:
         self._total += sum(pending)
         del pending[:]
 
-    @property
-    def counts(self) -> list[int]:
-        """Values per bucket, by bucket index."""
-        self.fold()
-        return self._counts
-
-    @property
-    def count(self) -> int:
-        self.fold()
-        return self._count
-
-    @property
-    def total(self) -> int:
-        self.fold()
-        return self._total
-
-    @property
-    def min(self) -> int:
-        self.fold()
-        return self._min
-
-    @property
-    def max(self) -> int:
-        self.fold()
-        return self._max
+    counts: list[int] = _folded("_counts", "Values per bucket, by bucket index.")
+    count: int = _folded("_count", "How many values were recorded.")
+    total: int = _folded("_total", "Their sum, for the exact mean.")
+    min: int = _folded("_min", "The lowest value recorded (after clamping).")
+    max: int = _folded("_max", "The highest value recorded (after clamping).")
 
     @staticmethod
     def index(value: int) -> int:
