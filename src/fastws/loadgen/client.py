@@ -95,18 +95,8 @@ class _Client(Listener):
             b.hist.record(int((now - sent) * 1e6))
         if b.closed_loop and b.sending and b.budget is None:
             # The hot path: the next message takes this one's place in flight.
-            tx = self.tx
-            payload = b.payloads[tx % b.npayloads]
-            try:
-                self.write(payload)
-            except ConnectionClosed:
+            if not self._write_next(now):
                 b.inflight -= 1
-                return
-            self.tx = tx + 1
-            times.append(now)
-            if b.recording:
-                b.sent += 1
-                b.bytes_sent += len(payload)
             return
         b.inflight -= 1
         if b.closed_loop and b.sending and self.send(now):
@@ -124,16 +114,24 @@ class _Client(Listener):
             if b.budget <= 0:
                 return False
             b.budget -= 1
-        payload = b.payloads[self.tx % b.npayloads]
-        try:
-            self.write(payload)
-        except ConnectionClosed:
+        if not self._write_next(stamp):
             if b.budget is not None:
                 b.budget += 1
             return False
-        self.tx += 1
-        self.times.append(stamp)
         b.inflight += 1
+        return True
+
+    def _write_next(self, stamp: float) -> bool:
+        """Write the next payload with ``stamp`` as its send time; False if the connection is closed."""
+        b = self.bench
+        tx = self.tx
+        payload = b.payloads[tx % b.npayloads]
+        try:
+            self.write(payload)
+        except ConnectionClosed:
+            return False
+        self.tx = tx + 1
+        self.times.append(stamp)
         if b.recording:
             b.sent += 1
             b.bytes_sent += len(payload)
