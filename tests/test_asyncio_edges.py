@@ -177,10 +177,13 @@ async def test_a_burst_of_small_frames_is_joined_and_a_large_payload_is_passed_b
     large = bytes(200_000)
     ws.send_soon(large)
     ws.send_soon(b"last")
+    # A large frame does not wait for the end of the iteration: it leaves at
+    # once, in one writelines() with the burst held before it.
+    assert len(transport.written) == 1
+    assert len(transport.buffers) <= 7  # four or five joined buffers, the large frame's header, its payload
+    assert transport.buffers[-1] is large  # not copied
     await asyncio.sleep(0)
-    assert len(transport.written) == 1  # one writelines() for the whole burst
-    assert len(transport.buffers) <= 8  # four or five joined buffers, the large frame's header, its payload, the tail
-    assert any(buffer is large for buffer in transport.buffers)  # not copied
+    assert len(transport.written) == 2  # the tail, at the end of the iteration
     payloads = [frame[1] for frame in transport.frames()]
     assert payloads == [bytes([index % 256]) * 250 for index in range(1000)] + [large, b"last"]
 
@@ -295,6 +298,24 @@ async def test_a_server_writes_a_reads_replies_in_one_go():
     ws.data_received(b"".join(client_frame(2, bytes([n]) * 10) for n in range(4)))
     assert len(transport.written) == 1
     assert [frame[1] for frame in transport.frames()] == [bytes([n]) * 10 for n in range(4)]
+
+
+class EchoNow(Listener):
+    def on_message(self, ws, message):
+        ws.send_nowait(message)
+
+
+@pytest.mark.parametrize("listener", [EchoNow, Echo], ids=["send_nowait", "send_soon"])
+@async_test
+async def test_a_server_writes_each_large_reply_at_once_with_what_it_held_before(listener):
+    # Holding a large reply for the read's one write only makes the peer wait (WebSocket._write).
+    ws, transport = open_server_websocket(listener=listener())
+    large = os.urandom(policy.COALESCE_BYTES)
+    messages = [b"a", large, b"b", b"c", large, b"d"]
+    ws.data_received(b"".join(client_frame(2, message) for message in messages))
+    await asyncio.sleep(0)
+    assert [frame[1] for frame in transport.frames()] == messages  # in order
+    assert transport.payloads_of_each_write() == [[b"a", large], [b"b", b"c", large], [b"d"]]
 
 
 def feed_from_the_loop(ws, data: bytes, transport: FakeTransport) -> asyncio.Future:

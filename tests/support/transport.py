@@ -71,17 +71,26 @@ class FakeTransport:
 
     def frames(self) -> list[tuple[int, bytes, bool]]:
         """What was written, as unmasked server frames: (opcode, payload, fin)."""
-        data, frames, at = b"".join(self.written), [], 0
-        while at < len(data):
-            length, head = data[at + 1] & 0x7F, 2
-            if length == 126:
-                length, head = int.from_bytes(data[at + 2 : at + 4], "big"), 4
-            elif length == 127:
-                length, head = int.from_bytes(data[at + 2 : at + 10], "big"), 10
-            start = at + head
-            frames.append((data[at] & 0x0F, data[start : start + length], bool(data[at] & 0x80)))
-            at = start + length
-        return frames
+        return server_frames(b"".join(self.written))
+
+    def payloads_of_each_write(self) -> list[list[bytes]]:
+        """The payloads of the server frames in each write, write by write."""
+        return [[payload for _, payload, _ in server_frames(data)] for data in self.written]
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes, bool]]:
+    """Unmasked frames, whole: (opcode, payload, fin) each."""
+    frames, at = [], 0
+    while at < len(data):
+        length, head = data[at + 1] & 0x7F, 2
+        if length == 126:
+            length, head = int.from_bytes(data[at + 2 : at + 4], "big"), 4
+        elif length == 127:
+            length, head = int.from_bytes(data[at + 2 : at + 10], "big"), 10
+        start = at + head
+        frames.append((data[at] & 0x0F, data[start : start + length], bool(data[at] & 0x80)))
+        at = start + length
+    return frames
 
 
 def open_server_websocket(
