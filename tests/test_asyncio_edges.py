@@ -308,7 +308,7 @@ class EchoNow(Listener):
 @pytest.mark.parametrize("listener", [EchoNow, Echo], ids=["send_nowait", "send_soon"])
 @async_test
 async def test_a_server_writes_each_large_reply_at_once_with_what_it_held_before(listener):
-    # Holding a large reply for the read's one write only makes the peer wait (WebSocket._write).
+    # Holding a large reply for the read's one write only makes the peer wait (WebSocket._hold).
     ws, transport = open_server_websocket(listener=listener())
     large = os.urandom(policy.COALESCE_BYTES)
     messages = [b"a", large, b"b", b"c", large, b"d"]

@@ -55,7 +55,7 @@ each): the first reply at once and the rest after the read gave 147-152k
 echoes/s at 256 B and 111-149k at 8 KiB, each side idle a third of the time;
 every reply at once 178-189k and 131-135k, the client's send syscalls its
 bottleneck; every 2nd 225k and 157-165k; every 3rd 227-230k and 155-160k;
-every 4th 190-196k and 167-172k. A large reply leaves at once (``_write``)."""
+every 4th 190-196k and 167-172k. A large reply leaves at once (``_hold``)."""
 
 
 class _WriteBatch:
@@ -93,7 +93,8 @@ class _WriteBatch:
 def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[tuple[WebSocket, Exception]]:
     """Queue one prepared message on many connections, written at the end of
     this loop iteration (``send_soon`` for each, without a method call per
-    connection: this is the inner loop of ``broadcast()`` and the relay).
+    connection: this is the inner loop of ``broadcast()`` and the relay; a
+    large message waits for the end of the iteration too).
 
     Each connection's ``Connection.send_prepared`` decides, as for any frame;
     the connections it refuses are returned with its exception
@@ -427,7 +428,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         What the callbacks send is written in one go after the last event
         (``data_received`` corks), except on a client: there the replies leave
         every ``CLIENT_REPLIES_PER_WRITE`` messages. Large ones leave at once
-        on either side (``_write``). When both ends batch a
+        on either side (``_hold``). When both ends batch a
         read's replies into one write, a pipelined exchange falls into
         lock-step: each side idles while the other works through a whole batch,
         and waking an idle process costs more than the syscalls saved. Partial
@@ -475,8 +476,18 @@ class WebSocket(ConnectionView, asyncio.Protocol):
             self._update_reading()
 
     def _write(self, data: Union[bytes, memoryview]) -> None:
-        """Write one frame, or hold it for the batch while a read is handled
-        (corked) or while received messages wait for ``recv()``.
+        """Write one frame, or hold it for the batch (``_hold``) while a read
+        is handled (corked) or while received messages wait for ``recv()``."""
+        if self._corked or self._queue:
+            self._hold(data)
+        elif self._pending_writes:
+            self._pending_writes.append(data)
+            self._flush()
+        else:
+            self.transport.write(data)
+
+    def _hold(self, data: Union[bytes, memoryview]) -> None:
+        """Hold a frame for the write at the end of the read or of this loop iteration.
 
         A frame of COALESCE_BYTES or more leaves at once, with what is held
         before it: joining it into a batch saves no syscall worth having, and
@@ -491,17 +502,11 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         when large (against picows' server at 100 KiB on uvloop: 0.75-1.07x
         picows' client instead of 0.50-0.69x)."""
         pending = self._pending_writes
-        if self._corked or self._queue:
-            pending.append(data)
-            if len(data) >= COALESCE_BYTES:
-                self._flush()
-            elif len(pending) == 1 and not self._corked:
-                self._batch.add(self)
-        elif pending:
-            pending.append(data)
+        pending.append(data)
+        if len(data) >= COALESCE_BYTES:
             self._flush()
-        else:
-            self.transport.write(data)
+        elif len(pending) == 1 and not self._corked:
+            self._batch.add(self)
 
     def _write_buffers(self, buffers: list[Union[bytes, memoryview]]) -> None:
         """``_write()`` for the buffers of one message (``Connection.send_buffers``):
@@ -740,21 +745,13 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         connection = self.connection
         if connection is None:
             raise RuntimeError("the handshake is not finished")
-        pending = self._pending_writes
-        was_empty = not pending
         if type(message) is PreparedMessage:
-            frame = connection.send_prepared(message)
+            self._hold(connection.send_prepared(message))
         elif len(message) >= self._passthrough:  # type: ignore[arg-type]
-            pending += connection.send_buffers(message)  # type: ignore[arg-type]
-            self._flush()  # large: as in _write, it does not wait
-            return
+            self._pending_writes += connection.send_buffers(message)  # type: ignore[arg-type]
+            self._flush()  # large: as in _hold, it does not wait
         else:
-            frame = connection.send(message)  # type: ignore[arg-type]
-        pending.append(frame)
-        if len(frame) >= COALESCE_BYTES:
-            self._flush()
-        elif was_empty and not self._corked:
-            self._batch.add(self)
+            self._hold(connection.send(message))  # type: ignore[arg-type]
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``
