@@ -189,10 +189,8 @@ class Connection:
 
         An I/O layer passes the size of its own reads: a shorter rest of a
         frame is better read with what follows it, in one read, than alone."""
-        if self._input_ignored:
-            return None
-        window = self.parser.payload_buffer()
-        if window is not None and len(window) < min_size:
+        window = self.parser.payload_buffer()  # None, most of the time: checked first
+        if window is None or len(window) < min_size or self._input_ignored:
             return None
         return window
 

@@ -1,12 +1,10 @@
 """The asyncio side of a WebSocket connection, shared by server and client.
 
-``WebSocket`` is at once the protocol that the transport calls (an
-``asyncio.Protocol``) and the object users hold, so one incoming chunk takes
-one path: ``data_received`` → sans-I/O ``Connection`` (codec in C) → message
+``WebSocket`` is at once the protocol that the transport calls and the object
+users hold, so one incoming chunk takes one path: ``data_received`` (or, on
+uvloop, ``buffer_updated``) → sans-I/O ``Connection`` (codec in C) → message
 handed to a waiting ``recv()`` or to a ``Listener`` callback. No streams, no
-extra task per message, no copy between layers. (An ``asyncio.BufferedProtocol``
-reading large messages in place was measured and backed out: on asyncio's own
-loop its read path cost 5-12% of pipelined 256 B-8 KiB echo.)
+extra task per message, no copy between layers.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import asyncio
 import collections
 import logging
 import os
+import threading
 import time
 import uuid
 import weakref
@@ -231,8 +230,45 @@ class Listener:
         """The connection is closed; ``code`` is 1006 if it was lost abruptly."""
 
 
-class WebSocket(ConnectionView, asyncio.Protocol):
-    """An open WebSocket connection (server or client side)."""
+IN_PLACE_BYTES = 64 * 1024
+"""A large message's payload is read straight into its bytes object (no
+copy) when at least this much of it is still to come; a shorter rest is
+read together with what follows it, in one read."""
+
+RECEIVE_BUFFER_SIZE = 256 * 1024
+"""The size of each thread's shared receive buffer (see ``receive_buffer``)."""
+
+_buffers = threading.local()
+
+
+def receive_buffer() -> memoryview:
+    """This thread's receive buffer, shared by the connections of its event
+    loop (one per thread): what is read into it is parsed, or written into
+    OpenSSL, before the next read. A fresh ``bytes`` per read would cost an
+    allocation of up to this size each time, which glibc serves with an mmap
+    of its own and its page faults."""
+    view = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
+    return view
+
+
+class WebSocket(ConnectionView, asyncio.BaseProtocol):
+    """An open WebSocket connection (server or client side).
+
+    It offers a transport both ways of handing over received bytes, and the
+    transport picks one. uvloop (its TCP, Unix and TLS transports) calls
+    ``get_buffer()``/``buffer_updated()``: the rest of a large message is
+    read straight into its payload (``Connection.receive_buffer``), with no
+    copy into a ``bytes`` per read and none out of it, and other reads go
+    into a buffer shared by the loop's connections. asyncio's own loop,
+    aiofastnet and fastws's server TLS layer call ``data_received()``. On
+    those two loops a read into a payload ends where the payload does and the
+    bytes after it wait for the next turn of the loop, which cost more than
+    the copies saved (measured at 100 KiB); asyncio's buffered read path is
+    also Python. Hence ``BaseProtocol`` as the base: uvloop reads a
+    ``Protocol`` with ``data_received()`` alone, asyncio and aiofastnet a
+    ``BufferedProtocol`` with ``get_buffer()``."""
 
     logger: logging.Logger = logger
     """Where this connection logs; ``serve(logger=...)``/``connect(logger=...)`` choose another."""
@@ -267,6 +303,8 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         "_pending_writes",
         "_pings",
         "_queue",
+        "_reading_in_place",
+        "_receive_buffer",
         "_timer",
         "_waiter",
         "_write_stall",
@@ -296,6 +334,10 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         # iteration, by the loop's _WriteBatch).
         self._pending_writes: list[Union[bytes, memoryview]] = []
         self._corked = False
+        # Reads go into the loop's shared buffer, or a large payload's rest
+        # straight into its bytes object (get_buffer).
+        self._receive_buffer = receive_buffer()
+        self._reading_in_place = False
         # A server's large messages are written by reference (header, then the
         # payload itself: Connection.send_buffers), with one writelines() where
         # the transport's is trusted (see connection_made), else a write each.
@@ -340,7 +382,7 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         """True while ``max_queue`` received messages wait for ``recv()`` (TCP pushes back on the peer)."""
         return self._flow.paused
 
-    # -- asyncio.Protocol --------------------------------------------------------
+    # -- the transport's side (asyncio protocol callbacks) -----------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -356,9 +398,32 @@ class WebSocket(ConnectionView, asyncio.Protocol):
         if connection is None:
             self.handshake_data_received(data)
             return
+        self._events_received(connection, connection.receive_data(data))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        connection = self.connection
+        if connection is not None:
+            window = connection.receive_buffer(IN_PLACE_BYTES)
+            if window is not None:
+                self._reading_in_place = True
+                return window
+        return self._receive_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        connection = self.connection
+        if self._reading_in_place:
+            self._reading_in_place = False
+            assert connection is not None
+            self._events_received(connection, connection.receive_into(nbytes))
+        elif connection is None:
+            self.handshake_data_received(bytes(self._receive_buffer[:nbytes]))
+        else:
+            self._events_received(connection, connection.receive_data(self._receive_buffer[:nbytes]))
+
+    def _events_received(self, connection: Connection, events: list) -> None:
+        """Hand one read's events to recv() or the Listener; write the replies they prompted in one go."""
         if self._keepalive is not None:
             self._keepalive.data_seen = True
-        events = connection.receive_data(data)
         # Replies written while these events are handled leave in one write.
         self._corked = True
         try:

@@ -404,7 +404,7 @@ class serve:
     async def _start(self) -> Server:
         server = self.server
 
-        def factory() -> asyncio.Protocol:
+        def factory() -> ServerConnection:
             return ServerConnection(server)
 
         # TLS in fastws's own layer, not asyncio's (see fastws.asyncio.tls).

@@ -22,30 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-import threading
 from typing import Any, Callable, Optional
+
+from .protocol import WebSocket, receive_buffer
 
 __all__ = ["TLSLayer", "tls_factory"]
 
 READ_SIZE = 16384
 """Plaintext asked of OpenSSL per read: one TLS record's worth, all it returns at once."""
-
-RECEIVE_BUFFER_SIZE = 256 * 1024
-"""The loop reads ciphertext into one buffer of this size per thread, shared
-by every connection: its bytes go into OpenSSL before the next read. A
-fresh ``bytes`` per read would cost an allocation of up to this size each
-time, which glibc serves with an mmap of its own and its page faults."""
-
-_buffers = threading.local()
-
-
-def _receive_buffer() -> memoryview:
-    """This thread's shared receive buffer (one event loop per thread)."""
-    view = getattr(_buffers, "view", None)
-    if view is None:
-        view = _buffers.view = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
-    return view
-
 
 logger = logging.getLogger("fastws.server")
 
@@ -65,7 +49,7 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         "_early_writes",
     )
 
-    def __init__(self, context: ssl_module.SSLContext, app: asyncio.Protocol) -> None:
+    def __init__(self, context: ssl_module.SSLContext, app: WebSocket) -> None:
         self._context = context
         self._app = app
         self._raw: Optional[asyncio.Transport] = None
@@ -84,12 +68,12 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         self._app.connection_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _receive_buffer()
+        return receive_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._ssl is None:
             return
-        self._incoming.write(_receive_buffer()[:nbytes])
+        self._incoming.write(receive_buffer()[:nbytes])
         if self._handshaking and not self._handshake():
             return
         self._read_plaintext()
@@ -270,6 +254,6 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
         return self._app
 
 
-def tls_factory(context: ssl_module.SSLContext, factory: Callable[[], asyncio.Protocol]) -> Callable[[], TLSLayer]:
+def tls_factory(context: ssl_module.SSLContext, factory: Callable[[], WebSocket]) -> Callable[[], TLSLayer]:
     """``factory`` (the server's protocol factory) with TLS in front of each connection."""
     return lambda: TLSLayer(context, factory())
