@@ -15,10 +15,11 @@ from fastws import codec, policy
 from fastws.asyncio import Listener, protocol
 from fastws.connection import PASSTHROUGH_BYTES
 from fastws.exceptions import ConnectionClosed, ConnectionClosedError
+from fastws.frames import OP_BINARY
 from fastws.relay import Relay
 
 from .support.asyncio import async_test
-from .support.frames import client_frame
+from .support.frames import client_frame, server_frame
 from .support.transport import FakeTransport, open_client_websocket, open_server_websocket
 
 TIMEOUT = 10
@@ -255,10 +256,6 @@ class Echo(Listener):
         ws.send_soon(message)
 
 
-def server_frame(payload: bytes) -> bytes:
-    return bytes((0x82, len(payload))) + payload
-
-
 def client_frames(data: bytes) -> list:
     """The payloads of the masked frames a client wrote."""
     return [frame.payload for frame in codec.FrameParser().feed(data)]
@@ -270,11 +267,11 @@ async def test_a_client_writes_a_reads_replies_in_partial_batches():
     every = protocol.CLIENT_REPLIES_PER_WRITE
     ws, transport = open_client_websocket(Echo())
     count = 2 * every + 1
-    ws.data_received(b"".join(server_frame(bytes([n]) * 10) for n in range(count)))
+    ws.data_received(b"".join(server_frame(OP_BINARY, bytes([n]) * 10) for n in range(count)))
     assert [client_frames(data) for data in transport.written] == [
         [bytes([n]) * 10 for n in range(start, min(start + every, count))] for start in range(0, count, every)
     ]
-    ws.data_received(server_frame(b"alone"))
+    ws.data_received(server_frame(OP_BINARY, b"alone"))
     assert len(transport.written) == 4 and client_frames(transport.written[3]) == [b"alone"]
 
 
@@ -285,7 +282,9 @@ async def test_a_client_writes_a_large_reply_at_once():
     large = b"x" * policy.COALESCE_BYTES
     small = b"small"
     frame = codec.encode_frame(2, large)  # unmasked, as a server sends it
-    ws.data_received(frame + server_frame(small) + frame + server_frame(small) + server_frame(small))
+    ws.data_received(
+        frame + server_frame(OP_BINARY, small) + frame + server_frame(OP_BINARY, small) + server_frame(OP_BINARY, small)
+    )
     written = [client_frames(data) for data in transport.written]
     assert b"".join(map(b"".join, written)) == large + small + large + small + small
     # each large reply leaves with whatever was pending before it; the last small ones after the read
