@@ -6,6 +6,7 @@ message arrives as ``data_received()`` delivers it. On both codecs."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 
 import pytest
 from hypothesis import given, settings
@@ -139,6 +140,59 @@ async def test_nothing_is_read_into_a_frame_after_the_close_frame():
     ws.buffer_updated(len(close) + 100)
     assert ws.get_buffer(-1) is shared  # the connection is closing: what follows is ignored, not read into a payload
     assert ws.close_code == 1000
+
+
+@async_test
+async def test_a_window_offered_but_not_read_into_is_not_taken_for_the_next_read():
+    """uvloop may ask for a buffer and read nothing (EAGAIN). If the rest of
+    the frame then arrives another way, the next read into the shared buffer
+    is parsed as such, not as bytes of the payload window."""
+    listener = Collect()
+    ws, _ = open_client_websocket(listener=listener, max_message_size=None)
+    message = pattern(300_000, 5)
+    frame = server_frame(OP_BINARY, message)
+    ws.data_received(frame[:1000])
+    window = ws.get_buffer(-1)
+    assert window is not protocol.receive_buffer()  # offered, then not read into
+    ws.data_received(frame[1000:])
+    after = server_frame(OP_TEXT, b"after")
+    buffer = ws.get_buffer(-1)
+    assert buffer is protocol.receive_buffer()
+    buffer[: len(after)] = after
+    ws.buffer_updated(len(after))
+    assert listener.messages == [message, "after"]
+
+
+@async_test
+async def test_a_protocol_error_keeps_no_view_of_the_shared_buffer():
+    """The error kept as ``connection.error`` has no traceback: its frames
+    would hold the read's view of the shared buffer, which the next read
+    (of any connection on the thread) overwrites."""
+    ws, _ = open_server_websocket(listener=Collect())
+    bad = client_frame(OP_BINARY, b"x", rsv=4)  # RSV3 without an extension: 1002
+    buffer = ws.get_buffer(-1)
+    buffer[: len(bad)] = bad
+    ws.buffer_updated(len(bad))
+    error = ws.connection.error
+    assert error is not None and error.__traceback__ is None
+
+
+def test_a_window_refused_as_too_short_costs_no_allocation_each_time():
+    """An I/O layer asks for a window before every read and refuses one under
+    its read size; the parser must not allocate the rest of the frame each
+    time: asked again, it offers the same memory."""
+    connection = fastws.connection.Connection(is_client=True, max_message_size=None)
+    connection.receive_data(server_frame(OP_BINARY, pattern(1 << 20, 2))[:1000])
+    first = connection.receive_buffer()
+    assert first is not None and len(first) == (1 << 20) + 10 - 1000
+    assert connection.receive_buffer(2 << 20) is None  # more than is to come: refused
+    again = connection.receive_buffer()
+    assert again is not None and len(again) == len(first)
+    assert address(again) == address(first)
+
+
+def address(view: memoryview) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
 def run_on(loop_name: str, main) -> None:

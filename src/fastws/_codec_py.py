@@ -234,6 +234,7 @@ class FrameParser:
         "_remaining",
         "_rsv1",
         "_rsv1_allowed",
+        "_scratch",
         "_utf8",
         "_window",
     )
@@ -273,7 +274,10 @@ class FrameParser:
         self._message_size = 0
         self._message_chunks: list = []  # bytes, or str pieces of a text message
         self._utf8: codecs.IncrementalDecoder | None = None  # while a text message is open
-        self._window: bytearray | None = None  # what payload_buffer() gave out
+        self._window: int | None = None  # the size of the buffer payload_buffer() gave out
+        # Backs the windows of the frame being read in place, reused from one
+        # payload_buffer() to the next: an I/O layer asks before every read.
+        self._scratch: bytearray | None = None
 
     # Read-only, as in the compiled parser: the limits are fixed at construction.
     is_client = property(_attrgetter("_is_client"))
@@ -325,21 +329,26 @@ class FrameParser:
             or (self._assemble and (not self._fin or self._opcode == _OP_CONT))
             or not _payload_goes_direct(self._mask is not None, self._frame_size, self._remaining)
         ):
+            self._scratch = None
             return None
-        self._window = bytearray(self._remaining)
-        return memoryview(self._window)
+        size = self._window = self._remaining
+        scratch = self._scratch
+        if scratch is None or len(scratch) < size:
+            scratch = self._scratch = bytearray(size)
+        return memoryview(scratch)[:size]
 
     def payload_received(self, size: int) -> list:
         if self._error is not None:
             self._error.frames = []
             raise self._error
-        window = self._window
-        if window is None:
+        offered = self._window
+        if offered is None:
             raise ValueError("payload_received() without a buffer from payload_buffer()")
         size = _index_arg(size, "size")
-        if size < 0 or size > len(window):
-            raise ValueError(f"payload_received({size}): the buffer holds {len(window)} bytes")
-        return self.feed(bytes(window[:size]))
+        if size < 0 or size > offered:
+            raise ValueError(f"payload_received({size}): the buffer holds {offered} bytes")
+        with memoryview(self._scratch) as scratch:  # type: ignore[arg-type]
+            return self.feed(scratch[:size].tobytes())
 
     # -- parsing ---------------------------------------------------------
 

@@ -177,7 +177,9 @@ class Connection:
             frames = self.parser.feed(data)
         except ProtocolError as exc:
             frames = exc.frames  # the whole frames before the bad one are still delivered
-            self._fail(exc)
+            # Kept as ``error``, its traceback would keep ``data`` alive in its
+            # frames: a view of an I/O layer's shared buffer, refilled by the next read.
+            self._fail(exc.with_traceback(None))
         return self._frames_received(frames)
 
     def receive_buffer(self, min_size: int = 0) -> Optional[memoryview]:
@@ -203,7 +205,7 @@ class Connection:
             frames = self.parser.payload_received(size)
         except ProtocolError as exc:  # not raised by either codec today; handled as in receive_data
             frames = exc.frames
-            self._fail(exc)
+            self._fail(exc.with_traceback(None))
         return self._frames_received(frames)
 
     def _frames_received(self, frames: list) -> list:

@@ -407,6 +407,7 @@ class WebSocket(ConnectionView, asyncio.BaseProtocol):
             if window is not None:
                 self._reading_in_place = True
                 return window
+        self._reading_in_place = False  # uvloop may ask again without a read in between
         return self._receive_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
