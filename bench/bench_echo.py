@@ -586,8 +586,8 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                 "server_user_us_per_msg",
                 "## Of which user space, µs per echo (ratio to picows)",
                 "The same, user time only: the interpreter, the loop and the library, without the "
-                "kernel's system calls and wake-ups (the same calls for every server here). The kernel "
-                "counts it by 10 ms tick: a cell of a few thousand echoes is good to ~10%.",
+                "kernel's part (system calls, wake-ups; fewer calls where a server batches its writes). "
+                "The kernel counts it by 10 ms tick: a cell of a few thousand echoes is good to ~10%.",
             ),
         ]
         for key, title, text in cpu_tables:
