@@ -230,13 +230,13 @@ class FrameParser:
         "_message_opcode",
         "_message_rsv1",
         "_message_size",
+        "_offered",
         "_opcode",
         "_remaining",
         "_rsv1",
         "_rsv1_allowed",
         "_scratch",
         "_utf8",
-        "_window",
     )
 
     def __init__(
@@ -274,7 +274,7 @@ class FrameParser:
         self._message_size = 0
         self._message_chunks: list = []  # bytes, or str pieces of a text message
         self._utf8: codecs.IncrementalDecoder | None = None  # while a text message is open
-        self._window: int | None = None  # the size of the buffer payload_buffer() gave out
+        self._offered: int | None = None  # the size of the buffer payload_buffer() gave out
         # Backs the windows of the frame being read in place, reused from one
         # payload_buffer() to the next: an I/O layer asks before every read.
         self._scratch: bytearray | None = None
@@ -307,7 +307,7 @@ class FrameParser:
         if self._error is not None:
             self._error.frames = []
             raise self._error
-        self._window = None
+        self._offered = None
         frames: list = []
         try:
             self._parse(data if type(data) is bytes else _bytes_arg(data, "data"), frames)
@@ -331,7 +331,7 @@ class FrameParser:
         ):
             self._scratch = None
             return None
-        size = self._window = self._remaining
+        size = self._offered = self._remaining
         scratch = self._scratch
         if scratch is None or len(scratch) < size:
             scratch = self._scratch = bytearray(size)
@@ -341,7 +341,7 @@ class FrameParser:
         if self._error is not None:
             self._error.frames = []
             raise self._error
-        offered = self._window
+        offered = self._offered
         if offered is None:
             raise ValueError("payload_received() without a buffer from payload_buffer()")
         size = _index_arg(size, "size")

@@ -176,10 +176,7 @@ class Connection:
         try:
             frames = self.parser.feed(data)
         except ProtocolError as exc:
-            frames = exc.frames  # the whole frames before the bad one are still delivered
-            # Kept as ``error``, its traceback would keep ``data`` alive in its
-            # frames: a view of an I/O layer's shared buffer, refilled by the next read.
-            self._fail(exc.with_traceback(None))
+            frames = self._parse_failed(exc)
         return self._frames_received(frames)
 
     def receive_buffer(self, min_size: int = 0) -> Optional[memoryview]:
@@ -204,9 +201,16 @@ class Connection:
         try:
             frames = self.parser.payload_received(size)
         except ProtocolError as exc:  # not raised by either codec today; handled as in receive_data
-            frames = exc.frames
-            self._fail(exc.with_traceback(None))
+            frames = self._parse_failed(exc)
         return self._frames_received(frames)
+
+    def _parse_failed(self, exc: ProtocolError) -> list:
+        """Fail on the parser's error; return the whole frames that preceded
+        the bad one, which are still delivered."""
+        # Kept as ``error``, its traceback would keep the received data alive in
+        # its frames: a view of an I/O layer's shared buffer, refilled by the next read.
+        self._fail(exc.with_traceback(None))
+        return exc.frames
 
     def _frames_received(self, frames: list) -> list:
         """Act on parsed frames: inflate, answer pings, handle a close."""
