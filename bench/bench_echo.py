@@ -448,6 +448,10 @@ def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str
             echoes = data["msgs_per_s"] * (args.warmup + data["duration_s"])
             cell["server_us_per_msg"] = round(cell["server_cpu_s"] / echoes * 1e6, 2)
             cell["server_user_us_per_msg"] = round(user_s / echoes * 1e6, 2)
+            if data.get("client_cpu"):
+                # The client's CPU per echo, over the measured window only (both clients
+                # report their CPU there, in cores): as steady as the server's figure.
+                cell["client_us_per_msg"] = round(data["client_cpu"] / data["msgs_per_s"] * 1e6, 2)
         if not data["messages"]:
             cell["error"] = "no echo"
         elif cell["errors"]:
@@ -638,6 +642,25 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                             )
                         else:
                             row.append("")
+                    out.append("| " + " | ".join(row) + " |")
+            out.append("")
+            out.append(f"### Client CPU time per echo, µs, against the {against} server")
+            out.append("")
+            out.append(
+                "Each client's CPU time while measuring ÷ its echoes: `fastws bench` (ratio to the"
+                " picows client; lower is cheaper) vs the picows client. A round trip leaves both"
+                " clients idle half the time, so this, not echoes/s, shows which client costs more."
+            )
+            out.append("")
+            out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
+            out.append("|---|---|" + "---:|" * len(sizes))
+            for loop in loops:
+                for mode in modes:
+                    row = [loop, "rt" if mode == "roundtrip" else "pipe"]
+                    for size in sizes:
+                        f_us = ix.get((loop, "fastws", mode, size, against), {}).get("client_us_per_msg")
+                        p_us = ix.get((loop, "picows", mode, size, against), {}).get("client_us_per_msg")
+                        row.append(f"{f_us:,.1f} ({f_us / p_us:.2f}) vs {p_us:,.1f}" if f_us and p_us else "")
                     out.append("| " + " | ".join(row) + " |")
             out.append("")
 
