@@ -466,6 +466,10 @@ def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str
 # -- report -----------------------------------------------------------------------------
 
 
+CLIENT_BOUND = 0.95
+"""A client using this much of its core (``client_cpu``) sets the rate itself."""
+
+
 def fmt_size(size: int) -> str:
     for unit, scale in (("MiB", MiB), ("KiB", KiB)):
         if size >= scale and size % scale == 0:
@@ -544,7 +548,8 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
         "(`picows` = the picows reference client, `fastws` = `fastws bench`), mode (rt = round trip, "
         f"pipe = {meta['window']} in flight), message size. Columns: "
         + "; ".join(f"{SPEC[s].short} = {SPEC[s].label}" for s in servers if SPEC[s].short != SPEC[s].label)
-        + "."
+        + f". † the client used ≥ {CLIENT_BOUND:.0%} of its core: there the client, not the server, "
+        "sets the rate, and a faster server's ratio is understated (see the CPU tables)."
     )
     out.append("")
     head = ["loop", "client", "mode", "size"] + [SPEC[s].short for s in servers]
@@ -561,7 +566,8 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                             row.append("")
                             continue
                         r = ratio(ix, loop, client, mode, size, server)
-                        row.append(fmt_rate(c["msgs_per_s"]) + (f" ({r:.2f})" if r is not None else ""))
+                        bound = " †" if (c.get("client_cpu") or 0) >= CLIENT_BOUND else ""
+                        row.append(fmt_rate(c["msgs_per_s"]) + (f" ({r:.2f})" if r is not None else "") + bound)
                     out.append("| " + " | ".join(row) + " |")
     out.append("")
 
