@@ -622,14 +622,10 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
             out.append("")
 
     if "fastws" in clients and "picows" in clients:
-        for against in [key for key in (REFERENCE, "fastws-callback") if key in servers]:
-            out.append(f"## Clients: `fastws bench` ÷ picows client, both against the {against} server")
-            out.append("")
-            out.append(
-                "Beside each rate, each client's own CPU while measuring, in cores: near 100% the client,"
-                " not the server, sets the rate."
-            )
-            out.append("")
+
+        def clients_table(against: str, entry: Any) -> None:
+            """A row per loop and mode, a column per size: ``entry(fastws bench's cell,
+            the picows client's cell)``, both against the server ``against``."""
             out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
             out.append("|---|---|" + "---:|" * len(sizes))
             for loop in loops:
@@ -638,18 +634,34 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                     for size in sizes:
                         f = ix.get((loop, "fastws", mode, size, against))
                         p = ix.get((loop, "picows", mode, size, against))
-                        if f and p and f["msgs_per_s"] and p["msgs_per_s"]:
-                            cpu = ""
-                            if f.get("client_cpu") is not None and p.get("client_cpu") is not None:
-                                cpu = f"; CPU {f['client_cpu']:.0%} vs {p['client_cpu']:.0%}"
-                            row.append(
-                                f"{f['msgs_per_s'] / p['msgs_per_s']:.2f} "
-                                f"({fmt_rate(f['msgs_per_s'])} vs {fmt_rate(p['msgs_per_s'])}{cpu})"
-                            )
-                        else:
-                            row.append("")
+                        row.append(entry(f, p) if f and p else "")
                     out.append("| " + " | ".join(row) + " |")
             out.append("")
+
+        def rates(f: dict, p: dict) -> str:
+            if not (f["msgs_per_s"] and p["msgs_per_s"]):
+                return ""
+            cpu = ""
+            if f.get("client_cpu") is not None and p.get("client_cpu") is not None:
+                cpu = f"; CPU {f['client_cpu']:.0%} vs {p['client_cpu']:.0%}"
+            return (
+                f"{f['msgs_per_s'] / p['msgs_per_s']:.2f} "
+                f"({fmt_rate(f['msgs_per_s'])} vs {fmt_rate(p['msgs_per_s'])}{cpu})"
+            )
+
+        def cpu_per_echo(f: dict, p: dict) -> str:
+            f_us, p_us = f.get("client_us_per_msg"), p.get("client_us_per_msg")
+            return f"{f_us:,.1f} ({f_us / p_us:.2f}) vs {p_us:,.1f}" if f_us and p_us else ""
+
+        for against in [key for key in (REFERENCE, "fastws-callback") if key in servers]:
+            out.append(f"## Clients: `fastws bench` ÷ picows client, both against the {against} server")
+            out.append("")
+            out.append(
+                "Beside each rate, each client's own CPU while measuring, in cores: near 100% the client,"
+                " not the server, sets the rate."
+            )
+            out.append("")
+            clients_table(against, rates)
             out.append(f"### Client CPU time per echo, µs, against the {against} server")
             out.append("")
             out.append(
@@ -658,17 +670,7 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
                 " clients idle half the time, so this, not echoes/s, shows which client costs more."
             )
             out.append("")
-            out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
-            out.append("|---|---|" + "---:|" * len(sizes))
-            for loop in loops:
-                for mode in modes:
-                    row = [loop, "rt" if mode == "roundtrip" else "pipe"]
-                    for size in sizes:
-                        f_us = ix.get((loop, "fastws", mode, size, against), {}).get("client_us_per_msg")
-                        p_us = ix.get((loop, "picows", mode, size, against), {}).get("client_us_per_msg")
-                        row.append(f"{f_us:,.1f} ({f_us / p_us:.2f}) vs {p_us:,.1f}" if f_us and p_us else "")
-                    out.append("| " + " | ".join(row) + " |")
-            out.append("")
+            clients_table(against, cpu_per_echo)
 
     failed = [c for c in cells if c.get("error")]
     noisy = [c for c in cells if (c.get("other_load") or 0) >= 0.5]
