@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from _procs import LIVE as _LIVE
 from _procs import RunLoad, cpu_model, pick_list
@@ -623,7 +623,7 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
 
     if "fastws" in clients and "picows" in clients:
 
-        def clients_table(against: str, entry: Any) -> None:
+        def clients_table(against: str, entry: Callable[[dict, dict], str]) -> None:
             """A row per loop and mode, a column per size: ``entry(fastws bench's cell,
             the picows client's cell)``, both against the server ``against``."""
             out.append("| loop | mode | " + " | ".join(fmt_size(s) for s in sizes) + " |")
