@@ -38,14 +38,19 @@ class OptionalBuildExt(build_ext):
 def extensions():
     if os.environ.get("FASTWS_NO_EXTENSIONS"):
         return []
-    return [
-        Extension(
-            "fastws._codec",
-            ["src/fastws/_codec.pyx"],
-            include_dirs=["src/fastws"],
-            extra_compile_args=["/O2"] if sys.platform == "win32" else ["-O3"],
-        )
-    ]
+    optimise = ["/O2"] if sys.platform == "win32" else ["-O3"]
+    codec = Extension("fastws._codec", ["src/fastws/_codec.pyx"], include_dirs=["src/fastws"], extra_compile_args=optimise)
+    # The sans-I/O Connection: its Python source compiled as it is, typed by
+    # _connection_c.pxd (fastws.codec.backend_module picks it or the source).
+    connection = Extension("fastws._connection_c", ["src/fastws/_connection_py.py"], extra_compile_args=optimise)
+    try:
+        from Cython.Build import cythonize
+    except ImportError:  # the codec alone (setuptools compiles a .pyx itself when Cython is there)
+        return [codec]
+    # Annotations stay hints, as in the source: Cython must not turn them into checks.
+    # The generated C goes to build/, not beside the sources.
+    directives = {"annotation_typing": False, "language_level": 3}
+    return cythonize([codec, connection], compiler_directives=directives, build_dir="build/cython")
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -53,7 +53,8 @@ step "sdist and wheel built"
 # 2. The sdist holds the sources building needs, and no build output.
 tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort >"$work/sdist.txt"
 for needed in pyproject.toml setup.py README.md PKG-INFO src/fastws/__init__.py src/fastws/_codec.pyx \
-    src/fastws/_codec_simd.h src/fastws/_codec.pyi src/fastws/_codec_py.py src/fastws/py.typed; do
+    src/fastws/_codec_simd.h src/fastws/_codec.pyi src/fastws/_codec_py.py src/fastws/_connection_py.py \
+    src/fastws/_connection_c.pxd src/fastws/py.typed; do
     grep -qx "$needed" "$work/sdist.txt" || { echo "sdist lacks $needed" >&2; exit 1; }
 done
 if ls "$root"/LICENSE* >/dev/null 2>&1; then
@@ -61,7 +62,7 @@ if ls "$root"/LICENSE* >/dev/null 2>&1; then
 fi
 # setuptools always writes src/<name>.egg-info/ (PKG-INFO, SOURCES.txt) into an sdist:
 # that metadata is expected; any other egg-info, build output or local state is not.
-junk="$(grep -E '\.(so|pyd|pyc|o)$|__pycache__|(^|/)(build|dist|\.venv|\.git|\.hypothesis|\.pytest_cache|\.mypy_cache|\.ruff_cache)/|^src/fastws/_codec\.(c|html)$|^tests/|egg-info/' "$work/sdist.txt" \
+junk="$(grep -E '\.(so|pyd|pyc|o)$|__pycache__|(^|/)(build|dist|\.venv|\.git|\.hypothesis|\.pytest_cache|\.mypy_cache|\.ruff_cache)/|^src/fastws/_(codec|connection_py)\.(c|html)$|^tests/|egg-info/' "$work/sdist.txt" \
     | grep -vE '^src/pyfastws\.egg-info/' || true)"
 if [ -n "$junk" ]; then
     echo "sdist holds files it should not:" >&2
@@ -110,6 +111,8 @@ site = pathlib.Path(sysconfig.get_paths()["purelib"]).resolve()
 where = pathlib.Path(fastws.__file__).resolve()
 assert site in where.parents, f"fastws imported from {where}, not from {site}"
 assert fastws.codec.BACKEND == expected, (fastws.codec.BACKEND, expected)
+connection = fastws.Connection.__module__  # built from the same source as the codec's backend
+assert connection == {"cython": "fastws._connection_c", "python": "fastws._connection_py"}[expected], connection
 version = importlib.metadata.version("pyfastws")
 assert version == fastws.__version__, (version, fastws.__version__)
 print(f"pyfastws {version}: fastws from {where.parent}, codec backend {fastws.codec.BACKEND}")

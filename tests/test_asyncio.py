@@ -8,8 +8,6 @@ import time
 
 import pytest
 
-import fastws
-import fastws.connection
 from fastws import Headers, Listener, Response, connect, serve
 from fastws.exceptions import (
     ConnectionClosed,
@@ -20,6 +18,7 @@ from fastws.exceptions import (
 )
 
 from .support.asyncio import RawPeer, async_test, close_code_recorder, leftover_tasks, server_idle, upgrade_request
+from .support.codecs import use_codec
 from .support.frames import client_frame
 from .support.tls import tls_contexts
 
@@ -27,7 +26,7 @@ from .support.tls import tls_contexts
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
     """Run every connection of the test on one codec backend."""
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

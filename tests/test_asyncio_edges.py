@@ -10,7 +10,6 @@ import os
 
 import pytest
 
-import fastws.connection
 from fastws import codec, policy
 from fastws.asyncio import Listener, protocol
 from fastws.connection import PASSTHROUGH_BYTES
@@ -19,6 +18,7 @@ from fastws.frames import OP_BINARY
 from fastws.relay import Relay
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 from .support.frames import client_frame, server_frame
 from .support.transport import FakeTransport, open_client_websocket, open_server_websocket
 
@@ -27,7 +27,7 @@ TIMEOUT = 10
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-import fastws.connection
 from fastws import broadcast, connect, serve
 from fastws.connection import PreparedMessage
 from fastws.extensions.permessage_deflate import PerMessageDeflate
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 
 TIMEOUT = 10
 
@@ -19,7 +19,7 @@ TIMEOUT = 10
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
     """Run every connection of the test on one codec backend."""
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fastws.connection
 from fastws import connect, serve
 from fastws.exceptions import ConnectionClosed
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 from .support.frames import client_frame
 
 TIMEOUT = 10
@@ -27,7 +27,7 @@ LOOPS = ["asyncio", "uvloop"]
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
     """Run every connection of the test on one codec backend."""
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

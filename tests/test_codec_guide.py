@@ -17,9 +17,9 @@ import pytest
 
 import fastws
 import fastws.codec
-import fastws.connection
 
 from .support.asyncio import RawPeer, async_test
+from .support.codecs import use_codec
 
 ROOT = pathlib.Path(__file__).parents[1]
 GUIDE = ROOT / "docs" / "codec.md"
@@ -32,7 +32,7 @@ def backend(codec, monkeypatch):
         if hasattr(codec, name):
             monkeypatch.setattr(fastws.codec, name, getattr(codec, name))
     monkeypatch.setattr(fastws.codec, "BACKEND", "python" if codec.__name__.endswith("_py") else "cython")
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

@@ -18,12 +18,12 @@ import tracemalloc
 
 import pytest
 
-import fastws.connection
 from fastws import connect, serve
 from fastws.asyncio.server import ServerConnection
 from fastws.exceptions import ConnectionClosed
 
 from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, upgrade_request
+from .support.codecs import use_codec
 from .support.frames import client_frame
 
 WAIT = 10.0  # bound on any single wait
@@ -33,7 +33,7 @@ DEADLINE = 60.0  # bound on a whole test
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
     """Run every connection of the test on one codec backend."""
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

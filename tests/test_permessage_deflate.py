@@ -8,13 +8,13 @@ import zlib
 
 import pytest
 
-import fastws.connection
 from fastws import connect, serve
 from fastws.connection import Connection, PreparedMessage
 from fastws.exceptions import InvalidHandshake
 from fastws.extensions.permessage_deflate import PerMessageDeflate, parse_extensions
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 
 
 def negotiate(server: PerMessageDeflate, client: PerMessageDeflate, codec):
@@ -224,7 +224,7 @@ def test_invalid_utf8_after_decompression_is_1007(codec):
 
 @pytest.fixture
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 @pytest.mark.usefixtures("backend")

@@ -18,13 +18,14 @@ from fastws.asyncio import protocol
 from fastws.frames import OP_BINARY, OP_CLOSE, OP_CONT, OP_TEXT
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 from .support.frames import client_frame, server_frame
 from .support.transport import open_client_websocket, open_server_websocket
 
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 
@@ -210,13 +211,21 @@ def test_which_loops_read_in_place(loop_name, monkeypatch):
     into their payloads; asyncio's own loop and aiofastnet call data_received
     (see WebSocket's docstring for why)."""
     in_place = {True: 0, False: 0}  # bytes read into payloads, by a client (True) and by the server
-    receive_into = fastws.connection.Connection.receive_into
+    into_payload = {}  # WebSocket -> whether its last get_buffer() was a payload's window
+    get_buffer, buffer_updated = protocol.WebSocket.get_buffer, protocol.WebSocket.buffer_updated
 
-    def counting(self, size):
-        in_place[self.is_client] += size
-        return receive_into(self, size)
+    def watched_get_buffer(self, sizehint):
+        window = get_buffer(self, sizehint)
+        into_payload[self] = window.obj is not protocol.receive_buffer().obj  # not the loop's shared buffer
+        return window
 
-    monkeypatch.setattr(fastws.connection.Connection, "receive_into", counting)
+    def counting_buffer_updated(self, nbytes):
+        if into_payload.pop(self, False):
+            in_place[self.is_client] += nbytes
+        return buffer_updated(self, nbytes)
+
+    monkeypatch.setattr(protocol.WebSocket, "get_buffer", watched_get_buffer)
+    monkeypatch.setattr(protocol.WebSocket, "buffer_updated", counting_buffer_updated)
     message = pattern(1 << 20, 9)  # one frame (MAX_FRAME_SIZE): a fragmented message is assembled, not read in place
 
     async def main():

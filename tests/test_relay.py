@@ -12,18 +12,18 @@ import urllib.request
 
 import pytest
 
-import fastws.connection
 from fastws import broadcast, connect, serve
 from fastws.exceptions import ConnectionClosed
 from fastws.relay import Relay, SlowConsumerPolicy, serve_relay
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
     """Every connection of the test, and the relay's encoder, on one codec backend."""
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

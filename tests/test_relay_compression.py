@@ -13,19 +13,19 @@ import zlib
 
 import pytest
 
-import fastws.connection
 from fastws import connect
 from fastws.relay import Relay, serve_relay
 from fastws.relay.server import RELAY_COMPRESSION
 
 from .support.asyncio import async_test
+from .support.codecs import use_codec
 
 TIMEOUT = 30
 
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

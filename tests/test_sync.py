@@ -17,7 +17,6 @@ from typing import Optional
 
 import pytest
 
-import fastws.connection
 from fastws.auth import basic_auth
 from fastws.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidRedirect, InvalidStatus, ProxyError
 from fastws.frames import OP_BINARY, OP_TEXT
@@ -25,6 +24,7 @@ from fastws.handshake import ClientHandshake, HeadParser, Response, parse_respon
 from fastws.sync import connect, serve, unix_connect, unix_serve
 from fastws.sync.connection import RECV_SIZE
 
+from .support.codecs import use_codec
 from .support.frames import client_frame
 from .support.reconnect import Gate, fast
 from .support.tls import tls_contexts
@@ -35,7 +35,7 @@ QUICK = dict(close_timeout=2.0, open_timeout=5.0)
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ as declared in ``_codec.pyi``, the interface both backends implement.
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from ._rules import OP_BINARY, OP_CONT, OP_TEXT, frame_header, frame_size_arg
@@ -59,6 +61,21 @@ else:
     apply_mask_inplace = _backend.apply_mask_inplace
     encode_frame = _backend.encode_frame
     encode_message = _backend.encode_message
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module of the backend in use for a part of fastws written once in
+    Python (``fastws.{name}_py``) and also built by Cython from that source
+    (``fastws.{name}_c``; today the sans-I/O ``Connection``): the compiled one
+    with the compiled codec, the source itself with the Python twin. As for
+    the codec, ``FASTWS_CODEC=cython`` makes a missing build an error."""
+    if BACKEND == "cython":
+        try:
+            return importlib.import_module(f"fastws.{name}_c")
+        except ImportError:
+            if _requested == "cython":
+                raise
+    return importlib.import_module(f"fastws.{name}_py")
 
 
 def frame_buffers(

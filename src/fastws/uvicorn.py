@@ -73,10 +73,10 @@ from uvicorn.protocols.utils import (
 from uvicorn.server import ServerState
 
 from .asyncio.protocol import write_buffers, writelines_trusted
-from .connection import OP_CLOSE, OP_PONG, OP_TEXT, Connection, State
+from .connection import Connection, State
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .extensions.permessage_deflate import PerMessageDeflate
-from .frames import CloseCode
+from .frames import OP_CLOSE, OP_PONG, OP_TEXT, CloseCode
 from .handshake import Headers, Response, ServerHandshake, error_response
 from .policy import Keepalive, PeerDead, ReadFlow, SendPing, TransportAction, transport_action
 from .upgrade import ServerUpgrade

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import pytest
 
-import fastws.connection
 from fastws import Listener, connect, serve
 from fastws.exceptions import WebSocketError
 from fastws.extensions.permessage_deflate import CLIENT_DEFAULT, SERVER_DEFAULT, PerMessageDeflate
 
 from ..support.asyncio import async_test
-from ..support.codecs import MODULES
+from ..support.codecs import MODULES, use_codec
 
 SUITES = {
     "core": ["-i", "*", "-x", "12.*", "-x", "13.*"],
@@ -90,7 +89,7 @@ def selection(cases: list[str], minimum: int, full: bool) -> tuple[list[str], in
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 def compiled(codec) -> bool:

@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 import fastws
-import fastws.connection
 
 from ..support.asyncio import async_test
+from ..support.codecs import use_codec
 from .peers import (
     CLOSE_REASON,
     FRAGMENTED_SIZE,
@@ -86,7 +86,7 @@ function multibyteText(size) {
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import pytest
 from websockets.asyncio.server import serve as websockets_serve
 
 import fastws
-import fastws.connection
 from fastws.exceptions import ConnectionClosed, InvalidRedirect, InvalidStatus
 from fastws.policy import Backoff
 
 from ..support.asyncio import async_test
+from ..support.codecs import use_codec
 from .peers import TIMEOUT
 
 PEER_OPTIONS = dict(ping_interval=None, open_timeout=TIMEOUT, close_timeout=TIMEOUT)
@@ -21,7 +21,7 @@ PEER_OPTIONS = dict(ping_interval=None, open_timeout=TIMEOUT, close_timeout=TIME
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 def fast_backoff() -> Backoff:

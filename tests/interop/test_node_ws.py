@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 import pytest
 
 import fastws
-import fastws.connection
 from fastws.exceptions import ConnectionClosed
 
 from ..support.asyncio import async_test
+from ..support.codecs import use_codec
 from .peers import (
     CLOSE_REASON,
     LARGE_BINARY,
@@ -40,7 +40,7 @@ FASTWS_PROTOCOLS = ["chat.v1", "chat.v2"]
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 class NodeServer:

@@ -12,17 +12,17 @@ from contextlib import AsyncExitStack
 import pytest
 
 import fastws
-import fastws.connection
 from fastws.relay import Relay, serve_relay
 
 from ..support.asyncio import async_test
+from ..support.codecs import use_codec
 from .peers import LARGE_TIMEOUT, TIMEOUT, Chromium
 from .test_chromium import PAGE_HELPERS
 
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

@@ -15,10 +15,10 @@ from websockets.sync.client import connect as websockets_sync_connect
 from websockets.sync.server import serve as websockets_sync_serve
 
 import fastws
-import fastws.connection
 import fastws.sync
 from fastws.exceptions import ConnectionClosed, ConnectionClosedError
 
+from ..support.codecs import use_codec
 from .peers import CLOSE_REASON, LARGE_BINARY, LARGE_TEXT, LARGE_TIMEOUT, TIMEOUT, many_messages
 
 PEER_OPTIONS = dict(ping_interval=None, open_timeout=TIMEOUT, close_timeout=TIMEOUT)
@@ -26,7 +26,7 @@ PEER_OPTIONS = dict(ping_interval=None, open_timeout=TIMEOUT, close_timeout=TIME
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 @pytest.fixture(params=["deflate", None], ids=["deflate", "no-compression"])

@@ -25,10 +25,10 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect, WebSocketException
 from websockets.asyncio.client import connect as ws_connect
 
 import fastws
-import fastws.connection
 from fastws.uvicorn import WebSocketProtocol
 
 from ..support.asyncio import RawPeer, async_test, upgrade_request
+from ..support.codecs import use_codec
 from ..support.frames import client_frame
 
 IMPLEMENTATIONS = {"fastws": WebSocketProtocol, "websockets-sansio": "websockets-sansio", "wsproto": "wsproto"}
@@ -38,7 +38,7 @@ TIMEOUT = 10
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
     """Run fastws's connections of the test on one codec backend."""
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
     return codec
 
 

@@ -15,10 +15,10 @@ from websockets.asyncio.client import connect as websockets_connect
 from websockets.asyncio.server import serve as websockets_serve
 
 import fastws
-import fastws.connection
 from fastws.exceptions import ConnectionClosed
 
 from ..support.asyncio import async_test
+from ..support.codecs import use_codec
 from .peers import (
     CLOSE_REASON,
     LARGE_BINARY,
@@ -36,7 +36,7 @@ WEBSOCKETS_OPTIONS = dict(ping_interval=None, open_timeout=TIMEOUT, close_timeou
 
 @pytest.fixture(autouse=True)
 def backend(codec, monkeypatch):
-    monkeypatch.setattr(fastws.connection, "default_codec", codec)
+    use_codec(monkeypatch, codec)
 
 
 @asynccontextmanager
