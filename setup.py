@@ -40,9 +40,12 @@ def extensions():
         return []
     optimise = ["/O2"] if sys.platform == "win32" else ["-O3"]
     codec = Extension("fastws._codec", ["src/fastws/_codec.pyx"], include_dirs=["src/fastws"], extra_compile_args=optimise)
-    # The sans-I/O Connection: its Python source compiled as it is, typed by
-    # _connection_c.pxd (fastws.codec.backend_module picks it or the source).
-    connection = Extension("fastws._connection_c", ["src/fastws/_connection_py.py"], extra_compile_args=optimise)
+    # Python sources also compiled as they are, each typed by the .pxd beside it
+    # (NAME_c.pxd for NAME_py.py); fastws.codec.backend_module picks the build or the source.
+    compiled_twins = [
+        Extension(f"fastws.{name}_c", [f"src/fastws/{name.replace('.', '/')}_py.py"], extra_compile_args=optimise)
+        for name in ("_connection", "asyncio._core")  # the sans-I/O Connection; the asyncio per-message path
+    ]
     try:
         from Cython.Build import cythonize
     except ImportError:  # the codec alone (setuptools compiles a .pyx itself when Cython is there)
@@ -50,7 +53,7 @@ def extensions():
     # Annotations stay hints, as in the source: Cython must not turn them into checks.
     # The generated C goes to build/, not beside the sources.
     directives = {"annotation_typing": False, "language_level": 3}
-    return cythonize([codec, connection], compiler_directives=directives, build_dir="build/cython")
+    return cythonize([codec, *compiled_twins], compiler_directives=directives, build_dir="build/cython")
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

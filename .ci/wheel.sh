@@ -54,7 +54,7 @@ step "sdist and wheel built"
 tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort >"$work/sdist.txt"
 for needed in pyproject.toml setup.py README.md PKG-INFO src/fastws/__init__.py src/fastws/_codec.pyx \
     src/fastws/_codec_simd.h src/fastws/_codec.pyi src/fastws/_codec_py.py src/fastws/_connection_py.py \
-    src/fastws/_connection_c.pxd src/fastws/py.typed; do
+    src/fastws/_connection_c.pxd src/fastws/asyncio/_core_py.py src/fastws/asyncio/_core_c.pxd src/fastws/py.typed; do
     grep -qx "$needed" "$work/sdist.txt" || { echo "sdist lacks $needed" >&2; exit 1; }
 done
 if ls "$root"/LICENSE* >/dev/null 2>&1; then
@@ -62,7 +62,7 @@ if ls "$root"/LICENSE* >/dev/null 2>&1; then
 fi
 # setuptools always writes src/<name>.egg-info/ (PKG-INFO, SOURCES.txt) into an sdist:
 # that metadata is expected; any other egg-info, build output or local state is not.
-junk="$(grep -E '\.(so|pyd|pyc|o)$|__pycache__|(^|/)(build|dist|\.venv|\.git|\.hypothesis|\.pytest_cache|\.mypy_cache|\.ruff_cache)/|^src/fastws/_(codec|connection_py)\.(c|html)$|^tests/|egg-info/' "$work/sdist.txt" \
+junk="$(grep -E '\.(so|pyd|pyc|o)$|__pycache__|(^|/)(build|dist|\.venv|\.git|\.hypothesis|\.pytest_cache|\.mypy_cache|\.ruff_cache)/|^src/fastws/_codec\.(c|html)$|^tests/|egg-info/' "$work/sdist.txt" \
     | grep -vE '^src/pyfastws\.egg-info/' || true)"
 if [ -n "$junk" ]; then
     echo "sdist holds files it should not:" >&2
@@ -111,8 +111,12 @@ site = pathlib.Path(sysconfig.get_paths()["purelib"]).resolve()
 where = pathlib.Path(fastws.__file__).resolve()
 assert site in where.parents, f"fastws imported from {where}, not from {site}"
 assert fastws.codec.BACKEND == expected, (fastws.codec.BACKEND, expected)
-connection = fastws.Connection.__module__  # built from the same source as the codec's backend
-assert connection == {"cython": "fastws._connection_c", "python": "fastws._connection_py"}[expected], connection
+# Connection and the asyncio core: compiled with the compiled codec, else their Python source.
+import fastws.asyncio.protocol
+
+suffix = {"cython": "_c", "python": "_py"}[expected]
+for built in (fastws.Connection, fastws.asyncio.protocol.WebSocketCore):
+    assert built.__module__.endswith(suffix), (built, expected)
 version = importlib.metadata.version("pyfastws")
 assert version == fastws.__version__, (version, fastws.__version__)
 print(f"pyfastws {version}: fastws from {where.parent}, codec backend {fastws.codec.BACKEND}")

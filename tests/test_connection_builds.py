@@ -1,7 +1,9 @@
 """The sans-I/O ``Connection`` is one Python source run two ways: as written
 (``fastws._connection_py``, with the Python codec) and compiled by Cython into an
 extension type (``fastws._connection_c``, with the compiled codec). Which one
-``fastws.connection`` exports follows the codec backend.
+``fastws.connection`` exports follows the codec backend; so does the asyncio
+layer's ``WebSocketCore`` (``fastws.asyncio._core_py`` or ``_core_c``), which
+every asyncio test runs on.
 
 Random sessions, valid and broken (frames from a peer, cut anywhere, with garbage
 and truncations mixed in; sends, pings and closes from our side between reads),
@@ -11,6 +13,7 @@ for exception, on both builds and on either codec.
 
 from __future__ import annotations
 
+import importlib
 import random
 
 import pytest
@@ -20,6 +23,7 @@ from hypothesis import strategies as st
 import fastws.codec
 import fastws.connection
 from fastws import _codec_py
+from fastws.asyncio import protocol
 
 from .support.codecs import BACKENDS, CONNECTION_MODULES, all_codecs, all_connection_classes
 from .support.frames import client_frame, server_frame
@@ -27,22 +31,27 @@ from .support.frames import client_frame, server_frame
 CLASSES = all_connection_classes()
 
 
-def test_the_codec_backend_picks_the_connection_build():
+def test_the_codec_backend_picks_the_builds():
     expected = CONNECTION_MODULES[fastws.codec.BACKEND]
     assert fastws.connection.Connection.__module__ == expected
     # Every name comes from the same build: a compiled Connection's states are
     # the State members the I/O layers compare with.
     assert fastws.connection.State.__module__ == expected
     assert fastws.connection.PreparedMessage.__module__ == expected
+    # The asyncio layer's per-message path follows the same choice.
+    core = {"cython": "fastws.asyncio._core_c", "python": "fastws.asyncio._core_py"}[fastws.codec.BACKEND]
+    assert protocol.WebSocketCore.__module__ == core
+    assert issubclass(protocol.WebSocket, protocol.WebSocketCore)
 
 
 @pytest.mark.skipif("cython" not in BACKENDS, reason="FASTWS_NO_EXTENSIONS: no compiled build to check")
-def test_the_compiled_build_is_an_extension_type():
-    compiled = all_connection_classes()[0]
-    assert compiled.__module__ == "fastws._connection_c"
-    assert not compiled.__flags__ & (1 << 9)  # not Py_TPFLAGS_HEAPTYPE: a static (extension) type
+@pytest.mark.parametrize("module", ["fastws._connection_c", "fastws.asyncio._core_c"])
+def test_the_compiled_builds_are_extension_types(module):
+    compiled = {"fastws._connection_c": "Connection", "fastws.asyncio._core_c": "WebSocketCore"}[module]
+    cls = getattr(importlib.import_module(module), compiled)
+    assert not cls.__flags__ & (1 << 9)  # not Py_TPFLAGS_HEAPTYPE: a static (extension) type
     with pytest.raises(AttributeError):
-        compiled().undeclared = 1  # fields, no __dict__, as the source's __slots__
+        cls().undeclared = 1  # fields, no __dict__, as the source's __slots__
 
 
 @st.composite

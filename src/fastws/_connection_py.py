@@ -1,17 +1,8 @@
-"""The WebSocket connection after the handshake, sans I/O (RFC 6455 §5-§7).
-
-A ``Connection`` turns received bytes into events and calls into bytes to send.
-It never touches a socket and never imports asyncio, so any server can drive it:
-
-    conn = Connection(is_client=False)
-    for event in conn.receive_data(sock.recv(65536)):
-        ...                                  # Frame: TEXT/BINARY message, PING, PONG, CLOSE
-    sock.sendall(conn.data_to_send())        # automatic pongs and close replies
-    sock.sendall(conn.send_text("hello"))    # what you send yourself
-    if conn.should_close_transport: sock.close()
-
-Events are codec ``Frame`` objects: a whole message (``opcode`` TEXT with a
-``str`` payload, or BINARY with ``bytes``), or a PING, PONG or CLOSE frame.
+"""The source of ``fastws.connection`` (import it from there; its docstring
+shows how to drive a ``Connection``): the sans-I/O connection after the
+handshake (RFC 6455 §5-§7), run as it is with the Python codec and compiled by
+Cython, as ``fastws._connection_c`` typed by ``_connection_c.pxd``, with the
+compiled one. It never imports asyncio.
 """
 
 from __future__ import annotations

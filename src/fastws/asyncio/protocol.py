@@ -20,22 +20,31 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from ..codec import backend_module
 from ..connection import Connection, ConnectionView, PreparedMessage, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from ..frames import OP_CLOSE, OP_PONG, CloseCode
+from ..frames import OP_CLOSE, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
 from ..policy import (
-    COALESCE_BYTES,
     Keepalive,
     PeerDead,
     ReadFlow,
     SendPing,
     TransportAction,
-    coalesce_writes,
     passthrough_from,
     transport_action,
 )
 from ..upgrade import ClientUpgrade, ServerUpgrade
+
+# Defined with the per-message path, and used from here (tests, fastws.uvicorn).
+from ._core_py import CLIENT_REPLIES_PER_WRITE as CLIENT_REPLIES_PER_WRITE
+from ._core_py import IN_PLACE_BYTES as IN_PLACE_BYTES
+from ._core_py import write_buffers as write_buffers
+
+if TYPE_CHECKING:  # one source: type-check it, whichever build runs
+    from ._core_py import WebSocketCore
+else:
+    WebSocketCore = backend_module("asyncio._core").WebSocketCore
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -45,16 +54,6 @@ __all__ = ["WebSocket", "Listener", "Limits", "LimitOptions", "unknown_keyword",
 Message = Union[str, bytes]
 
 logger = logging.getLogger("fastws")
-
-CLIENT_REPLIES_PER_WRITE = 3
-"""A client's Listener callbacks write their replies every this many messages
-of one read (a server's leave in one write after the read). Measured with
-``fastws bench`` pipelining 16 messages against fastws's server (2 cores, one
-each): the first reply at once and the rest after the read gave 147-152k
-echoes/s at 256 B and 111-149k at 8 KiB, each side idle a third of the time;
-every reply at once 178-189k and 131-135k, the client's send syscalls its
-bottleneck; every 2nd 225k and 157-165k; every 3rd 227-230k and 155-160k;
-every 4th 190-196k and 167-172k. A large reply leaves at once (``_hold``)."""
 
 
 class _WriteBatch:
@@ -190,16 +189,6 @@ def writelines_trusted(transport: Any) -> bool:
     )
 
 
-def write_buffers(transport: Any, buffers: list[Union[bytes, memoryview]], writelines: bool) -> None:
-    """Write ``buffers`` in order: one ``writelines()`` where it is trusted
-    (``writelines_trusted``), else a ``write()`` each."""
-    if writelines:
-        transport.writelines(buffers)
-    else:
-        for data in buffers:
-            transport.write(data)
-
-
 def _write_batch(loop: asyncio.AbstractEventLoop) -> _WriteBatch:
     batch = _batches.get(loop)
     if batch is None:
@@ -230,11 +219,6 @@ class Listener:
         """The connection is closed; ``code`` is 1006 if it was lost abruptly."""
 
 
-IN_PLACE_BYTES = 64 * 1024
-"""A large message's payload is read straight into its bytes object (no
-copy) when at least this much of it is still to come; a shorter rest is
-read together with what follows it, in one read."""
-
 RECEIVE_BUFFER_SIZE = 256 * 1024
 """The size of each thread's shared receive buffer (see ``receive_buffer``)."""
 
@@ -253,7 +237,7 @@ def receive_buffer() -> memoryview:
     return view
 
 
-class WebSocket(ConnectionView, asyncio.BaseProtocol):
+class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
     """An open WebSocket connection (server or client side).
 
     It offers a transport both ways of handing over received bytes, and the
@@ -276,37 +260,22 @@ class WebSocket(ConnectionView, asyncio.BaseProtocol):
     # Slots, not a per-instance dict: ~1.2 KiB less per connection. "__dict__"
     # stays for attributes an application (or fastws.auth) adds to a connection.
     __slots__ = (
-        "connection",
         "extension",
-        "is_client",
         "latency",
         "limits",
-        "listener",
         "loop",
         "remote_address",
         "subprotocol",
-        "transport",
         "writing_paused",
         "_abort_reason",
-        "_batch",
         "_closed",
-        "_corked",
         "_drain_waiter",
         "_failure_deferred",
-        "_flow",
         "_fragments_done",
         "_id",
-        "_keepalive",
         "_keepalive_timer",
-        "_writelines",
-        "_passthrough",
-        "_pending_writes",
         "_pings",
-        "_queue",
-        "_reading_in_place",
-        "_receive_buffer",
         "_timer",
-        "_waiter",
         "_write_stall",
         "__dict__",
         "__weakref__",
@@ -393,69 +362,6 @@ class WebSocket(ConnectionView, asyncio.BaseProtocol):
         if self.limits.open_timeout is not None:
             self._timer = self.loop.call_later(self.limits.open_timeout, self._handshake_timeout)
 
-    def data_received(self, data: bytes) -> None:
-        connection = self.connection
-        if connection is None:
-            self.handshake_data_received(data)
-            return
-        self._events_received(connection, connection.receive_data(data))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        connection = self.connection
-        if connection is not None:
-            window = connection.receive_buffer(IN_PLACE_BYTES)
-            if window is not None:
-                self._reading_in_place = True
-                return window
-        self._reading_in_place = False  # uvloop may ask again without a read in between
-        return self._receive_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        connection = self.connection
-        if self._reading_in_place:
-            self._reading_in_place = False
-            assert connection is not None
-            self._events_received(connection, connection.receive_into(nbytes))
-        elif connection is None:
-            self.handshake_data_received(bytes(self._receive_buffer[:nbytes]))
-        else:
-            self._events_received(connection, connection.receive_data(self._receive_buffer[:nbytes]))
-
-    def _events_received(self, connection: Connection, events: list) -> None:
-        """Hand one read's events to recv() or the Listener; write the replies they prompted in one go."""
-        if self._keepalive is not None:
-            self._keepalive.data_seen = True
-        # Replies written while these events are handled leave in one write.
-        self._corked = True
-        try:
-            failing = connection.error is not None
-            if not failing:
-                out = connection.data_to_send()  # pongs (held while writing is paused), a close reply
-                if out:
-                    self._pending_writes.append(out)
-            if self.listener is not None:
-                self._dispatch_to_listener(events)
-            else:
-                for frame in events:
-                    opcode = frame.opcode
-                    if opcode < OP_CLOSE:
-                        self._deliver(frame.payload)
-                    elif opcode == OP_PONG:
-                        self._pong_received(frame.payload)
-            if failing and not self._defer_failure(events):
-                out = connection.data_to_send()  # the failure's close frame, after the replies
-                if out:
-                    self._pending_writes.append(out)
-        finally:
-            waiter = self._waiter
-            if waiter is not None and waiter.done():
-                waiter.resume()  # the reader's replies join this read's in one write
-            self._corked = False
-            if self._pending_writes:
-                self._flush()
-        if connection.state is State.CLOSED:
-            self._protocol_closed()
-
     def _defer_failure(self, events: list) -> bool:
         """The peer broke the protocol after messages that recv() has not
         returned yet: let the handler take them and send its replies before
@@ -487,117 +393,6 @@ class WebSocket(ConnectionView, asyncio.BaseProtocol):
         if out:
             self._write(out)
         self._protocol_closed()
-
-    def _dispatch_to_listener(self, events: list) -> None:
-        """Call the Listener for each event; its errors close the connection, never the loop.
-
-        What the callbacks send is written in one go after the last event
-        (``data_received`` corks), except on a client: there the replies leave
-        every ``CLIENT_REPLIES_PER_WRITE`` messages. Large ones leave at once
-        on either side (``_hold``). When both ends batch a
-        read's replies into one write, a pipelined exchange falls into
-        lock-step: each side idles while the other works through a whole batch,
-        and waking an idle process costs more than the syscalls saved. Partial
-        batches keep the server busy meanwhile; see ``CLIENT_REPLIES_PER_WRITE``."""
-        listener = self.listener
-        assert listener is not None
-        on_message = listener.on_message
-        every = CLIENT_REPLIES_PER_WRITE if self.is_client and len(events) > 1 else 0
-        replied = 0
-        for frame in events:
-            opcode = frame.opcode
-            try:
-                if opcode < OP_CLOSE:
-                    on_message(self, frame.payload)
-                    if every:
-                        replied += 1
-                        if replied == every:
-                            replied = 0
-                            if self._pending_writes:
-                                self._flush()
-                elif opcode == OP_PONG:
-                    self._pong_received(frame.payload)
-                elif opcode != OP_CLOSE:
-                    listener.on_ping(self, frame.payload)
-            except ConnectionClosed:
-                pass  # e.g. replying to a message that arrived together with a close frame
-            except Exception:
-                self.logger.exception("%s listener callback failed; closing (1011)", self.peer)
-                self._fail(CloseCode.INTERNAL_ERROR, "internal error")
-                return
-
-    def _deliver(self, message: Message) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done() and not self._queue:
-            waiter.hand_over(message)  # resumed at the end of data_received
-            return
-        queue = self._queue
-        if queue is None:
-            queue = self._queue = collections.deque()
-        if self._flow.overflows(len(queue)):
-            self.logger.debug("%s message dropped: received after close() with a full queue", self.peer)
-            return
-        queue.append(message)
-        if self._flow.after_put(len(queue)):
-            self._update_reading()
-
-    def _write(self, data: Union[bytes, memoryview]) -> None:
-        """Write one frame, or hold it for the batch (``_hold``) while a read
-        is handled (corked) or while received messages wait for ``recv()``."""
-        if self._corked or self._queue:
-            self._hold(data)
-        elif self._pending_writes:
-            self._pending_writes.append(data)
-            self._flush()
-        else:
-            self.transport.write(data)
-
-    def _hold(self, data: Union[bytes, memoryview]) -> None:
-        """Hold a frame for the write at the end of the read or of this loop iteration.
-
-        A frame of COALESCE_BYTES or more leaves at once, with what is held
-        before it: joining it into a batch saves no syscall worth having, and
-        the peer starts reading sooner. Measured pipelining 100 KiB echoes
-        (16 in flight, picows' client, uvloop): a server holding the replies
-        of each read (2-3 messages) for one write made 13-15k echoes/s with
-        ``async for`` and 16-18k with a Listener, against picows' 21-25k;
-        writing each at once, 20-22k and 21-24k. From 16 KiB to 32 KiB the
-        batch still pays: flushing every 64 KiB cost 10-20% there. On
-        asyncio's loop, where each large buffer is a write of its own anyway,
-        nothing changes. A client's replies to a read also leave at once
-        when large (against picows' server at 100 KiB on uvloop: 0.75-1.07x
-        picows' client instead of 0.50-0.69x)."""
-        pending = self._pending_writes
-        pending.append(data)
-        if len(data) >= COALESCE_BYTES:
-            self._flush()
-        elif len(pending) == 1 and not self._corked:
-            self._batch.add(self)
-
-    def _write_buffers(self, buffers: list[Union[bytes, memoryview]]) -> None:
-        """``_write()`` for the buffers of one message (``Connection.send_buffers``):
-        one ``writelines`` when nothing is waiting to be written before them."""
-        if len(buffers) > 1 and self._writelines and not (self._corked or self._queue or self._pending_writes):
-            self.transport.writelines(buffers)
-        else:
-            for data in buffers:
-                self._write(data)
-
-    def _flush(self) -> None:
-        pending = self._pending_writes
-        if not pending:
-            return
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            pending.clear()
-            return
-        if len(pending) == 1:
-            transport.write(pending[0])
-        elif sum(map(len, pending)) <= COALESCE_BYTES:
-            transport.write(b"".join(pending))
-        else:
-            write_buffers(transport, coalesce_writes(pending), self._writelines)
-        pending.clear()
 
     def _close_transport(self, linger: bool = False) -> None:
         """Close TCP. With ``linger`` (after failing a peer that may still be
@@ -787,37 +582,6 @@ class WebSocket(ConnectionView, asyncio.BaseProtocol):
         return self.connection.close_exception()
 
     # -- sending ---------------------------------------------------------
-
-    def send_nowait(self, message: Union[Message, PreparedMessage]) -> None:
-        """Send a text (``str``) or binary message, or a ``PreparedMessage``,
-        without waiting for the buffer to drain; for callbacks and fan-out.
-        Raises ConnectionClosed if closed."""
-        connection = self.connection
-        if connection is None:
-            raise RuntimeError("the handshake is not finished")
-        if type(message) is PreparedMessage:
-            self._write(connection.send_prepared(message))
-        elif len(message) >= self._passthrough:  # type: ignore[arg-type]
-            self._write_buffers(connection.send_buffers(message))  # type: ignore[arg-type]
-        else:
-            self._write(connection.send(message))  # type: ignore[arg-type]
-
-    def send_soon(self, message: Union[Message, PreparedMessage]) -> None:
-        """Like ``send_nowait()``, but written at the end of this event-loop
-        iteration together with everything else sent to this connection
-        meanwhile: one write per connection per iteration, for fan-out and
-        pipelining. Order with other sends is kept. A frame of COALESCE_BYTES
-        or more is written at once, with what is held before it."""
-        connection = self.connection
-        if connection is None:
-            raise RuntimeError("the handshake is not finished")
-        if type(message) is PreparedMessage:
-            self._hold(connection.send_prepared(message))
-        elif len(message) >= self._passthrough:  # type: ignore[arg-type]
-            self._pending_writes += connection.send_buffers(message)  # type: ignore[arg-type]
-            self._flush()  # large: as in _hold, it does not wait
-        else:
-            self._hold(connection.send(message))  # type: ignore[arg-type]
 
     async def send(self, message: Message) -> None:
         """Send a message; wait while the write buffer is above ``write_limit``

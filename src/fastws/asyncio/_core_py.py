@@ -1,0 +1,321 @@
+"""The part of an asyncio WebSocket that runs for every read and every write.
+
+``WebSocketCore`` is the base of ``fastws.asyncio.protocol.WebSocket``: the
+loop's read callbacks (``data_received``, or ``get_buffer``/``buffer_updated``
+on uvloop), the hand-over of each message to ``recv()`` or a Listener, and
+the sends a callback makes (``send_nowait``, ``send_soon``) with their write
+batching. Everything else (the handshake, timers, pings, closing) is in
+``WebSocket``, and the core reaches it through ordinary method calls.
+
+Like ``Connection``, this module is written once in Python and also compiled
+from this source by Cython (``_core_c.pxd`` makes ``WebSocketCore`` an
+extension type whose fields are C struct members); ``fastws.codec.
+backend_module`` picks the compiled build with the compiled codec. Between the
+loop's read and the application's callback a message then crosses no
+interpreted frame of fastws.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Optional, Union
+
+from ..connection import Connection, PreparedMessage, State
+from ..exceptions import ConnectionClosed
+from ..frames import OP_CLOSE, OP_PONG, CloseCode
+from ..policy import COALESCE_BYTES, ReadFlow, coalesce_writes
+
+Message = Union[str, bytes]
+
+CLIENT_REPLIES_PER_WRITE = 3
+"""A client's Listener callbacks write their replies every this many messages
+of one read (a server's leave in one write after the read). Measured with
+``fastws bench`` pipelining 16 messages against fastws's server (2 cores, one
+each): the first reply at once and the rest after the read gave 147-152k
+echoes/s at 256 B and 111-149k at 8 KiB, each side idle a third of the time;
+every reply at once 178-189k and 131-135k, the client's send syscalls its
+bottleneck; every 2nd 225k and 157-165k; every 3rd 227-230k and 155-160k;
+every 4th 190-196k and 167-172k. A large reply leaves at once (``_hold``)."""
+
+IN_PLACE_BYTES = 64 * 1024
+"""A large message's payload is read straight into its bytes object (no
+copy) when at least this much of it is still to come; a shorter rest is
+read together with what follows it, in one read."""
+
+
+def write_buffers(transport: Any, buffers: list[Union[bytes, memoryview]], writelines: bool) -> None:
+    """Write ``buffers`` in order: one ``writelines()`` where it is trusted
+    (``writelines_trusted``), else a ``write()`` each."""
+    if writelines:
+        transport.writelines(buffers)
+    else:
+        for data in buffers:
+            transport.write(data)
+
+
+class WebSocketCore:
+    """The per-message state and methods of ``WebSocket`` (see the module's docstring).
+
+    ``WebSocket.__init__`` sets every field; the methods named at the end are
+    ``WebSocket``'s, which the core calls as any Python method."""
+
+    __slots__ = (
+        "connection",
+        "transport",
+        "listener",
+        "is_client",
+        "_pending_writes",
+        "_corked",
+        "_reading_in_place",
+        "_receive_buffer",
+        "_writelines",
+        "_passthrough",
+        "_keepalive",
+        "_waiter",
+        "_queue",
+        "_batch",
+        "_flow",
+    )
+
+    connection: Optional[Connection]
+    transport: Any  # an asyncio.Transport (or uvloop's, which is not a subclass)
+    listener: Any  # a Listener, or None
+    is_client: bool
+    _pending_writes: list[Union[bytes, memoryview]]
+    _corked: bool
+    _reading_in_place: bool
+    _receive_buffer: memoryview
+    _writelines: bool
+    _passthrough: int
+    _keepalive: Any
+    _waiter: Any
+    _queue: Optional[collections.deque[Message]]
+    _batch: Any
+    _flow: ReadFlow
+
+    def data_received(self, data: bytes) -> None:
+        connection = self.connection
+        if connection is None:
+            self.handshake_data_received(data)
+            return
+        self._events_received(connection, connection.receive_data(data))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        connection = self.connection
+        if connection is not None:
+            window = connection.receive_buffer(IN_PLACE_BYTES)
+            if window is not None:
+                self._reading_in_place = True
+                return window
+        self._reading_in_place = False  # uvloop may ask again without a read in between
+        return self._receive_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        connection = self.connection
+        if self._reading_in_place:
+            self._reading_in_place = False
+            assert connection is not None
+            self._events_received(connection, connection.receive_into(nbytes))
+        elif connection is None:
+            self.handshake_data_received(bytes(self._receive_buffer[:nbytes]))
+        else:
+            self._events_received(connection, connection.receive_data(self._receive_buffer[:nbytes]))
+
+    def _events_received(self, connection: Connection, events: list) -> None:
+        """Hand one read's events to recv() or the Listener; write the replies they prompted in one go."""
+        if self._keepalive is not None:
+            self._keepalive.data_seen = True
+        # Replies written while these events are handled leave in one write.
+        self._corked = True
+        try:
+            failing = connection.error is not None
+            if not failing:
+                out = connection.data_to_send()  # pongs (held while writing is paused), a close reply
+                if out:
+                    self._pending_writes.append(out)
+            if self.listener is not None:
+                self._dispatch_to_listener(events)
+            else:
+                for frame in events:
+                    opcode = frame.opcode
+                    if opcode < OP_CLOSE:
+                        self._deliver(frame.payload)
+                    elif opcode == OP_PONG:
+                        self._pong_received(frame.payload)
+            if failing and not self._defer_failure(events):
+                out = connection.data_to_send()  # the failure's close frame, after the replies
+                if out:
+                    self._pending_writes.append(out)
+        finally:
+            waiter = self._waiter
+            if waiter is not None and waiter.done():
+                waiter.resume()  # the reader's replies join this read's in one write
+            self._corked = False
+            if self._pending_writes:
+                self._flush()
+        if connection.state is State.CLOSED:
+            self._protocol_closed()
+
+    def _dispatch_to_listener(self, events: list) -> None:
+        """Call the Listener for each event; its errors close the connection, never the loop.
+
+        What the callbacks send is written in one go after the last event
+        (``data_received`` corks), except on a client: there the replies leave
+        every ``CLIENT_REPLIES_PER_WRITE`` messages. Large ones leave at once
+        on either side (``_hold``). When both ends batch a
+        read's replies into one write, a pipelined exchange falls into
+        lock-step: each side idles while the other works through a whole batch,
+        and waking an idle process costs more than the syscalls saved. Partial
+        batches keep the server busy meanwhile; see ``CLIENT_REPLIES_PER_WRITE``."""
+        listener = self.listener
+        assert listener is not None
+        on_message = listener.on_message
+        every = CLIENT_REPLIES_PER_WRITE if self.is_client and len(events) > 1 else 0
+        replied = 0
+        for frame in events:
+            opcode = frame.opcode
+            try:
+                if opcode < OP_CLOSE:
+                    on_message(self, frame.payload)
+                    if every:
+                        replied += 1
+                        if replied == every:
+                            replied = 0
+                            if self._pending_writes:
+                                self._flush()
+                elif opcode == OP_PONG:
+                    self._pong_received(frame.payload)
+                elif opcode != OP_CLOSE:
+                    listener.on_ping(self, frame.payload)
+            except ConnectionClosed:
+                pass  # e.g. replying to a message that arrived together with a close frame
+            except Exception:
+                log = self.logger  # type: ignore[attr-defined]  # WebSocket's, as peer is ConnectionView's
+                log.exception("%s listener callback failed; closing (1011)", self.peer)  # type: ignore[attr-defined]
+                self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+                return
+
+    def _deliver(self, message: Message) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self._queue:
+            waiter.hand_over(message)  # resumed at the end of data_received
+            return
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        if self._flow.overflows(len(queue)):
+            log = self.logger  # type: ignore[attr-defined]  # WebSocket's, as peer is ConnectionView's
+            log.debug("%s message dropped: received after close() with a full queue", self.peer)  # type: ignore[attr-defined]
+            return
+        queue.append(message)
+        if self._flow.after_put(len(queue)):
+            self._update_reading()
+
+    def _write(self, data: Union[bytes, memoryview]) -> None:
+        """Write one frame, or hold it for the batch (``_hold``) while a read
+        is handled (corked) or while received messages wait for ``recv()``."""
+        if self._corked or self._queue:
+            self._hold(data)
+        elif self._pending_writes:
+            self._pending_writes.append(data)
+            self._flush()
+        else:
+            self.transport.write(data)
+
+    def _hold(self, data: Union[bytes, memoryview]) -> None:
+        """Hold a frame for the write at the end of the read or of this loop iteration.
+
+        A frame of COALESCE_BYTES or more leaves at once, with what is held
+        before it: joining it into a batch saves no syscall worth having, and
+        the peer starts reading sooner. Measured pipelining 100 KiB echoes
+        (16 in flight, picows' client, uvloop): a server holding the replies
+        of each read (2-3 messages) for one write made 13-15k echoes/s with
+        ``async for`` and 16-18k with a Listener, against picows' 21-25k;
+        writing each at once, 20-22k and 21-24k. From 16 KiB to 32 KiB the
+        batch still pays: flushing every 64 KiB cost 10-20% there. On
+        asyncio's loop, where each large buffer is a write of its own anyway,
+        nothing changes. A client's replies to a read also leave at once
+        when large (against picows' server at 100 KiB on uvloop: 0.75-1.07x
+        picows' client instead of 0.50-0.69x)."""
+        pending = self._pending_writes
+        pending.append(data)
+        if len(data) >= COALESCE_BYTES:
+            self._flush()
+        elif len(pending) == 1 and not self._corked:
+            self._batch.add(self)
+
+    def _write_buffers(self, buffers: list[Union[bytes, memoryview]]) -> None:
+        """``_write()`` for the buffers of one message (``Connection.send_buffers``):
+        one ``writelines`` when nothing is waiting to be written before them."""
+        if len(buffers) > 1 and self._writelines and not (self._corked or self._queue or self._pending_writes):
+            self.transport.writelines(buffers)
+        else:
+            for data in buffers:
+                self._write(data)
+
+    def _flush(self) -> None:
+        pending = self._pending_writes
+        if not pending:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            pending.clear()
+            return
+        if len(pending) == 1:
+            transport.write(pending[0])
+        elif sum(map(len, pending)) <= COALESCE_BYTES:
+            transport.write(b"".join(pending))
+        else:
+            write_buffers(transport, coalesce_writes(pending), self._writelines)
+        pending.clear()
+
+    def send_nowait(self, message: Union[Message, PreparedMessage]) -> None:
+        """Send a text (``str``) or binary message, or a ``PreparedMessage``,
+        without waiting for the buffer to drain; for callbacks and fan-out.
+        Raises ConnectionClosed if closed."""
+        connection = self.connection
+        if connection is None:
+            raise RuntimeError("the handshake is not finished")
+        if type(message) is PreparedMessage:
+            self._write(connection.send_prepared(message))
+        elif len(message) >= self._passthrough:  # type: ignore[arg-type]
+            self._write_buffers(connection.send_buffers(message))  # type: ignore[arg-type]
+        else:
+            self._write(connection.send(message))  # type: ignore[arg-type]
+
+    def send_soon(self, message: Union[Message, PreparedMessage]) -> None:
+        """Like ``send_nowait()``, but written at the end of this event-loop
+        iteration together with everything else sent to this connection
+        meanwhile: one write per connection per iteration, for fan-out and
+        pipelining. Order with other sends is kept. A frame of COALESCE_BYTES
+        or more is written at once, with what is held before it."""
+        connection = self.connection
+        if connection is None:
+            raise RuntimeError("the handshake is not finished")
+        if type(message) is PreparedMessage:
+            self._hold(connection.send_prepared(message))
+        elif len(message) >= self._passthrough:  # type: ignore[arg-type]
+            self._pending_writes += connection.send_buffers(message)  # type: ignore[arg-type]
+            self._flush()  # large: as in _hold, it does not wait
+        else:
+            self._hold(connection.send(message))  # type: ignore[arg-type]
+
+    # -- WebSocket's, called from above --------------------------------------
+
+    def handshake_data_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _pong_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _defer_failure(self, events: list) -> bool:
+        raise NotImplementedError
+
+    def _fail(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def _protocol_closed(self) -> None:
+        raise NotImplementedError
+
+    def _update_reading(self) -> None:
+        raise NotImplementedError
