@@ -9,10 +9,10 @@ batching. Everything else (the handshake, timers, pings, closing) is in
 
 Like ``Connection``, this module is written once in Python and also compiled
 from this source by Cython (``_core_c.pxd`` makes ``WebSocketCore`` an
-extension type whose fields are C struct members); ``fastws.codec.
-backend_module`` picks the compiled build with the compiled codec. Between the
-loop's read and the application's callback a message then crosses no
-interpreted frame of fastws.
+extension type whose fields are C struct members);
+``fastws.codec.backend_module`` picks the compiled build with the compiled
+codec. Between the loop's read and a Listener's callback a message then
+crosses no interpreted frame of fastws.
 """
 
 from __future__ import annotations
