@@ -66,9 +66,10 @@ else:
 def backend_module(name: str) -> ModuleType:
     """The module of the backend in use for a part of fastws written once in
     Python (``fastws.{name}_py``) and also built by Cython from that source
-    (``fastws.{name}_c``; today the sans-I/O ``Connection``): the compiled one
-    with the compiled codec, the source itself with the Python twin. As for
-    the codec, ``FASTWS_CODEC=cython`` makes a missing build an error."""
+    (``fastws.{name}_c``: the sans-I/O ``Connection``, ``"_connection"``, and
+    the asyncio per-message path, ``"asyncio._core"``): the compiled one with
+    the compiled codec, the source itself with the Python twin. As for the
+    codec, ``FASTWS_CODEC=cython`` makes a missing build an error."""
     if BACKEND == "cython":
         try:
             return importlib.import_module(f"fastws.{name}_c")
