@@ -4,8 +4,10 @@
 loop's read callbacks (``data_received``, or ``get_buffer``/``buffer_updated``
 on uvloop), the hand-over of each message to ``recv()`` or a Listener, and
 the sends a callback makes (``send_nowait``, ``send_soon``) with their write
-batching. Everything else (the handshake, timers, pings, closing) is in
-``WebSocket``, and the core reaches it through ordinary method calls.
+batching. ``fan_out`` (one prepared message queued on many connections) and
+the loop-wide write batch run per message too, and live here. Everything
+else (the handshake, timers, pings, closing) is in ``WebSocket``, and the
+core reaches it through ordinary method calls.
 
 Like ``Connection``, this module is written once in Python and also compiled
 from this source by Cython (``_core_c.pxd`` makes ``WebSocketCore`` an
@@ -18,7 +20,8 @@ crosses no interpreted frame of fastws.
 from __future__ import annotations
 
 import collections
-from typing import Any, Optional, Union
+from collections.abc import Iterable
+from typing import Any, Optional, TypeVar, Union
 
 from ..connection import Connection, PreparedMessage, State
 from ..exceptions import ConnectionClosed
@@ -26,6 +29,7 @@ from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..policy import COALESCE_BYTES, ReadFlow, coalesce_writes
 
 Message = Union[str, bytes]
+W = TypeVar("W", bound="WebSocketCore")
 
 CLIENT_REPLIES_PER_WRITE = 3
 """A client's Listener callbacks write their replies every this many messages
@@ -51,6 +55,63 @@ def write_buffers(transport: Any, buffers: list[Union[bytes, memoryview]], write
     else:
         for data in buffers:
             transport.write(data)
+
+
+class _WriteBatch:
+    """The connections of one event loop with writes held until the end of the
+    current loop iteration: one callback writes them all, each connection's
+    frames joined into one ``transport.write`` (up to COALESCE_BYTES; larger
+    frames are written as they are), so fan-out and pipelining cost one
+    syscall per connection per iteration, not one per message. It holds no
+    reference to its loop, so a finished loop is freed with it."""
+
+    __slots__ = ("dirty", "scheduled", "__weakref__")
+
+    def __init__(self) -> None:
+        self.dirty: list[WebSocketCore] = []
+        self.scheduled = False
+
+    def add(self, ws: WebSocketCore) -> None:
+        self.dirty.append(ws)
+        if not self.scheduled:
+            self.scheduled = True
+            ws.loop.call_soon(self.flush)  # type: ignore[attr-defined]  # WebSocket's
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty, self.dirty = self.dirty, []
+        for ws in dirty:
+            try:
+                ws._flush()
+            except Exception:  # one broken transport must not stall the others
+                ws._write_failed()
+
+
+def fan_out(websockets: Iterable[W], message: PreparedMessage) -> list[tuple[W, Exception]]:
+    """Queue one prepared message on many connections, written at the end of
+    this loop iteration (``send_soon`` for each, without a method call per
+    connection: this is the inner loop of ``broadcast()`` and the relay; a
+    large message waits for the end of the iteration too).
+
+    Each connection's ``Connection.send_prepared`` decides, as for any frame;
+    the connections it refuses are returned with its exception
+    (ConnectionClosed: closing; RuntimeError: a fragmented message is being
+    sent), never raised."""
+    refused: list[tuple[W, Exception]] = []
+    for ws in websockets:
+        connection = ws.connection
+        try:
+            if connection is None:
+                raise RuntimeError("the handshake is not finished")
+            data = connection.send_prepared(message)
+        except (ConnectionClosed, RuntimeError) as exc:
+            refused.append((ws, exc))
+            continue
+        pending = ws._pending_writes
+        pending.append(data)
+        if len(pending) == 1 and not ws._corked:
+            ws._batch.add(ws)
+    return refused
 
 
 class WebSocketCore:
@@ -318,4 +379,8 @@ class WebSocketCore:
         raise NotImplementedError
 
     def _update_reading(self) -> None:
+        raise NotImplementedError
+
+    def _write_failed(self) -> None:
+        """A batched write raised: log it, drop what was held, abort."""
         raise NotImplementedError

@@ -17,11 +17,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..codec import backend_module
-from ..connection import Connection, ConnectionView, PreparedMessage, State
+from ..connection import Connection, ConnectionView, State
 from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from ..frames import OP_CLOSE, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
@@ -42,9 +41,10 @@ from ._core_py import IN_PLACE_BYTES as IN_PLACE_BYTES
 from ._core_py import write_buffers as write_buffers
 
 if TYPE_CHECKING:  # one source: type-check it, whichever build runs
-    from ._core_py import WebSocketCore
+    from ._core_py import WebSocketCore, _WriteBatch, fan_out
 else:
-    WebSocketCore = backend_module("asyncio._core").WebSocketCore
+    _core = backend_module("asyncio._core")
+    WebSocketCore, _WriteBatch, fan_out = _core.WebSocketCore, _core._WriteBatch, _core.fan_out
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -54,65 +54,6 @@ __all__ = ["WebSocket", "Listener", "Limits", "LimitOptions", "unknown_keyword",
 Message = Union[str, bytes]
 
 logger = logging.getLogger("fastws")
-
-
-class _WriteBatch:
-    """The connections of one event loop with writes held until the end of the
-    current loop iteration: one callback writes them all, each connection's
-    frames joined into one ``transport.write`` (up to COALESCE_BYTES; larger
-    frames are written as they are), so fan-out and pipelining cost one
-    syscall per connection per iteration, not one per message. It holds no
-    reference to its loop, so a finished loop is freed with it."""
-
-    __slots__ = ("dirty", "scheduled", "__weakref__")
-
-    def __init__(self) -> None:
-        self.dirty: list[WebSocket] = []
-        self.scheduled = False
-
-    def add(self, ws: WebSocket) -> None:
-        self.dirty.append(ws)
-        if not self.scheduled:
-            self.scheduled = True
-            ws.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self.scheduled = False
-        dirty, self.dirty = self.dirty, []
-        for ws in dirty:
-            try:
-                ws._flush()
-            except Exception:  # one broken transport must not stall the others
-                ws.logger.exception("%s write failed; aborting", ws.peer)
-                ws._pending_writes.clear()
-                ws.abort("write failed")
-
-
-def fan_out(websockets: Iterable[WebSocket], message: PreparedMessage) -> list[tuple[WebSocket, Exception]]:
-    """Queue one prepared message on many connections, written at the end of
-    this loop iteration (``send_soon`` for each, without a method call per
-    connection: this is the inner loop of ``broadcast()`` and the relay; a
-    large message waits for the end of the iteration too).
-
-    Each connection's ``Connection.send_prepared`` decides, as for any frame;
-    the connections it refuses are returned with its exception
-    (ConnectionClosed: closing; RuntimeError: a fragmented message is being
-    sent), never raised."""
-    refused: list[tuple[WebSocket, Exception]] = []
-    for ws in websockets:
-        connection = ws.connection
-        try:
-            if connection is None:
-                raise RuntimeError("the handshake is not finished")
-            data = connection.send_prepared(message)
-        except (ConnectionClosed, RuntimeError) as exc:
-            refused.append((ws, exc))
-            continue
-        pending = ws._pending_writes
-        pending.append(data)
-        if len(pending) == 1 and not ws._corked:
-            ws._batch.add(ws)
-    return refused
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
@@ -483,6 +424,11 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _write_failed(self) -> None:
+        self.logger.exception("%s write failed; aborting", self.peer)
+        self._pending_writes.clear()
+        self.abort("write failed")
 
     def _write_stalled(self) -> None:
         self._write_stall = None
