@@ -38,6 +38,7 @@ from ..upgrade import ClientUpgrade, ServerUpgrade
 # Defined with the per-message path, and used from here (tests, fastws.uvicorn).
 from ._core_py import CLIENT_REPLIES_PER_WRITE as CLIENT_REPLIES_PER_WRITE
 from ._core_py import IN_PLACE_BYTES as IN_PLACE_BYTES
+from ._core_py import Message as Message
 from ._core_py import write_buffers as write_buffers
 
 if TYPE_CHECKING:  # one source: type-check it, whichever build runs
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocket", "Listener", "Limits", "LimitOptions", "unknown_keyword", "fan_out"]
 
-Message = Union[str, bytes]
 
 logger = logging.getLogger("fastws")
 
@@ -441,9 +441,6 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
         self.abort("write timed out")
 
     # -- handshake (subclasses) ---------------------------------------------
-
-    def handshake_data_received(self, data: bytes) -> None:
-        raise NotImplementedError
 
     def _handshake_timeout(self) -> None:
         self._timer = None
