@@ -49,7 +49,10 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
-_OPEN = State.OPEN  # one global lookup on the fan-out path
+# Module globals for the per-message paths: ``State.OPEN`` is an attribute
+# lookup through EnumType (and its ``__getattr__`` before Python 3.12).
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
 
 
 class PreparedMessage:
@@ -158,7 +161,7 @@ class Connection:
     @property
     def _input_ignored(self) -> bool:
         """RFC 6455 §5.5.1: nothing is processed after a close frame (or once closed or failed)."""
-        return self.state is State.CLOSED or self.close_received is not None or self.error is not None
+        return self.state is _CLOSED or self.close_received is not None or self.error is not None
 
     def receive_data(self, data: Union[bytes, bytearray, memoryview]) -> list:
         """Parse received bytes; return the events they complete."""
@@ -335,7 +338,7 @@ class Connection:
         transport is above its write limit: a close reply must not wait, and
         the pongs are held back here (``writable``), not by the caller. After a
         protocol error, this is where the failure's close frame is sent."""
-        if self.error is not None and self.state is State.OPEN:
+        if self.error is not None and self.state is _OPEN:
             self._send_failure()
         pong = None
         if self.writable:  # else the newest pong waits; close frames always leave
@@ -356,7 +359,7 @@ class Connection:
 
     def send(self, message: Union[str, bytes, bytearray, memoryview]) -> bytes:
         """Encode a text (``str``) or binary message, fragmented at ``max_frame_size``."""
-        if self.state is not State.OPEN or self._sending_fragments:
+        if self.state is not _OPEN or self._sending_fragments:
             self._check_open()
             raise RuntimeError("a fragmented message is being sent; finish it with send_fragment(..., fin=True)")
         opcode = OP_TEXT if isinstance(message, str) else OP_BINARY
@@ -383,7 +386,7 @@ class Connection:
             self.is_client
             or (kind is not bytes and kind is not str)
             or len(message) < PASSTHROUGH_BYTES
-            or self.state is not State.OPEN
+            or self.state is not _OPEN
             or self._sending_fragments
         ):
             return [self.send(message)]  # raises what send() raises when closing or mid-fragment

@@ -18,3 +18,7 @@ cdef class WebSocketCore:
     cdef public object _queue
     cdef public object _batch
     cdef public object _flow
+    cdef public object loop
+    cdef public bint writing_paused
+    cdef public object _closed
+    cdef public object _fragments_done

@@ -19,16 +19,18 @@ crosses no interpreted frame of fastws.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Iterable
 from typing import Any, Optional, TypeVar, Union
 
 from ..connection import Connection, PreparedMessage, State
-from ..exceptions import ConnectionClosed
+from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..frames import OP_CLOSE, OP_PONG, CloseCode
 from ..policy import COALESCE_BYTES, ReadFlow, coalesce_writes
 
 Message = Union[str, bytes]
+_CLOSED = State.CLOSED  # a module global: an Enum member costs an attribute lookup through EnumType
 W = TypeVar("W", bound="WebSocketCore")
 
 CLIENT_REPLIES_PER_WRITE = 3
@@ -136,6 +138,10 @@ class WebSocketCore:
         "_queue",
         "_batch",
         "_flow",
+        "loop",
+        "writing_paused",
+        "_closed",
+        "_fragments_done",
     )
 
     connection: Optional[Connection]
@@ -153,6 +159,10 @@ class WebSocketCore:
     _queue: Optional[collections.deque[Message]]
     _batch: Any
     _flow: ReadFlow
+    loop: asyncio.AbstractEventLoop
+    writing_paused: bool
+    _closed: asyncio.Future
+    _fragments_done: Optional[asyncio.Future]
 
     def data_received(self, data: bytes) -> None:
         connection = self.connection
@@ -208,13 +218,10 @@ class WebSocketCore:
                 if out:
                     self._pending_writes.append(out)
         finally:
-            waiter = self._waiter
-            if waiter is not None and waiter.done():
-                waiter.resume()  # the reader's replies join this read's in one write
             self._corked = False
             if self._pending_writes:
                 self._flush()
-        if connection.state is State.CLOSED:
+        if connection.state is _CLOSED:
             self._protocol_closed()
 
     def _dispatch_to_listener(self, events: list) -> None:
@@ -259,7 +266,7 @@ class WebSocketCore:
     def _deliver(self, message: Message) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done() and not self._queue:
-            waiter.hand_over(message)  # resumed at the end of data_received
+            waiter.set_result(message)
             return
         queue = self._queue
         if queue is None:
@@ -330,6 +337,69 @@ class WebSocketCore:
             write_buffers(transport, coalesce_writes(pending), self._writelines)
         pending.clear()
 
+    async def recv(self) -> Message:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises ConnectionClosedOK/ConnectionClosedError once the connection is
+        closed and every message received before has been returned."""
+        queue = self._queue
+        if queue:
+            message = queue.popleft()
+            if self._flow.after_get(len(queue)):
+                self._update_reading()
+            return message
+        connection = self.connection
+        if connection is not None and connection.error is not None:
+            self._complete_failure()  # every message before the protocol error was returned
+        if self._closed.done() or (connection is not None and connection.state is _CLOSED):
+            raise self._close_exception()
+        if self._pending_writes:
+            self._flush()  # nothing more queued: send replies before waiting
+        if self._waiter is not None:
+            raise RuntimeError("recv() is already being awaited by another task")
+        if self.listener is not None:
+            raise RuntimeError("recv() is not available on a connection with a Listener")
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # Cancelled (a timeout, a task group) after the message was handed
+            # over and before this task ran: put it back, first in line, so the
+            # next recv() returns it. Nothing received is ever lost.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                queue = self._queue
+                if queue is None:
+                    queue = self._queue = collections.deque()
+                queue.appendleft(waiter.result())
+                if self._flow.after_put(len(queue)):
+                    self._update_reading()
+            raise
+        finally:
+            self._waiter = None
+
+    def __aiter__(self: W) -> W:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    async def send(self, message: Message) -> None:
+        """Send a message; wait while the write buffer is above ``write_limit``
+        (and, first, until a fragmented message being sent is complete)."""
+        if self.connection is None:
+            raise RuntimeError("the handshake is not finished")
+        if self._fragments_done is not None:
+            await self._fragments_finished()
+        if len(message) >= self._passthrough:
+            self._write_buffers(self.connection.send_buffers(message))
+        else:
+            self._write(self.connection.send(message))
+        if self.writing_paused:
+            await self.drain()
+
     def send_nowait(self, message: Union[Message, PreparedMessage]) -> None:
         """Send a text (``str``) or binary message, or a ``PreparedMessage``,
         without waiting for the buffer to drain; for callbacks and fan-out.
@@ -379,6 +449,18 @@ class WebSocketCore:
         raise NotImplementedError
 
     def _update_reading(self) -> None:
+        raise NotImplementedError
+
+    def _complete_failure(self) -> None:
+        raise NotImplementedError
+
+    def _close_exception(self) -> ConnectionClosed:
+        raise NotImplementedError
+
+    async def _fragments_finished(self) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
         raise NotImplementedError
 
     def _write_failed(self) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..codec import backend_module
 from ..connection import Connection, ConnectionView, State
-from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from ..exceptions import ConnectionClosed, ConnectionClosedError
 from ..frames import OP_CLOSE, CloseCode
 from ..limits import LimitOptions, Limits, unknown_keyword
 from ..policy import (
@@ -57,63 +57,6 @@ logger = logging.getLogger("fastws")
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatch] = weakref.WeakKeyDictionary()
-
-
-class _Handoff(asyncio.Future):
-    """The future ``recv()`` waits on. ``data_received`` hands a message over
-    (``hand_over``) and, once the whole read is handled, resumes the waiting
-    task at once (``resume``), inside ``data_received``, rather than through
-    ``call_soon`` on the next loop iteration: per message that saves asyncio's
-    Python ``call_soon`` and a pass of the loop (a ``select`` that returns
-    nothing). The task's wake-up is the done callback it registered when it
-    began to await this future; it runs in the task's own context, as
-    ``call_soon`` would run it. Every other completion (``set_exception``,
-    ``cancel``) schedules it as a plain future does."""
-
-    _wakeup: Any = None  # (callback, context) of the awaiting task
-
-    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
-        if self._wakeup is None and not self.done():
-            self._wakeup = (fn, context)
-        else:
-            super().add_done_callback(fn, context=context)
-
-    def _schedule_wakeup(self) -> None:
-        wakeup, self._wakeup = self._wakeup, None
-        if wakeup is not None:
-            self.get_loop().call_soon(wakeup[0], self, context=wakeup[1])
-
-    def set_result(self, result: Any) -> None:
-        super().set_result(result)
-        self._schedule_wakeup()
-
-    def set_exception(self, exception: Any) -> None:
-        super().set_exception(exception)
-        self._schedule_wakeup()
-
-    def cancel(self, msg: Any = None) -> bool:
-        cancelled = super().cancel() if msg is None else super().cancel(msg)
-        if cancelled:
-            self._schedule_wakeup()
-        return cancelled
-
-    def hand_over(self, message: Any) -> None:
-        """Complete with ``message``; the waiting task resumes at ``resume()``."""
-        super().set_result(message)
-
-    def resume(self) -> None:
-        """Run the task waiting on this completed future now, or on the next
-        loop iteration if a task is running (asyncio runs one at a time)."""
-        wakeup, self._wakeup = self._wakeup, None
-        if wakeup is None:
-            return
-        if asyncio.current_task(self.get_loop()) is not None:
-            self._wakeup = wakeup
-            self._schedule_wakeup()
-        elif wakeup[1] is None:
-            wakeup[0](self)
-        else:
-            wakeup[1].run(wakeup[0], self)
 
 
 def writelines_trusted(transport: Any) -> bool:
@@ -204,15 +147,11 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
         "extension",
         "latency",
         "limits",
-        "loop",
         "remote_address",
         "subprotocol",
-        "writing_paused",
         "_abort_reason",
-        "_closed",
         "_drain_waiter",
         "_failure_deferred",
-        "_fragments_done",
         "_id",
         "_keepalive_timer",
         "_pings",
@@ -237,7 +176,7 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
         # Received messages not yet recv()'d; created on first use (an empty
         # deque costs ~700 bytes, and most connections never queue anything).
         self._queue: Optional[collections.deque[Message]] = None
-        self._waiter: Optional[_Handoff] = None
+        self._waiter: Optional[asyncio.Future] = None  # recv()'s, while it waits
         # Writes are coalesced while received data is handled (_corked), while more
         # received messages wait in the queue, or when sent with send_soon(),
         # then flushed in one syscall (at the latest at the end of the loop
@@ -468,55 +407,6 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
 
     # -- receiving -------------------------------------------------------
 
-    async def recv(self) -> Message:
-        """The next message: ``str`` for text, ``bytes`` for binary.
-
-        Raises ConnectionClosedOK/ConnectionClosedError once the connection is
-        closed and every message received before has been returned."""
-        queue = self._queue
-        if queue:
-            message = queue.popleft()
-            if self._flow.after_get(len(queue)):
-                self._update_reading()
-            return message
-        connection = self.connection
-        if connection is not None and connection.error is not None:
-            self._complete_failure()  # every message before the protocol error was returned
-        if self._closed.done() or (connection is not None and connection.state is State.CLOSED):
-            raise self._close_exception()
-        if self._pending_writes:
-            self._flush()  # nothing more queued: send replies before waiting
-        if self._waiter is not None:
-            raise RuntimeError("recv() is already being awaited by another task")
-        if self.listener is not None:
-            raise RuntimeError("recv() is not available on a connection with a Listener")
-        waiter = self._waiter = _Handoff(loop=self.loop)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Cancelled (a timeout, a task group) in the same loop iteration in
-            # which the message was handed over: put it back, first in line, so
-            # the next recv() returns it. Nothing received is ever lost.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                queue = self._queue
-                if queue is None:
-                    queue = self._queue = collections.deque()
-                queue.appendleft(waiter.result())
-                if self._flow.after_put(len(queue)):
-                    self._update_reading()
-            raise
-        finally:
-            self._waiter = None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
-
     def _close_exception(self) -> ConnectionClosed:
         if self.connection is None:
             return ConnectionClosedError(CloseCode.ABNORMAL, "connection lost during the handshake")
@@ -525,20 +415,6 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BaseProtocol):
         return self.connection.close_exception()
 
     # -- sending ---------------------------------------------------------
-
-    async def send(self, message: Message) -> None:
-        """Send a message; wait while the write buffer is above ``write_limit``
-        (and, first, until a fragmented message being sent is complete)."""
-        if self.connection is None:
-            raise RuntimeError("the handshake is not finished")
-        if self._fragments_done is not None:
-            await self._fragments_finished()
-        if len(message) >= self._passthrough:
-            self._write_buffers(self.connection.send_buffers(message))
-        else:
-            self._write(self.connection.send(message))
-        if self.writing_paused:
-            await self.drain()
 
     async def send_fragments(self, fragments) -> None:
         """Send one message from an iterable (sync or async) of str or bytes pieces.
