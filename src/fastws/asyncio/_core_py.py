@@ -2,19 +2,20 @@
 
 ``WebSocketCore`` is the base of ``fastws.asyncio.protocol.WebSocket``: the
 loop's read callbacks (``data_received``, or ``get_buffer``/``buffer_updated``
-on uvloop), the hand-over of each message to ``recv()`` or a Listener, and
-the sends a callback makes (``send_nowait``, ``send_soon``) with their write
-batching. ``fan_out`` (one prepared message queued on many connections) and
-the loop-wide write batch run per message too, and live here. Everything
-else (the handshake, timers, pings, closing) is in ``WebSocket``, and the
-core reaches it through ordinary method calls.
+on uvloop), the hand-over of each message to a Listener or to ``recv()``
+(and ``async for``), and the sends (``send``, and ``send_nowait`` and
+``send_soon`` for callbacks) with their write batching. ``fan_out`` (one
+prepared message queued on many connections) and the loop-wide write batch
+run per message too, and live here. Everything else (the handshake, timers,
+pings, closing) is in ``WebSocket``, and the core reaches it through ordinary
+method calls.
 
 Like ``Connection``, this module is written once in Python and also compiled
 from this source by Cython (``_core_c.pxd`` makes ``WebSocketCore`` an
 extension type whose fields are C struct members);
 ``fastws.codec.backend_module`` picks the compiled build with the compiled
-codec. Between the loop's read and a Listener's callback a message then
-crosses no interpreted frame of fastws.
+codec. Between the loop's read and a Listener's callback, or the task of an
+``async for`` loop, a message then crosses no interpreted frame of fastws.
 """
 
 from __future__ import annotations
