@@ -198,6 +198,7 @@ async def test_redis_stopped_and_restarted_nothing_lost_within_the_bound(tmp_pat
 
         await publish(50)
         assert await receive_json(sub, 50) == envelopes("t", range(1, 51))
+        kept = 50  # messages a has published to Redis
         for count in (200, 400):
             redis.stop()
             await a.backplane(lambda s: s["state"] != "connected", "disconnected")
@@ -208,6 +209,10 @@ async def test_redis_stopped_and_restarted_nothing_lost_within_the_bound(tmp_pat
             await a.backplane(lambda s: s["state"] == "connected" and s["buffered"] == 0, "flushed")
             await b.backplane(lambda s: s["state"] == "connected" and "t" in s["subscribed"], "resubscribed")
             await publish(10)
+            kept += min(count, 300) + 10
+            # Published before the next outage begins: send() returns once the
+            # frames are written, which may be before relay a has read them.
+            await a.backplane(lambda s, kept=kept: s["published"] == kept, "published")
         # b missed what a flushed before it resubscribed: it filled that from the stream.
         got = await receive_json(sub, 50 + 200 + 10 + 300 + 10 - 50)
         expected_data = [f"m{n}" for n in range(51, 261)] + [f"m{n}" for n in range(261, 561)]
