@@ -1,8 +1,8 @@
 """The part of an asyncio WebSocket that runs for every read and every write.
 
 ``WebSocketCore`` is the base of ``fastws.asyncio.protocol.WebSocket``: the
-loop's read callbacks (``data_received``, or ``get_buffer``/``buffer_updated``
-on uvloop), the hand-over of each message to a Listener or to ``recv()``
+loop's read callbacks (``get_buffer``/``buffer_updated``, and ``data_received``
+for fastws's TLS layer), the hand-over of each message to a Listener or to ``recv()``
 (and ``async for``), and the sends (``send``, and ``send_nowait`` and
 ``send_soon`` for callbacks) with their write batching. ``fan_out`` (one
 prepared message queued on many connections) and the loop-wide write batch
