@@ -17,7 +17,7 @@ from fastws.exceptions import ConnectionClosed, ConnectionClosedError
 from fastws.frames import OP_BINARY
 from fastws.relay import Relay
 
-from .support.asyncio import async_test
+from .support.asyncio import after_loop_passes, async_test
 from .support.codecs import use_codec
 from .support.frames import client_frame, server_frame
 from .support.transport import FakeTransport, open_client_websocket, open_server_websocket
@@ -345,10 +345,7 @@ async def test_an_echo_handler_answers_every_message_of_one_read_in_one_write():
     await asyncio.sleep(0)  # the handler waits in recv()
     written = await feed_from_the_loop(ws, client_frame(1, b"one") + client_frame(1, b"two"), transport)
     assert written == []  # the task has not run yet
-    for _ in range(10):
-        if transport.written:
-            break
-        await asyncio.sleep(0)
+    await after_loop_passes(lambda: transport.written)
     assert transport.written == [b"\x81\x03one\x81\x03two"]
     task.cancel()
 
@@ -371,9 +368,6 @@ async def test_a_woken_reader_keeps_its_own_context():
     await asyncio.sleep(0)
     name.set("test")  # the loop callback below runs in a copy of this context
     await feed_from_the_loop(ws, client_frame(1, b"one"), transport)
-    for _ in range(10):
-        if seen:
-            break
-        await asyncio.sleep(0)
+    await after_loop_passes(lambda: seen)
     assert seen == [("one", "reader")]
     task.cancel()

@@ -10,7 +10,7 @@ from fastws import broadcast, connect, serve
 from fastws.connection import PreparedMessage
 from fastws.extensions.permessage_deflate import PerMessageDeflate
 
-from .support.asyncio import async_test
+from .support.asyncio import async_test, until
 from .support.codecs import use_codec
 
 TIMEOUT = 10
@@ -44,14 +44,6 @@ class Room:
         self.expected = count
         if len(self.members) < count:
             await asyncio.wait_for(self.joined.wait(), TIMEOUT)
-
-
-async def until(predicate) -> None:
-    """Yield to the loop until ``predicate()`` holds (bounded by TIMEOUT)."""
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0)
 
 
 async def recv(ws):
@@ -95,7 +87,7 @@ async def test_a_connection_sending_fragments_is_skipped_not_interrupted():
                 ws for ws in room.members if ws.remote_address == busy.transport.get_extra_info("sockname")
             )
             sending = asyncio.ensure_future(streaming.send_fragments(pieces()))
-            await until(lambda: streaming.connection.sending_fragments)
+            await until(lambda: streaming.connection.sending_fragments, interval=0)
             assert broadcast(room.members, b"news") == (1, 0, 1)  # RFC 6455 §5.4: no frame inside a fragmented one
             release.set()
             await asyncio.wait_for(sending, TIMEOUT)

@@ -22,7 +22,7 @@ from fastws import connect, serve
 from fastws.asyncio.server import ServerConnection
 from fastws.exceptions import ConnectionClosed
 
-from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, upgrade_request
+from .support.asyncio import RawPeer, async_test, leftover_tasks, server_idle, until, upgrade_request
 from .support.codecs import use_codec
 from .support.frames import client_frame
 
@@ -81,14 +81,6 @@ class Recorder:
 
         await asyncio.wait_for(wait(), WAIT)
         return self.codes
-
-
-async def until(predicate, timeout: float = WAIT) -> None:
-    """Wait (bounded) until ``predicate()`` is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"still false after {timeout}s: {predicate}"
-        await asyncio.sleep(0.01)
 
 
 def server_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:

@@ -19,7 +19,7 @@ from fastws.auth import basic_auth, basic_challenge, parse_basic_credentials
 from fastws.exceptions import ConnectionClosed, InvalidStatus
 from fastws.handshake import Headers, Response
 
-from .support.asyncio import async_test, upgrade_request
+from .support.asyncio import async_test, until, upgrade_request
 
 WAIT = 10.0  # seconds for any one step
 
@@ -63,15 +63,6 @@ def unix_client_socket(path: str) -> socket.socket:
     sock.connect(path)
     sock.setblocking(False)
     return sock
-
-
-async def until(predicate, timeout: float = WAIT) -> None:
-    """Wait (bounded) until ``predicate()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"still false after {timeout}s"
-        await asyncio.sleep(0.01)
 
 
 # -- unix_serve --------------------------------------------------------------------------

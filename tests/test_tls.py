@@ -14,7 +14,7 @@ import pytest
 
 from fastws import connect, serve
 
-from .support.asyncio import async_test, close_code_recorder, server_idle, upgrade_request
+from .support.asyncio import async_test, close_code_recorder, server_idle, until, upgrade_request
 from .support.tls import tls_contexts
 
 TIMEOUT = 10.0
@@ -23,14 +23,6 @@ TIMEOUT = 10.0
 async def echo(ws):
     async for message in ws:
         await ws.send(message)
-
-
-async def wait_until(predicate, timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` every 10 ms until it holds, at most ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
@@ -130,7 +122,7 @@ async def test_plain_http_to_a_tls_port_is_dropped_without_reaching_the_handler(
         answer = await read_until_closed(reader)
         assert not answer.startswith(b"HTTP/")  # at most a TLS alert, then the connection closes
         writer.close()
-        await wait_until(lambda: server_idle(server))
+        await until(lambda: server_idle(server))
     assert handled == []
 
 
@@ -147,7 +139,7 @@ async def test_a_tls_handshake_that_never_starts_or_never_finishes_ends_at_open_
         assert await read_until_closed(tls_reader) == b""
         for writer in (silent_writer, tls_writer):
             writer.close()
-        await wait_until(lambda: server_idle(server))
+        await until(lambda: server_idle(server))
 
 
 @async_test
@@ -165,7 +157,7 @@ async def test_close_notify_mid_connection_ends_it():
         assert head.startswith(b"HTTP/1.1 101")
         writer.close()  # asyncio's TLS sends close_notify, then closes TCP
         assert await asyncio.wait_for(closed, TIMEOUT) == 1006
-        await wait_until(lambda: server_idle(server))
+        await until(lambda: server_idle(server))
 
 
 @async_test
@@ -174,7 +166,7 @@ async def test_server_close_during_a_tls_handshake_drops_it():
     server = await serve(echo, "127.0.0.1", 0, ssl=server_context)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"\x16\x03\x01")  # the start of a ClientHello, never finished
-    await wait_until(lambda: server._handshaking)
+    await until(lambda: server._handshaking)
     await asyncio.wait_for(server.close(), TIMEOUT)
     try:
         assert await read_until_closed(reader) == b""
@@ -200,8 +192,8 @@ async def test_websockets_client_over_wss():
                 assert await asyncio.wait_for(ws.recv(), TIMEOUT) == message
         assert ws.close_code == 1000
         async with websockets_connect(uri, ssl=client_context) as ws:
-            await wait_until(lambda: len(server.connections) == 1)
+            await until(lambda: len(server.connections) == 1)
             await next(iter(server.connections)).close(1001, "bye")
             await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
         assert (ws.close_code, ws.close_reason) == (1001, "bye")
-        await wait_until(lambda: server_idle(server))
+        await until(lambda: server_idle(server))

@@ -14,7 +14,7 @@ import pytest
 import fastws
 from fastws.relay import Relay, serve_relay
 
-from ..support.asyncio import async_test
+from ..support.asyncio import async_test, until
 from ..support.codecs import use_codec
 from .peers import LARGE_TIMEOUT, TIMEOUT, Chromium
 from .test_chromium import PAGE_HELPERS
@@ -40,14 +40,6 @@ def json_message(n: int) -> str:
 
 MESSAGES = [json_message(n) for n in range(200)] + ["é€😀a" * 30000, "", "x"]
 BINARY = bytes(range(256)) * 64
-
-
-async def until(predicate) -> None:
-    async def wait():
-        while not predicate():
-            await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(wait(), TIMEOUT)
 
 
 async def open_tab(stack: AsyncExitStack, chromium: Chromium, url: str) -> tuple:

@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect as ws_connect
 import fastws
 from fastws.uvicorn import WebSocketProtocol
 
-from ..support.asyncio import RawPeer, async_test, upgrade_request
+from ..support.asyncio import RawPeer, async_test, until, upgrade_request
 from ..support.codecs import use_codec
 from ..support.frames import client_frame
 
@@ -50,7 +50,7 @@ async def uvicorn_server(app, ws, **options):
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
     try:
-        await wait_until(lambda: server.started or task.done())
+        await until(lambda: server.started or task.done())
         if task.done():
             task.result()
             raise AssertionError("uvicorn exited before starting")
@@ -103,7 +103,7 @@ def make_app(events: list):
 
     async def wait_disconnected():
         """Until the client's TCP connection is gone (the app is told by send() failing)."""
-        await wait_until(lambda: events and events[-1] == "tcp closed")
+        await until(lambda: events and events[-1] == "tcp closed")
         events.pop()
 
     async def receive_logged(receive):
@@ -242,17 +242,9 @@ async def accepted_raw_peer(port: int) -> RawPeer:
     return peer
 
 
-async def wait_until(predicate) -> None:
-    """Poll ``predicate`` until it holds; fail after TIMEOUT seconds."""
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 async def events_settled(events: list, count: int) -> list:
     """The app's events once there are ``count`` of them (bounded wait)."""
-    await wait_until(lambda: len(events) >= count)
+    await until(lambda: len(events) >= count)
     return events
 
 
@@ -725,7 +717,7 @@ async def run_script(script, events: list, receive, send):
                     raise
             elif step[0] == "wait":
                 events.append("waiting")
-                await wait_until(lambda marker=step[1]: marker in events)
+                await until(lambda marker=step[1]: marker in events)
                 events.remove(step[1])
             elif step[0] == "note":
                 events.append(step[1])
@@ -821,11 +813,11 @@ async def run_scripted_client(port: int, name: str, events: list):
                 writer.close()
                 seen = "dropped"
             else:
-                await wait_until(lambda: "waiting" in events)
+                await until(lambda: "waiting" in events)
                 writer.transport.abort()
                 events.append("client gone")
                 seen = "dropped"
-            await wait_until(lambda: any(isinstance(e, str) and e.startswith("end: ") for e in events))
+            await until(lambda: any(isinstance(e, str) and e.startswith("end: ") for e in events))
         finally:
             writer.close()
         return events, seen, logged
@@ -972,12 +964,12 @@ async def test_graceful_shutdown_at_each_step(name):
             async with uvicorn_server(make_app(events), ws) as (server, port):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(upgrade_request(f"/script/{name}"))
-                await wait_until(lambda events=events: "waiting" in events)
+                await until(lambda events=events: "waiting" in events)
                 server.should_exit = True
                 seen = await read_answer(reader, writer)
                 writer.close()
                 events.append("shut down")
-                await wait_until(lambda events=events: any(str(e).startswith("end: ") for e in events))
+                await until(lambda events=events: any(str(e).startswith("end: ") for e in events))
         logged = [line for line in logged if "WebSocket" in line or "ASGI" in line]
         results[impl] = events, seen, logged
     assert_same(results)
@@ -1076,7 +1068,7 @@ async def test_unchanged_fastapi_app():
                     await client.recv()
             with pytest.raises(websockets.InvalidStatus) as denied:
                 await ws_connect(base + "?token=wrong")
-            await wait_until(lambda app=app: len(app.state.disconnects) >= 1)
+            await until(lambda app=app: len(app.state.disconnects) >= 1)
             results[name] = (
                 client.subprotocol,
                 echoed,
@@ -1111,7 +1103,7 @@ async def test_ws_max_queue_pauses_reading_until_the_app_catches_up():
 
             sending = asyncio.ensure_future(flood())
             try:
-                await wait_until(lambda: any(p.read_paused for p in server.server_state.connections))
+                await until(lambda: any(p.read_paused for p in server.server_state.connections))
                 [protocol] = server.server_state.connections
                 # At most one read's worth (asyncio reads up to 256 KiB at once) past the limit.
                 assert 4 <= len(protocol.queue) <= 4 + 262144 // 1024
@@ -1167,7 +1159,7 @@ async def test_connection_output_leaves_whenever_there_is_some():
     protocol = WebSocketProtocol(config, server_state, {})
     protocol.connection_made(transport)
     protocol.data_received(upgrade_request("/"))
-    await wait_until(lambda: transport.written)
+    await until(lambda: transport.written)
     assert transport.written.pop().startswith(b"HTTP/1.1 101")
 
     protocol.pause_writing()
@@ -1181,7 +1173,7 @@ async def test_connection_output_leaves_whenever_there_is_some():
     protocol.data_received(client_frame(9, b"three") + client_frame(8, b"\x03\xe8"))
     assert transport.written == [b"\x88\x02\x03\xe8"]  # the close reply does not wait
     assert transport.closing
-    await wait_until(lambda: received)
+    await until(lambda: received)
     assert received == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
     protocol.connection_lost(None)
 

@@ -1,4 +1,4 @@
-"""asyncio helpers: running coroutines with a deadline, a raw TCP peer, upgrade requests."""
+"""asyncio helpers: running coroutines with a deadline, bounded waits, a raw TCP peer, upgrade requests."""
 
 from __future__ import annotations
 
@@ -38,6 +38,25 @@ def async_test(function, deadline: float = TEST_DEADLINE):
         return asyncio.run(run())
 
     return wrapper
+
+
+async def until(predicate, timeout: float = 10.0, interval: float = 0.005) -> None:
+    """Wait until ``predicate()`` holds, checking it every ``interval`` seconds
+    (0: every pass of the loop); fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"still false after {timeout} s: {predicate}"
+        await asyncio.sleep(interval)
+
+
+async def after_loop_passes(predicate, passes: int = 10) -> None:
+    """Let the loop run until ``predicate()`` holds, at most ``passes`` passes;
+    the caller then asserts what it expects (a few passes, not a time bound)."""
+    for _ in range(passes):
+        if predicate():
+            return
+        await asyncio.sleep(0)
 
 
 def leftover_tasks() -> list:
