@@ -136,8 +136,9 @@ class WebSocket(ConnectionView, WebSocketCore, asyncio.BufferedProtocol):
     read, which glibc serves with an mmap, a page fault per page written and
     an mremap and munmap after it (strace: three syscalls more per read).
     Pipelining 100 KiB echoes to a Listener server on asyncio's loop, that
-    was 76 µs of server CPU per echo and 13k echoes/s against 32 µs and 31k
-    read into buffers (uvloop client, glibc's default allocator settings)."""
+    was 84 µs of server CPU per echo and 12k echoes/s against 32 µs and 31k
+    read into buffers (glibc's default allocator settings; medians of 4 runs
+    of ``bench/bench_trees.py``, docs/performance.md)."""
 
     logger: logging.Logger = logger
     """Where this connection logs; ``serve(logger=...)``/``connect(logger=...)`` choose another."""

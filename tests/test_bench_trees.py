@@ -1,0 +1,32 @@
+"""Smoke test of bench/bench_trees.py: two names for this checkout, one short
+run each, must each get a row with every run's rate and a server CPU figure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench", "bench_trees.py")
+
+
+@pytest.mark.slow
+def test_bench_trees_reports_each_tree():
+    cmd = [sys.executable, BENCH, f"one={ROOT}", f"two={ROOT}", "--rounds", "2", "--duration", "0.3", "--size", "1k"]
+    proc = subprocess.run(cmd + ["--", "--mode", "pipelined"], capture_output=True, text=True, timeout=120)
+    context = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, context
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0] in ("one", "two"):
+            rows[cells[0]] = cells
+    assert set(rows) == {"one", "two"}, context
+    for cells in rows.values():
+        runs = [float(rate.replace(",", "")) for rate in cells[1].split(", ")]
+        assert len(runs) == 2 and min(runs) > 0, context
+        assert float(cells[4]) > 0, context  # server µs per echo
+    assert "client: fastws bench -s 1k -d 0.3 --mode pipelined" in proc.stdout, context
