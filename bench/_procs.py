@@ -7,10 +7,13 @@ other jobs put on the machine during a run)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
+import socket
 import subprocess
+import sys
 import time
 from importlib import metadata
 from typing import Any, Optional
@@ -150,3 +153,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return cpu
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fastws_bench(
+    uri: str, args: list[str], timeout: float, env: Optional[dict] = None, cwd: Optional[str] = None
+) -> dict:
+    """Run ``fastws bench URI ARGS --json -q`` and return its JSON result;
+    exit with the client's own words if it failed or saw errors."""
+    cmd = [sys.executable, "-m", "fastws", "bench", uri, *args, "--json", "-q"]
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"client failed ({out.returncode}): {out.stderr[-2000:]}")
+    data = json.loads(lines[-1])
+    if data.get("errors") or not data.get("messages"):
+        raise SystemExit(f"client errors: {data}")
+    return data

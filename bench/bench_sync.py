@@ -46,13 +46,8 @@ SIZES = [256, 8192, 1 << 20]
 CLIENT_OPTIONS = dict(compression=None, max_message_size=None, ping_interval=None)
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return sock.getsockname()[1]
-
-
 def start_server(name: str, uvloop: bool, cpu: Optional[int]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = _procs.free_port()
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "servers" / f"{name}.py"), "--port", str(port)] + ["--uvloop"] * uvloop,
         stderr=subprocess.PIPE,

@@ -16,7 +16,6 @@ Everything after ``--`` goes to ``fastws bench``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -24,15 +23,9 @@ import subprocess
 import sys
 import time
 
-from _procs import LIVE, kill, proc_cpu_s
+from _procs import LIVE, fastws_bench, free_port, kill, proc_cpu_s
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(proc: subprocess.Popen, port: int, timeout: float) -> None:
@@ -60,16 +53,8 @@ def start(tree: str, server: str, server_args: list[str], codec: str) -> tuple[s
 
 
 def run_client(port: int, size: str, duration: float, client_args: list[str]) -> float:
-    cmd = [sys.executable, "-m", "fastws", "bench", f"ws://127.0.0.1:{port}/", "-d", str(duration), "--warmup", "0.3"]
-    cmd += ["-s", size, "--json", "-q", *client_args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise SystemExit(f"client failed ({out.returncode}): {out.stderr[-2000:]}")
-    data = json.loads(lines[-1])
-    if data.get("errors") or not data.get("messages"):
-        raise SystemExit(f"client errors: {data}")
-    return data["msgs_per_s"]
+    args = ["-d", str(duration), "--warmup", "0.3", "-s", size, *client_args]
+    return fastws_bench(f"ws://127.0.0.1:{port}/", args, duration + 60)["msgs_per_s"]
 
 
 def main() -> None:

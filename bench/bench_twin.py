@@ -39,7 +39,6 @@ import argparse
 import datetime
 import gc
 import importlib.util
-import json
 import os
 import platform
 import random
@@ -63,7 +62,7 @@ import websockets.utils  # noqa: E402
 from websockets.protocol import OPEN  # noqa: E402
 from websockets.server import ServerProtocol  # noqa: E402
 
-from _procs import LIVE, busy_s, cpu_model, kill, proc_cpu_s, self_cpu_s, version  # noqa: E402
+from _procs import LIVE, busy_s, cpu_model, fastws_bench, free_port, kill, proc_cpu_s, self_cpu_s, version  # noqa: E402
 from fastws import _codec_py  # noqa: E402
 from fastws.connection import Connection  # noqa: E402
 
@@ -276,12 +275,6 @@ BASELINE_SERVER = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(name: str, cmd: list[str], env: dict) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
@@ -325,17 +318,9 @@ def echo_servers(baseline_path: str | None) -> list[tuple[str, list[str], dict]]
 
 
 def client_run(port: int, size: int, duration: float, warmup: float) -> dict:
-    cmd = [sys.executable, "-m", "fastws", "bench", f"ws://127.0.0.1:{port}/", "-c", "1", "-d", str(duration)]
-    cmd += ["-s", str(size), "--mode", "roundtrip", "--warmup", str(warmup), "--json", "-q"]
+    args = ["-c", "1", "-d", str(duration), "-s", str(size), "--mode", "roundtrip", "--warmup", str(warmup)]
     env = dict(os.environ, FASTWS_CODEC="cython")
-    out = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=duration + warmup + 60)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise SystemExit(f"client failed ({out.returncode}): {out.stderr[-2000:]}")
-    data = json.loads(lines[-1])
-    if data.get("errors") or not data.get("messages"):
-        raise SystemExit(f"client errors: {data}")
-    return data
+    return fastws_bench(f"ws://127.0.0.1:{port}/", args, duration + warmup + 60, env=env, cwd=HERE)
 
 
 def bench_echo(servers, sizes, duration: float, warmup: float, repeats: int) -> dict:

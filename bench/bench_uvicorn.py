@@ -36,7 +36,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from _procs import LIVE, cpu_model, kill, kill_all, on_signal, proc_cpu_s, version
+from _procs import LIVE, cpu_model, free_port, kill, kill_all, on_signal, proc_cpu_s, version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")
@@ -61,12 +61,6 @@ def cpus() -> tuple[Optional[int], Optional[int]]:
     """(server CPU, client CPU), or no pinning on a single CPU."""
     available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     return (available[0], available[1]) if len(available) >= 2 else (None, None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_command(ws: str, port: int) -> list[str]:
