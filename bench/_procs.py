@@ -162,6 +162,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_port(proc: subprocess.Popen, port: int, timeout: float) -> Optional[str]:
+    """Wait until ``proc`` accepts TCP connections on 127.0.0.1:``port``.
+    None once it does; else why not ("exited with N" or "did not accept within
+    T s"), for the caller's own error with the process's output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            return f"exited with {proc.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return None
+        except OSError:
+            if time.monotonic() > deadline:
+                return f"did not accept within {timeout:g} s"
+            time.sleep(0.05)
+
+
 def fastws_bench(
     uri: str, args: list[str], timeout: float, env: Optional[dict] = None, cwd: Optional[str] = None
 ) -> dict:

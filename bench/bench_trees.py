@@ -17,28 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-from _procs import LIVE, fastws_bench, free_port, kill, proc_cpu_s
+from _procs import LIVE, fastws_bench, free_port, kill, proc_cpu_s, wait_for_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def wait_for_port(proc: subprocess.Popen, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode})")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"the server did not accept within {timeout} s")
 
 
 def start(tree: str, server: str, server_args: list[str], codec: str) -> tuple[subprocess.Popen, int]:
@@ -48,7 +34,10 @@ def start(tree: str, server: str, server_args: list[str], codec: str) -> tuple[s
     cmd = [sys.executable, script, "--port", str(port), *server_args]
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
     LIVE[proc.pid] = proc
-    wait_for_port(proc, port, 30)
+    failure = wait_for_port(proc, port, 30)
+    if failure:
+        kill(proc)
+        raise SystemExit(f"the server from {tree} {failure}")
     return proc, port
 
 

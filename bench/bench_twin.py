@@ -43,7 +43,6 @@ import os
 import platform
 import random
 import shlex
-import socket
 import statistics
 import struct
 import subprocess
@@ -62,7 +61,18 @@ import websockets.utils  # noqa: E402
 from websockets.protocol import OPEN  # noqa: E402
 from websockets.server import ServerProtocol  # noqa: E402
 
-from _procs import LIVE, busy_s, cpu_model, fastws_bench, free_port, kill, proc_cpu_s, self_cpu_s, version  # noqa: E402
+from _procs import (  # noqa: E402
+    LIVE,
+    busy_s,
+    cpu_model,
+    fastws_bench,
+    free_port,
+    kill,
+    proc_cpu_s,
+    self_cpu_s,
+    version,
+    wait_for_port,
+)
 from fastws import _codec_py  # noqa: E402
 from fastws.connection import Connection  # noqa: E402
 
@@ -287,17 +297,13 @@ def start_server(name: str, cmd: list[str], env: dict) -> tuple[subprocess.Popen
         start_new_session=True,
     )
     LIVE[proc.pid] = proc
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
+    failure = wait_for_port(proc, port, 30)
+    if failure is None:
+        return proc, port
+    if proc.poll() is not None:
+        raise SystemExit(f"{name} server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
     kill(proc)
-    raise SystemExit(f"{name} server did not accept within 30 s")
+    raise SystemExit(f"{name} server {failure}")
 
 
 def echo_servers(baseline_path: str | None) -> list[tuple[str, list[str], dict]]:

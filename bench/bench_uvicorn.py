@@ -29,14 +29,12 @@ import os
 import platform
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Optional
 
-from _procs import LIVE, cpu_model, free_port, kill, kill_all, on_signal, proc_cpu_s, version
+from _procs import LIVE, cpu_model, free_port, kill, kill_all, on_signal, proc_cpu_s, version, wait_for_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")
@@ -89,19 +87,14 @@ def start_server(ws: str, cpu: Optional[int], timeout: float = 20.0) -> tuple[su
         preexec_fn=pin(cpu),
     )
     LIVE[proc.pid] = proc
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"uvicorn --ws {ws} exited with {proc.returncode}:\n{output}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, port
-        except OSError:
-            if time.monotonic() > deadline:
-                kill(proc)
-                raise RuntimeError(f"uvicorn --ws {ws} did not listen within {timeout} s") from None
-            time.sleep(0.05)
+    failure = wait_for_port(proc, port, timeout)
+    if failure is None:
+        return proc, port
+    if proc.poll() is not None:
+        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        raise RuntimeError(f"uvicorn --ws {ws} exited with {proc.returncode}:\n{output}")
+    kill(proc)
+    raise RuntimeError(f"uvicorn --ws {ws} did not listen within {timeout} s")
 
 
 def client_command(port: int, size: int, mode: str, args: argparse.Namespace) -> list[str]:
