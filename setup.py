@@ -44,7 +44,8 @@ def extensions():
     # (NAME_c.pxd for NAME_py.py); fastws.codec.backend_module picks the build or the source.
     compiled_twins = [
         Extension(f"fastws.{name}_c", [f"src/fastws/{name.replace('.', '/')}_py.py"], extra_compile_args=optimise)
-        for name in ("_connection", "asyncio._core")  # the sans-I/O Connection; the asyncio per-message path
+        # the sans-I/O Connection; the asyncio per-message path; the callbacks of `fastws bench`
+        for name in ("_connection", "asyncio._core", "loadgen._client")
     ]
     try:
         from Cython.Build import cythonize

@@ -54,7 +54,7 @@ step "sdist and wheel built"
 tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort >"$work/sdist.txt"
 for needed in pyproject.toml setup.py README.md PKG-INFO src/fastws/__init__.py src/fastws/_codec.pyx \
     src/fastws/_codec_simd.h src/fastws/_codec.pyi src/fastws/_codec_py.py src/fastws/_connection_py.py \
-    src/fastws/_connection_c.pxd src/fastws/asyncio/_core_py.py src/fastws/asyncio/_core_c.pxd src/fastws/py.typed; do
+    src/fastws/_connection_c.pxd src/fastws/asyncio/_core_py.py src/fastws/asyncio/_core_c.pxd src/fastws/loadgen/_client_py.py src/fastws/loadgen/_client_c.pxd src/fastws/py.typed; do
     grep -qx "$needed" "$work/sdist.txt" || { echo "sdist lacks $needed" >&2; exit 1; }
 done
 if ls "$root"/LICENSE* >/dev/null 2>&1; then

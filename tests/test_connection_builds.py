@@ -3,7 +3,8 @@
 extension type (``fastws._connection_c``, with the compiled codec). Which one
 ``fastws.connection`` exports follows the codec backend; so does the asyncio
 layer's ``WebSocketCore`` (``fastws.asyncio._core_py`` or ``_core_c``), which
-every asyncio test runs on.
+every asyncio test runs on, and the load generator's ``Bench``
+(``fastws.loadgen._client_py`` or ``_client_c``).
 
 Random sessions, valid and broken (frames from a peer, cut anywhere, with garbage
 and truncations mixed in; sends, pings and closes from our side between reads),
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 import fastws.codec
 import fastws.connection
+import fastws.loadgen.client
 from fastws import _codec_py
 from fastws.asyncio import protocol
 
@@ -42,16 +44,24 @@ def test_the_codec_backend_picks_the_builds():
     core = {"cython": "fastws.asyncio._core_c", "python": "fastws.asyncio._core_py"}[fastws.codec.BACKEND]
     assert protocol.WebSocketCore.__module__ == core
     assert issubclass(protocol.WebSocket, protocol.WebSocketCore)
+    load = {"cython": "fastws.loadgen._client_c", "python": "fastws.loadgen._client_py"}[fastws.codec.BACKEND]
+    assert fastws.loadgen.client.Bench.__module__ == load
 
 
 @pytest.mark.skipif("cython" not in BACKENDS, reason="FASTWS_NO_EXTENSIONS: no compiled build to check")
-@pytest.mark.parametrize("module", ["fastws._connection_c", "fastws.asyncio._core_c"])
-def test_the_compiled_builds_are_extension_types(module):
-    compiled = {"fastws._connection_c": "Connection", "fastws.asyncio._core_c": "WebSocketCore"}[module]
-    cls = getattr(importlib.import_module(module), compiled)
+@pytest.mark.parametrize(
+    ("module", "name", "args"),
+    [
+        ("fastws._connection_c", "Connection", ()),
+        ("fastws.asyncio._core_c", "WebSocketCore", ()),
+        ("fastws.loadgen._client_c", "Bench", ("ws://127.0.0.1:1/",)),
+    ],
+)
+def test_the_compiled_builds_are_extension_types(module, name, args):
+    cls = getattr(importlib.import_module(module), name)
     assert not cls.__flags__ & (1 << 9)  # not Py_TPFLAGS_HEAPTYPE: a static (extension) type
     with pytest.raises(AttributeError):
-        cls().undeclared = 1  # fields, no __dict__, as the source's __slots__
+        cls(*args).undeclared = 1  # fields, no __dict__, as the source's __slots__
 
 
 @st.composite
