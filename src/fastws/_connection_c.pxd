@@ -22,3 +22,15 @@ cdef class Connection:
     cdef public object _pong
     cdef public object _sending_fragments
     cdef object __weakref__
+
+    # Called by the compiled asyncio core once or more per message: C calls
+    # from there (cpdef), or within Connection only (cdef).
+    cpdef receive_data(self, data)
+    cpdef receive_buffer(self, min_size=*)
+    cpdef receive_into(self, size)
+    cdef _frames_received(self, list frames)
+    cdef bint _input_ignored(self)
+    cpdef data_to_send(self)
+    cpdef send(self, message)
+    cpdef send_buffers(self, message)
+    cpdef send_prepared(self, prepared)

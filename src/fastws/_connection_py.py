@@ -158,14 +158,13 @@ class Connection:
 
     # -- receiving -------------------------------------------------------
 
-    @property
     def _input_ignored(self) -> bool:
         """RFC 6455 §5.5.1: nothing is processed after a close frame (or once closed or failed)."""
         return self.state is _CLOSED or self.close_received is not None or self.error is not None
 
     def receive_data(self, data: Union[bytes, bytearray, memoryview]) -> list:
         """Parse received bytes; return the events they complete."""
-        if self._input_ignored:
+        if self._input_ignored():
             return []
         try:
             frames = self.parser.feed(data)
@@ -183,14 +182,14 @@ class Connection:
         An I/O layer passes the size of its own reads: a shorter rest of a
         frame is better read with what follows it, in one read, than alone."""
         window = self.parser.payload_buffer()  # None, most of the time: checked first
-        if window is None or len(window) < min_size or self._input_ignored:
+        if window is None or len(window) < min_size or self._input_ignored():
             return None
         return window
 
     def receive_into(self, size: int) -> list:
         """``size`` bytes were read into the last ``receive_buffer()``; return
         the events they complete, as ``receive_data()`` would."""
-        if self._input_ignored:
+        if self._input_ignored():
             return []
         try:
             frames = self.parser.payload_received(size)

@@ -2,8 +2,11 @@
 # its fields C struct members. The source stays plain Python; nothing here
 # changes what it does. Keep the fields in step with WebSocketCore.__slots__.
 
+from fastws._connection_c cimport Connection as CompiledConnection
+
+
 cdef class WebSocketCore:
-    cdef public object connection
+    cdef public CompiledConnection connection
     cdef public object transport
     cdef public object listener
     cdef public bint is_client
@@ -22,3 +25,13 @@ cdef class WebSocketCore:
     cdef public bint writing_paused
     cdef public object _closed
     cdef public object _fragments_done
+
+    # The per-message methods: C calls between each other; cdef where
+    # nothing outside the core calls them.
+    cdef _events_received(self, CompiledConnection connection, list events)
+    cdef _dispatch_to_listener(self, list events)
+    cdef _deliver(self, message)
+    cpdef _write(self, data)
+    cpdef _hold(self, data)
+    cdef _write_buffers(self, list buffers)
+    cpdef _flush(self)
