@@ -559,40 +559,19 @@ class Bench:
         )
 
 
-async def bench(
-    uri: str,
-    *,
-    connections: int = 1,
-    duration: Optional[float] = None,
-    messages: Optional[int] = None,
-    sizes: Union[tuple[int, ...], list[int]] = (256,),
-    binary: bool = True,
-    mode: str = "roundtrip",
-    window: int = 16,
-    rate: Optional[float] = None,
-    progress: bool = True,
-    **options: Any,
-) -> BenchResult:
-    """Load ``uri`` (an echo server) and measure it.
+async def bench(uri: str, **options: Any) -> BenchResult:
+    """Load ``uri`` (an echo server) and measure it: ``await Bench(uri, **options).run()``.
 
-    Stops after ``duration`` seconds or ``messages`` echoes (whichever first;
-    10 s if neither is given), or when every connection is closed. Other
-    keywords: ``warmup`` (seconds of load before measuring), ``verify``
-    (compare echo contents, not only type and size), ``deflate`` (offer
-    permessage-deflate; off by default), ``precise_timer`` (rate
-    mode: spin the last millisecond before a send; False sleeps on the loop's
-    ~1 ms timer), ``open_timeout``, ``close_timeout``, ``progress_stream``.
+    The keywords are ``Bench``'s: ``connections`` (1), ``duration`` and
+    ``messages`` (it stops after ``duration`` seconds or ``messages`` echoes,
+    whichever first, 10 s if neither is given, or when every connection is
+    closed), ``sizes`` ((256,)), ``binary`` (True), ``mode`` ("roundtrip",
+    "pipelined" or "rate"), ``window`` (16, pipelined), ``rate`` (messages
+    per second, rate mode), ``progress`` (True), ``warmup`` (seconds of load
+    before measuring), ``verify`` (compare echo contents, not only type and
+    size), ``deflate`` (offer permessage-deflate; off by default),
+    ``precise_timer`` (rate mode: spin the last millisecond before a send;
+    False sleeps on the loop's ~1 ms timer), ``open_timeout``,
+    ``close_timeout``, ``progress_stream``.
     """
-    return await Bench(
-        uri,
-        connections=connections,
-        duration=duration,
-        messages=messages,
-        sizes=sizes,
-        binary=binary,
-        mode=mode,
-        window=window,
-        rate=rate,
-        progress=progress,
-        **options,
-    ).run()
+    return await Bench(uri, **options).run()
