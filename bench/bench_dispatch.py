@@ -49,23 +49,14 @@ class DroppingTransport:
         return False
 
 
-def frame(payload: bytes, masked: bool) -> bytes:
-    """One binary frame; masked as a client sends it (with a fixed key)."""
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    header = bytes([0x82, mask_bit | n]) if n < 126 else bytes([0x82, mask_bit | 126]) + n.to_bytes(2, "big")
-    if not masked:
-        return header + payload
-    key = b"\x01\x02\x03\x04"
-    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
 async def echo_ns(side: str, size: int, echoes: int) -> float:
     """ns of CPU per echo of one side's WebSocket, fed ``echoes`` frames of ``size`` bytes."""
     sys.path.insert(0, ROOT)
+    from tests.support.frames import client_frame, server_frame
     from tests.support.transport import open_client_websocket, open_server_websocket
 
     from fastws.asyncio import Listener
+    from fastws.frames import OP_BINARY
 
     class Echo(Listener):
         __slots__ = ()
@@ -73,10 +64,12 @@ async def echo_ns(side: str, size: int, echoes: int) -> float:
         def on_message(self, ws, message) -> None:
             ws.send_nowait(message)
 
-    opened = open_server_websocket if side == "server" else open_client_websocket
+    opened, peer_frame = (
+        (open_server_websocket, client_frame) if side == "server" else (open_client_websocket, server_frame)
+    )
     ws, _ = opened(listener=Echo())
     transport = ws.transport = DroppingTransport()
-    data = frame(bytes(range(256)) * (size // 256) + bytes(size % 256), masked=side == "server")
+    data = peer_frame(OP_BINARY, bytes(range(256)) * (size // 256) + bytes(size % 256))
     n = len(data)
     get_buffer, buffer_updated = ws.get_buffer, ws.buffer_updated
     start = time.process_time()

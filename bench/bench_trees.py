@@ -36,6 +36,7 @@ import time
 from typing import Optional
 
 from _procs import LIVE, fastws_bench, free_port, kill, proc_cpu_s, wait_for_port
+from bench_echo import client_command, parse_sizes
 from fastws._allocator import GLIBC_TUNABLES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,19 +70,19 @@ def start(server: str, server_args: list[str], env: dict[str, str], label: str) 
 
 def run_client(port: int, args, client_args: list[str], env: Optional[dict[str, str]] = None) -> dict:
     """One run of ``fastws bench`` (with ``env``: a tree's) against ``port``: its JSON result."""
-    bench_args = ["-d", str(args.duration), "--warmup", "0.3", "-s", args.size, *client_args]
+    bench_args = ["-d", str(args.duration), "--warmup", str(args.warmup), "-s", args.size, *client_args]
     return fastws_bench(f"ws://127.0.0.1:{port}/", bench_args, args.duration + 60, env=env)
 
 
 def run_picows_client(port: int, args, client_args: list[str]) -> dict:
-    """One run of bench_echo.py's picows client (one message in flight unless
-    ``--mode pipelined``, then ``--window``, 16 by default, as ``fastws bench``)."""
-    window = 1
-    if "pipelined" in client_args:
-        window = int(client_args[client_args.index("--window") + 1]) if "--window" in client_args else 16
-    cmd = [sys.executable, os.path.join(HERE, "bench_echo.py"), "picows-client", f"ws://127.0.0.1:{port}/"]
-    cmd += ["--size", str(parse_size(args.size)), "--window", str(window), "--duration", str(args.duration)]
-    cmd += ["--warmup", "0.3"] + (["--uvloop"] if "--uvloop" in client_args else [])
+    """One run of bench_echo.py's picows client, in the mode, window and loop
+    of ``fastws bench``'s arguments (round trips unless ``--mode pipelined``;
+    a window of 16 unless ``--window``)."""
+    mode = "pipelined" if "pipelined" in client_args else "roundtrip"
+    window = int(client_args[client_args.index("--window") + 1]) if "--window" in client_args else 16
+    loop = "uvloop" if "--uvloop" in client_args else "asyncio"
+    size = parse_sizes(args.size)[0]
+    cmd = client_command("picows", f"ws://127.0.0.1:{port}/", size, mode, window, loop, args)
     out = subprocess.run(cmd, env=fastws_allocator_env(), capture_output=True, text=True, timeout=args.duration + 60)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode or not lines:
@@ -92,11 +93,6 @@ def run_picows_client(port: int, args, client_args: list[str]) -> dict:
 def client_cpu_us(result: dict) -> float:
     """A client's CPU time per echo, µs, from its result (``client_cpu`` is in cores)."""
     return result["client_cpu"] * result["duration_s"] / result["messages"] * 1e6
-
-
-def parse_size(text: str) -> int:
-    units = {"k": 1024, "m": 1024 * 1024}
-    return int(text[:-1]) * units[text[-1].lower()] if text[-1].lower() in units else int(text)
 
 
 def measure_servers(trees: dict[str, str], args, client_args: list[str]) -> dict[str, list[tuple[float, float]]]:
@@ -114,7 +110,7 @@ def measure_servers(trees: dict[str, str], args, client_args: list[str]) -> dict
                 # The server's CPU over the client's warm-up and measured time,
                 # per echo at the measured rate over both.
                 cpu = proc_cpu_s(proc.pid) - cpu0
-                results[name].append((rate, cpu / (rate * (args.duration + 0.3)) * 1e6))
+                results[name].append((rate, cpu / (rate * (args.duration + args.warmup)) * 1e6))
     finally:
         for proc, _ in servers.values():
             kill(proc)
@@ -153,6 +149,7 @@ def main() -> None:
     ap.add_argument("--codec", default="cython", help="FASTWS_CODEC for the trees (cython)")
     ap.add_argument("--size", default="256", help="message size (256)")
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per run (2)")
+    ap.add_argument("--warmup", type=float, default=0.3, help="seconds of load before each run (0.3)")
     ap.add_argument("--rounds", type=int, default=4, help="runs per tree, in turns (4)")
     args = ap.parse_args(args_)
     if args.picows_client and not args.clients:
