@@ -179,6 +179,18 @@ def wait_for_port(proc: subprocess.Popen, port: int, timeout: float) -> Optional
             time.sleep(0.05)
 
 
+def json_result(stdout: str | bytes) -> Optional[dict]:
+    """A benchmark client's result: the last line of its output that starts
+    with ``{`` (``fastws bench --json``, bench_echo.py's picows client), or
+    None when it printed none. Callers decide what a missing result means."""
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode(errors="replace")
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
 def fastws_bench(
     uri: str, args: list[str], timeout: float, env: Optional[dict] = None, cwd: Optional[str] = None
 ) -> dict:
@@ -186,10 +198,9 @@ def fastws_bench(
     exit with the client's own words if it failed or saw errors."""
     cmd = [sys.executable, "-m", "fastws", "bench", uri, *args, "--json", "-q"]
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if not lines:
+    data = json_result(out.stdout)
+    if data is None:
         raise SystemExit(f"client failed ({out.returncode}): {out.stderr[-2000:]}")
-    data = json.loads(lines[-1])
     if data.get("errors") or not data.get("messages"):
         raise SystemExit(f"client errors: {data}")
     return data

@@ -46,7 +46,7 @@ import time
 from typing import Any, Callable, Optional
 
 from _procs import LIVE as _LIVE
-from _procs import RunLoad, cpu_model, pick_list
+from _procs import RunLoad, cpu_model, json_result, pick_list
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -429,9 +429,8 @@ def run_cell(server: ServerProcess, client: str, size: int, mode: str, loop: str
         cell["other_load"] = round(other, 2)  # cores busy with other jobs
     cell["server_cpu_s"] = round(user_s + sys_s, 3)
     cell["server_user_s"] = round(user_s, 3)
-    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
-    if lines:
-        data = json.loads(lines[-1])
+    data = json_result(out)
+    if data is not None:
         cell["msgs_per_s"] = data["msgs_per_s"]
         cell["messages"] = data["messages"]
         cell["duration_s"] = data["duration_s"]

@@ -70,7 +70,7 @@ import zlib
 from typing import Any, Optional
 
 from _procs import LIVE as _LIVE
-from _procs import RunLoad, cpu_model, pick_list
+from _procs import RunLoad, cpu_model, json_result, pick_list
 from _procs import kill as _kill
 from _procs import kill_all as _kill_all
 from _procs import on_signal as _on_signal
@@ -800,9 +800,9 @@ def run_cell(
     other = load.other_cores(server.cpu_s() - srv0)
     if other is not None:
         cell["other_load"] = round(other, 2)
-    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
-    if lines:
-        cell.update(json.loads(lines[-1]))
+    data = json_result(out)
+    if data is not None:
+        cell.update(data)
         if cell["errors"]:
             cell["error"] = ", ".join(f"{k} ×{v}" for k, v in cell["errors"].items())
         elif not cell["deliveries"]:

@@ -27,7 +27,6 @@ Everything after ``--`` goes to ``fastws bench`` (and ``--uvloop`` also to picow
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ import sys
 import time
 from typing import Optional
 
-from _procs import LIVE, fastws_bench, free_port, kill, proc_cpu_s, wait_for_port
+from _procs import LIVE, fastws_bench, free_port, json_result, kill, proc_cpu_s, wait_for_port
 from bench_echo import client_command, parse_sizes
 from fastws._allocator import GLIBC_TUNABLES
 
@@ -84,10 +83,10 @@ def run_picows_client(port: int, args, client_args: list[str]) -> dict:
     size = parse_sizes(args.size)[0]
     cmd = client_command("picows", f"ws://127.0.0.1:{port}/", size, mode, window, loop, args)
     out = subprocess.run(cmd, env=fastws_allocator_env(), capture_output=True, text=True, timeout=args.duration + 60)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode or not lines:
+    data = json_result(out.stdout)
+    if out.returncode or data is None:
         raise SystemExit(f"picows client failed ({out.returncode}): {out.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return data
 
 
 def client_cpu_us(result: dict) -> float:

@@ -34,7 +34,18 @@ import subprocess
 import sys
 from typing import Any, Optional
 
-from _procs import LIVE, cpu_model, free_port, kill, kill_all, on_signal, proc_cpu_s, version, wait_for_port
+from _procs import (
+    LIVE,
+    cpu_model,
+    free_port,
+    json_result,
+    kill,
+    kill_all,
+    on_signal,
+    proc_cpu_s,
+    version,
+    wait_for_port,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS_DIR = os.path.join(HERE, "servers")
@@ -139,10 +150,9 @@ def run_client(
     finally:
         kill(proc)
     server_cpu = proc_cpu_s(server.pid) - server_cpu0
-    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
-    if not lines:
+    data = json_result(out)
+    if data is None:
         return {"error": f"client exit {proc.returncode}: {err.decode(errors='replace')[-500:]}"}
-    data = json.loads(lines[-1])
     errors = data.get("errors", 0) + data.get("unexpected_closes", 0)
     # The server's CPU over the whole client run (connect, warmup, measurement)
     # per echo made in warmup + measurement, estimated from the measured rate:

@@ -105,3 +105,12 @@ def test_client_cpu_per_echo_is_compared(bench_echo):
     assert table_row(against_picows, "uvloop", "pipe")[2] == "6.0 (0.94) vs 6.4"
     against_fastws = section(report, "### Client CPU time per echo, µs, against the fastws-callback server")
     assert table_row(against_fastws, "uvloop", "rt")[2] == "50.0 (1.25) vs 40.0"
+
+
+def test_a_client_result_is_its_last_json_line(bench_echo):
+    import _procs
+
+    out = 'fastws bench: connecting\n{"messages": 1}\nwarning: slow\n{"messages": 2, "errors": 0}\n'
+    assert _procs.json_result(out) == {"messages": 2, "errors": 0}
+    assert _procs.json_result(out.encode()) == {"messages": 2, "errors": 0}  # Popen's bytes
+    assert _procs.json_result("Traceback (most recent call last):\n  ...\n") is None
