@@ -39,6 +39,7 @@ import platform
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -508,6 +509,15 @@ def ratio(cells: dict, loop: str, client: str, mode: str, size: int, server: str
     return c["msgs_per_s"] / ref["msgs_per_s"]
 
 
+def run_ratios(cells: dict, loop: str, client: str, mode: str, size: int, server: str) -> list[float]:
+    """The ratio to the picows server run by run (``--repeat``): run i of a
+    server against run i of picows, measured next to each other."""
+    c, ref = cells.get((loop, client, mode, size, server)), cells.get((loop, client, mode, size, REFERENCE))
+    if not c or not ref:
+        return []
+    return [mine / theirs for mine, theirs in zip(c.get("runs", []), ref.get("runs", [])) if mine and theirs]
+
+
 def geomean(values: list[float]) -> Optional[float]:
     values = [v for v in values if v]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
@@ -582,6 +592,31 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
             row.append(f"{g:.2f}" if g else "")
         out.append("| " + " | ".join(row) + " |")
     out.append("")
+
+    if meta["repeat"] > 1:
+        out.append("## Run by run: the lowest and the median ratio to picows")
+        out.append("")
+        out.append(
+            f"The table above keeps each server's best of {meta['repeat']} runs. Here run i of each server "
+            "is divided by run i of the picows server, measured next to it: the lowest of those ratios "
+            "is what a server holds in every run, the median what it holds in a typical one."
+        )
+        out.append("")
+        others = [s for s in servers if s != REFERENCE]
+        out.append(
+            "| loop | client | mode | size | " + " | ".join(f"{SPEC[s].short}: lowest, median" for s in others) + " |"
+        )
+        out.append("|" + "---|" * 4 + "---:|" * len(others))
+        for loop in loops:
+            for client in clients:
+                for mode in modes:
+                    for size in sizes:
+                        row = [loop, client, "rt" if mode == "roundtrip" else "pipe", fmt_size(size)]
+                        for server in others:
+                            rs = run_ratios(ix, loop, client, mode, size, server)
+                            row.append(f"{min(rs):.2f}, {statistics.median(rs):.2f}" if rs else "")
+                        out.append("| " + " | ".join(row) + " |")
+        out.append("")
 
     if "picows" in clients:
         cpu_tables = [

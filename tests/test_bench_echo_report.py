@@ -114,3 +114,19 @@ def test_a_client_result_is_its_last_json_line(bench_echo):
     assert _procs.json_result(out) == {"messages": 2, "errors": 0}
     assert _procs.json_result(out.encode()) == {"messages": 2, "errors": 0}  # Popen's bytes
     assert _procs.json_result("Traceback (most recent call last):\n  ...\n") is None
+
+
+def test_every_run_is_compared_with_the_picows_run_beside_it(bench_echo):
+    # Best of 3: fastws 10,000 beats picows' best 12,500 nowhere, and its runs
+    # 9,000 / 10,000 / 8,000 against picows' 10,000 / 12,500 / 8,000 give
+    # 0.90, 0.80 and 1.00 run by run.
+    cells = [dict(c) for c in CELLS]
+    for c in cells:
+        c["runs"] = [c["msgs_per_s"]]
+    cells[0]["runs"] = [9_000, 10_000, 8_000]
+    cells[1]["runs"] = [10_000, 12_500, 8_000]
+    report = bench_echo.markdown({**META, "repeat": 3}, cells, PLAN)
+    by_run = section(report, "## Run by run:")
+    assert table_row(by_run, "uvloop", "picows", "rt", "256 B")[4:] == ["0.80, 0.90"]
+    assert table_row(by_run, "uvloop", "fastws", "pipe", "256 B")[4:] == ["1.33, 1.33"]
+    assert "## Run by run" not in bench_echo.markdown(META, CELLS, PLAN)  # one run: nothing to add
