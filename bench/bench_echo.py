@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 from _procs import LIVE as _LIVE
@@ -523,6 +524,19 @@ def geomean(values: list[float]) -> Optional[float]:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+def server_rows(plan: dict) -> Iterator[tuple[tuple[str, str, str, int], list[str]]]:
+    """The rows of the server tables, in order: each (loop, client, mode, size)
+    with the start of its row (``rt``/``pipe``, the size written out)."""
+    for loop in plan["loops"]:
+        for client in plan["clients"]:
+            for mode in plan["modes"]:
+                for size in plan["sizes"]:
+                    yield (
+                        (loop, client, mode, size),
+                        [loop, client, "rt" if mode == "roundtrip" else "pipe", fmt_size(size)],
+                    )
+
+
 def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
     ix = index(cells)
     servers, loops, clients, modes, sizes = (
@@ -564,20 +578,16 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
     head = ["loop", "client", "mode", "size"] + [SPEC[s].short for s in servers]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * 4 + "---:|" * len(servers))
-    for loop in loops:
-        for client in clients:
-            for mode in modes:
-                for size in sizes:
-                    row = [loop, client, "rt" if mode == "roundtrip" else "pipe", fmt_size(size)]
-                    for server in servers:
-                        c = ix.get((loop, client, mode, size, server))
-                        if c is None:
-                            row.append("")
-                            continue
-                        r = ratio(ix, loop, client, mode, size, server)
-                        bound = " †" if (c.get("client_cpu") or 0) >= CLIENT_BOUND else ""
-                        row.append(fmt_rate(c["msgs_per_s"]) + (f" ({r:.2f})" if r is not None else "") + bound)
-                    out.append("| " + " | ".join(row) + " |")
+    for (loop, client, mode, size), row in server_rows(plan):
+        for server in servers:
+            c = ix.get((loop, client, mode, size, server))
+            if c is None:
+                row.append("")
+                continue
+            r = ratio(ix, loop, client, mode, size, server)
+            bound = " †" if (c.get("client_cpu") or 0) >= CLIENT_BOUND else ""
+            row.append(fmt_rate(c["msgs_per_s"]) + (f" ({r:.2f})" if r is not None else "") + bound)
+        out.append("| " + " | ".join(row) + " |")
     out.append("")
 
     out.append("## Summary: geometric mean of the ratio to picows over sizes and modes")
@@ -607,15 +617,11 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
             "| loop | client | mode | size | " + " | ".join(f"{SPEC[s].short}: lowest, median" for s in others) + " |"
         )
         out.append("|" + "---|" * 4 + "---:|" * len(others))
-        for loop in loops:
-            for client in clients:
-                for mode in modes:
-                    for size in sizes:
-                        row = [loop, client, "rt" if mode == "roundtrip" else "pipe", fmt_size(size)]
-                        for server in others:
-                            rs = run_ratios(ix, loop, client, mode, size, server)
-                            row.append(f"{min(rs):.2f}, {statistics.median(rs):.2f}" if rs else "")
-                        out.append("| " + " | ".join(row) + " |")
+        for (loop, client, mode, size), row in server_rows(plan):
+            for server in others:
+                rs = run_ratios(ix, loop, client, mode, size, server)
+                row.append(f"{min(rs):.2f}, {statistics.median(rs):.2f}" if rs else "")
+            out.append("| " + " | ".join(row) + " |")
         out.append("")
 
     if "picows" in clients:
