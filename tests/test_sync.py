@@ -69,11 +69,19 @@ def wait_until(predicate, timeout=TIMEOUT):
         time.sleep(0.001)
 
 
-def raw_client(port, path="/"):
+def raw_client(port, path="/", receive_buffer=None):
     """A TCP socket that did the opening handshake by hand: the hostile peers'
     start. Returns it with the bytes that came after the 101's head (frames
-    the server sent at once, in the same read)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    the server sent at once, in the same read). ``receive_buffer`` sets
+    SO_RCVBUF before connecting: set later, the window already offered to the
+    server stays open, and a peer that reads nothing takes far longer to fill."""
+    if receive_buffer is None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(TIMEOUT)
+        sock.connect(("127.0.0.1", port))
     sock.sendall(ClientHandshake(f"127.0.0.1:{port}", path).request_bytes())
     parser = HeadParser()
     while True:
@@ -604,8 +612,7 @@ def test_writer_to_a_peer_that_never_reads_is_dropped():
         done.set()
 
     with running(handler, write_timeout=0.2, compression=None) as server:
-        sock, _ = raw_client(server.port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock, _ = raw_client(server.port, receive_buffer=4096)
         assert done.wait(TIMEOUT)
         sock.close()
     assert result["error"].code == 1006 and "write timed out" in result["error"].reason

@@ -45,8 +45,7 @@ def test_ping_flood_from_a_peer_that_reads_nothing_is_bounded_and_dropped():
         done.set()
 
     with running(handler, write_timeout=0.2, compression=None) as server:
-        sock, _ = raw_client(server.port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock, _ = raw_client(server.port, receive_buffer=4096)
         sock.setblocking(False)
         ping = client_frame(OP_PING, b"x" * 125)
         deadline = time.monotonic() + TIMEOUT
