@@ -75,13 +75,11 @@ def raw_client(port, path="/", receive_buffer=None):
     the server sent at once, in the same read). ``receive_buffer`` sets
     SO_RCVBUF before connecting: set later, the window already offered to the
     server stays open, and a peer that reads nothing takes far longer to fill."""
-    if receive_buffer is None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        sock.settimeout(TIMEOUT)
-        sock.connect(("127.0.0.1", port))
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", port))
     sock.sendall(ClientHandshake(f"127.0.0.1:{port}", path).request_bytes())
     parser = HeadParser()
     while True:
