@@ -254,6 +254,26 @@ def test_feed_accepts_any_buffer(codec):
     assert parser.feed(memoryview(HELLO_MASKED)) == [codec.Frame(1, "Hello")]
 
 
+def test_feed_parses_the_first_size_bytes_of_a_reused_buffer(codec):
+    """An I/O layer reads into one large buffer and passes how much it read:
+    only those bytes are parsed, and a partial frame is kept by the parser,
+    not by reference to a buffer that the next read overwrites."""
+    stream = client_frame(2, b"abc") + client_frame(1, b"hello") + client_frame(9, b"p")
+    buffer = bytearray(64)
+    parser, frames = codec.FrameParser(), []
+    for start, stop in ((0, 9), (9, 14), (14, len(stream))):
+        buffer[:] = bytes(64)  # what a read does not fill is stale: zero it to show it is not parsed
+        buffer[: stop - start] = stream[start:stop]
+        frames += parser.feed(memoryview(buffer), stop - start)
+    assert frames == [codec.Frame(2, b"abc"), codec.Frame(1, "hello"), codec.Frame(9, b"p")]
+    assert parser.buffered == 0
+    assert parser.feed(stream, 0) == [] and parser.buffered == 0
+    with pytest.raises(ValueError, match="size 65 is outside the data's 64 bytes"):
+        parser.feed(buffer, 65)
+    with pytest.raises(TypeError, match="size must be an integer"):
+        parser.feed(buffer, 1.0)
+
+
 def test_control_frames_inside_fragmented_message(codec):
     stream = (
         client_frame(1, b"frag", fin=False)

@@ -32,6 +32,16 @@ def test_messages_and_pings_become_events(server, codec):
     assert server.data_to_send() == b""
 
 
+def test_receive_data_takes_the_first_size_bytes_of_a_read_buffer(server, codec):
+    """What an I/O layer that reads into one buffer passes: the buffer and the count read."""
+    wire = client_frame(1, b"hi") + client_frame(9, b"p")
+    buffer = bytearray(b"\xff" * 64)  # stale bytes after the read: a bad frame if parsed
+    buffer[: len(wire)] = wire
+    assert server.receive_data(memoryview(buffer), len(wire)) == [codec.Frame(1, "hi"), codec.Frame(9, b"p")]
+    assert server.data_to_send() == b"\x8a\x01p"
+    assert server.error is None
+
+
 def test_client_and_server_talk(server, client, codec):
     assert server.receive_data(client.send("héllo")) == [codec.Frame(1, "héllo")]
     assert client.receive_data(server.send(b"bin")) == [codec.Frame(2, b"bin")]

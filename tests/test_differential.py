@@ -387,6 +387,23 @@ def test_parser_arguments_agree(options, stream, data):
 
 @ARGS_SETTINGS
 @given(
+    stream=st.sampled_from(STREAMS),
+    data=st.one_of(st.just(None), buffers, anything),
+    size=st.one_of(st.integers(-2, 14), anything),
+)
+def test_feed_size_arguments_agree(stream, data, size):
+    """feed(data, size): the same frames, or the same error, for every kind of
+    ``data`` (strided, 2-D, not a buffer) and of ``size`` (out of range, not an int)."""
+
+    def parse(codec):
+        parser = codec.FrameParser(max_message_size=None)
+        return [outcome(lambda: parser.feed(stream if data is None else make(data), make(size))), observed(parser)]
+
+    agree(parse)
+
+
+@ARGS_SETTINGS
+@given(
     opcode=opcodes,
     payload=payloads,
     fin=flags,

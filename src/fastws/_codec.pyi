@@ -73,7 +73,9 @@ class FrameParser:
         assemble: bool = True,
         rsv1_allowed: bool = False,
     ) -> None: ...
-    def feed(self, data: Buffer) -> list[Frame]: ...
+    def feed(self, data: Buffer, size: int | None = None) -> list[Frame]:
+        """Parse the next bytes of the stream: ``data``, or only its first
+        ``size`` bytes (a read into a larger buffer, without slicing it)."""
     def payload_buffer(self) -> memoryview | None:
         """Where the next bytes of the stream may be read to directly: the rest
         of the current frame's payload, when the frame goes straight into its

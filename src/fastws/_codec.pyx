@@ -99,6 +99,7 @@ cdef enum:
     AS_WRITABLE = 2   # a writable, C-contiguous buffer
 
 
+@cython.no_gc  # ``owner`` is bytes, str or None: no cycle to collect
 @cython.freelist(8)
 cdef class _Bytes:
     """A read (or write) view of an argument's bytes; see _bytes_of()."""
@@ -145,6 +146,13 @@ cdef _Bytes _bytes_of(object obj, int kind, str name):
     result.ptr = <const uint8_t *>result.view.buf
     result.size = result.view.len
     return result
+
+
+cdef inline Py_ssize_t _prefix_size(object size, Py_ssize_t available) except -1:
+    """feed()'s ``size``; _rules.prefix_size_arg raises for a bad one."""
+    if type(size) is int and 0 <= size <= available:
+        return size
+    return _rules.prefix_size_arg(size, available)
 
 
 cdef inline int _read_mask(object mask, uint8_t *key, str name) except -1:
@@ -396,20 +404,26 @@ cdef class FrameParser:
     def failed(self):
         return self._error is not None
 
-    def feed(self, data):
+    def feed(self, data, size=None):
         if self._error is not None:
             self._error.frames = []
             raise self._error
         self._window_offered = False
         cdef list frames = []
         cdef _Bytes view = None
-        if type(data) is not bytes:
+        cdef const uint8_t *ptr
+        cdef Py_ssize_t count
+        if type(data) is bytes:
+            ptr = <const uint8_t *>PyBytes_AS_STRING(data)
+            count = PyBytes_GET_SIZE(data)
+        else:
             view = _bytes_of(data, AS_DATA, "data")
+            ptr = view.ptr
+            count = view.size
+        if size is not None:
+            count = _prefix_size(size, count)
         try:
-            if view is None:
-                self._parse(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), frames)
-            else:
-                self._parse(view.ptr, view.size, frames)
+            self._parse(ptr, count, frames)
         except ProtocolError as exc:
             exc.frames = frames
             self._error = exc

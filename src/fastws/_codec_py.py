@@ -29,6 +29,7 @@ from ._rules import OP_CONT as _OP_CONT
 from ._rules import OP_TEXT as _OP_TEXT
 from ._rules import OPCODES as _OPCODES
 from ._rules import bytes_arg as _bytes_arg
+from ._rules import bytes_prefix_arg as _bytes_prefix_arg
 from ._rules import frame_header as _frame_header
 from ._rules import frame_size_arg as _frame_size_arg
 from ._rules import index_arg as _index_arg
@@ -303,14 +304,18 @@ class FrameParser:
     def failed(self) -> bool:
         return self._error is not None
 
-    def feed(self, data) -> list:
+    def feed(self, data, size=None) -> list:
         if self._error is not None:
             self._error.frames = []
             raise self._error
         self._offered = None
         frames: list = []
+        if size is not None:
+            data = _bytes_prefix_arg(data, size)
+        elif type(data) is not bytes:
+            data = _bytes_arg(data, "data")
         try:
-            self._parse(data if type(data) is bytes else _bytes_arg(data, "data"), frames)
+            self._parse(data, frames)
         except ProtocolError as exc:
             exc.frames = frames
             self._error = exc

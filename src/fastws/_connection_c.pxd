@@ -25,7 +25,7 @@ cdef class Connection:
 
     # Called by the compiled asyncio core once or more per message: C calls
     # from there (cpdef), or within Connection only (cdef).
-    cpdef receive_data(self, data)
+    cpdef receive_data(self, data, size=*)
     cpdef receive_buffer(self, min_size=*)
     cpdef receive_into(self, size)
     cdef _frames_received(self, list frames)

@@ -162,12 +162,13 @@ class Connection:
         """RFC 6455 §5.5.1: nothing is processed after a close frame (or once closed or failed)."""
         return self.state is _CLOSED or self.close_received is not None or self.error is not None
 
-    def receive_data(self, data: Union[bytes, bytearray, memoryview]) -> list:
-        """Parse received bytes; return the events they complete."""
+    def receive_data(self, data: Union[bytes, bytearray, memoryview], size: Optional[int] = None) -> list:
+        """Parse received bytes (only the first ``size`` of ``data`` when
+        given: a read into a larger buffer); return the events they complete."""
         if self._input_ignored():
             return []
         try:
-            frames = self.parser.feed(data)
+            frames = self.parser.feed(data, size)
         except ProtocolError as exc:
             frames = self._parse_failed(exc)
         return self._frames_received(frames)

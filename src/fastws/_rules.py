@@ -162,6 +162,15 @@ def limit_arg(value: object, name: str) -> int | None:
     return size
 
 
+def prefix_size_arg(value: object, available: int) -> int:
+    """``feed(data, size)``'s ``size``: how many of the ``available`` bytes of
+    ``data`` to parse, an integer from 0 to ``available``."""
+    size = index_arg(value, "size")
+    if size < 0 or size > available:
+        raise ValueError(f"size {size} is outside the data's {available} bytes")
+    return size
+
+
 def frame_size_arg(value: object) -> int:
     """The message encoder's ``max_frame_size``: an integer >= 1."""
     size = index_arg(value, "max_frame_size")
@@ -181,6 +190,22 @@ def bytes_arg(value: object, name: str) -> bytes:
         raise TypeError(f"{name} must be a bytes-like object, not {_type_name(value)}") from None
     with view:
         return view.tobytes()
+
+
+def bytes_prefix_arg(value: object, size: object) -> bytes:
+    """The first ``size`` bytes of a bytes-like argument ``data``, copied
+    without the rest (``feed(data, size)``: a read into a larger buffer)."""
+    if type(value) is bytes:
+        return value[: prefix_size_arg(size, len(value))]
+    try:
+        view = memoryview(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"data must be a bytes-like object, not {_type_name(value)}") from None
+    with view:
+        if not view.c_contiguous:
+            return view.tobytes()[: prefix_size_arg(size, view.nbytes)]
+        with view.cast("B") as flat:
+            return flat[: prefix_size_arg(size, view.nbytes)].tobytes()
 
 
 def payload_arg(payload: object) -> bytes:

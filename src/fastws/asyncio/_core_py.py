@@ -191,7 +191,7 @@ class WebSocketCore:
         elif connection is None:
             self.handshake_data_received(bytes(self._receive_buffer[:nbytes]))
         else:
-            self._events_received(connection, connection.receive_data(self._receive_buffer[:nbytes]))
+            self._events_received(connection, connection.receive_data(self._receive_buffer, nbytes))
 
     def _events_received(self, connection: Connection, events: list) -> None:
         """Hand one read's events to recv() or the Listener; write the replies they prompted in one go."""
