@@ -96,6 +96,11 @@ SERVER_SPECS = (
         (("FASTWS_CODEC", "python"),),
     ),
     ServerSpec("picows", "picows", "picows", "picows_echo.py"),
+    # The same server again, in a process of its own: a control. Its ratios to
+    # picows are what two identical servers differ by on this machine.
+    ServerSpec(
+        "picows-control", "picows again (a control: the same server, a second process)", "picows ctl", "picows_echo.py"
+    ),
     ServerSpec(
         "picows-websockets", "picows.websockets (websockets' API on picows)", "picows.ws", "picows_websockets_echo.py"
     ),
@@ -610,6 +615,13 @@ def markdown(meta: dict, cells: list[dict], plan: dict) -> str:
             f"The table above keeps each server's best of {meta['repeat']} runs. Here run i of each server "
             "is divided by run i of the picows server, measured next to it: the lowest of those ratios "
             "is what a server holds in every run, the median what it holds in a typical one."
+            + (
+                " `picows ctl` is a second picows server: its lowest ratio is how far one run of two "
+                "identical servers can fall apart here, the floor under which a lowest ratio says "
+                "nothing about a server."
+                if "picows-control" in servers
+                else ""
+            )
         )
         out.append("")
         others = [s for s in servers if s != REFERENCE]
@@ -864,7 +876,7 @@ def main() -> int:
         args.warmup = 0.1 if args.quick else 0.3
 
     plan = {
-        "servers": pick_list(ap, args.servers, list(SPEC), SPEC),
+        "servers": pick_list(ap, args.servers, [k for k in SPEC if k != "picows-control"], SPEC),
         "clients": pick_list(ap, args.clients, CLIENTS, CLIENTS),
         "loops": pick_list(ap, args.loops, LOOPS, LOOPS),
         "modes": pick_list(ap, args.modes, MODES, MODES),

@@ -130,3 +130,19 @@ def test_every_run_is_compared_with_the_picows_run_beside_it(bench_echo):
     assert table_row(by_run, "uvloop", "picows", "rt", "256 B")[4:] == ["0.80, 0.90"]
     assert table_row(by_run, "uvloop", "fastws", "pipe", "256 B")[4:] == ["1.33, 1.33"]
     assert "## Run by run" not in bench_echo.markdown(META, CELLS, PLAN)  # one run: nothing to add
+
+
+def test_the_picows_control_gets_its_own_run_by_run_column(bench_echo):
+    # A second picows server, measured in turns with the first: 11,000 / 12,500 /
+    # 8,800 against picows' 10,000 / 12,500 / 8,000 give 1.10, 1.00 and 1.10.
+    cells = [dict(c) for c in CELLS]
+    for c in cells:
+        c["runs"] = [c["msgs_per_s"]]
+    cells[1]["runs"] = [10_000, 12_500, 8_000]
+    control = dict(cells[1], server="picows-control", runs=[11_000, 12_500, 8_800], msgs_per_s=12_500)
+    cells.append(control)
+    plan = {**PLAN, "servers": ["fastws-callback", "picows", "picows-control"]}
+    by_run = section(bench_echo.markdown({**META, "repeat": 3}, cells, plan), "## Run by run:")
+    assert "picows ctl: lowest, median" in by_run and "`picows ctl` is a second picows server" in by_run
+    assert table_row(by_run, "uvloop", "picows", "rt", "256 B")[5] == "1.00, 1.10"
+    assert "picows ctl" not in section(bench_echo.markdown({**META, "repeat": 3}, cells, PLAN), "## Run by run:")
