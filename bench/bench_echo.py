@@ -876,7 +876,7 @@ def main() -> int:
         args.warmup = 0.1 if args.quick else 0.3
 
     plan = {
-        "servers": pick_list(ap, args.servers, [k for k in SPEC if k != "picows-control"], SPEC),
+        "servers": pick_list(ap, args.servers, list(SPEC), [k for k in SPEC if k != "picows-control"]),
         "clients": pick_list(ap, args.clients, CLIENTS, CLIENTS),
         "loops": pick_list(ap, args.loops, LOOPS, LOOPS),
         "modes": pick_list(ap, args.modes, MODES, MODES),
