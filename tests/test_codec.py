@@ -268,10 +268,26 @@ def test_feed_parses_the_first_size_bytes_of_a_reused_buffer(codec):
     assert frames == [codec.Frame(2, b"abc"), codec.Frame(1, "hello"), codec.Frame(9, b"p")]
     assert parser.buffered == 0
     assert parser.feed(stream, 0) == [] and parser.buffered == 0
-    with pytest.raises(ValueError, match="size 65 is outside the data's 64 bytes"):
+    with pytest.raises(ValueError, match=r"size must be from 0 to 64 \(the bytes of data\), not 65"):
         parser.feed(buffer, 65)
     with pytest.raises(TypeError, match="size must be an integer"):
         parser.feed(buffer, 1.0)
+
+
+@pytest.mark.parametrize("payload", [b"text: h\xc3\xa9llo " * 20, bytes(range(256)) * 400], ids=["text", "100 KiB"])
+def test_feed_with_size_splits_anywhere_in_a_payload(codec, payload):
+    """Reads that end inside a payload (text validated as it arrives, a large
+    binary frame read in place on its way) give the same message."""
+    opcode = 1 if payload.startswith(b"text") else 2
+    stream = client_frame(opcode, payload)
+    expected = codec.Frame(opcode, payload.decode() if opcode == 1 else payload)
+    for cut in (7, len(stream) // 3, len(stream) - 1):
+        parser, buffer, frames = codec.FrameParser(max_message_size=None), bytearray(len(stream) + 16), []
+        for start, stop in ((0, cut), (cut, len(stream))):
+            buffer[:] = b"\xff" * len(buffer)  # stale bytes past the read: a bad frame if parsed
+            buffer[: stop - start] = stream[start:stop]
+            frames += parser.feed(memoryview(buffer), stop - start)
+        assert frames == [expected] and parser.buffered == 0
 
 
 def test_control_frames_inside_fragmented_message(codec):

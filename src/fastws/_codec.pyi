@@ -75,7 +75,9 @@ class FrameParser:
     ) -> None: ...
     def feed(self, data: Buffer, size: int | None = None) -> list[Frame]:
         """Parse the next bytes of the stream: ``data``, or only its first
-        ``size`` bytes (a read into a larger buffer, without slicing it)."""
+        ``size`` bytes (a read into a larger buffer, without slicing it).
+        ``size`` counts bytes, not items of a view with a wider format;
+        outside 0 to the byte count it is a ValueError."""
     def payload_buffer(self) -> memoryview | None:
         """Where the next bytes of the stream may be read to directly: the rest
         of the current frame's payload, when the frame goes straight into its

@@ -99,7 +99,10 @@ cdef enum:
     AS_WRITABLE = 2   # a writable, C-contiguous buffer
 
 
-@cython.no_gc  # ``owner`` is bytes, str or None: no cycle to collect
+# Not GC-tracked: ``owner`` is bytes, str or None, ``view.obj`` is never
+# traversed, and each instance is a local of the call that made it.
+@cython.no_gc
+@cython.final
 @cython.freelist(8)
 cdef class _Bytes:
     """A read (or write) view of an argument's bytes; see _bytes_of()."""

@@ -167,7 +167,7 @@ def prefix_size_arg(value: object, available: int) -> int:
     ``data`` to parse, an integer from 0 to ``available``."""
     size = index_arg(value, "size")
     if size < 0 or size > available:
-        raise ValueError(f"size {size} is outside the data's {available} bytes")
+        raise ValueError(f"size must be from 0 to {available} (the bytes of data), not {size}")
     return size
 
 
