@@ -311,16 +311,7 @@ class FrameParser:
         self._offered = None
         frames: list = []
         if size is not None:
-            if (
-                type(data) is memoryview  # a read into an I/O layer's buffer
-                and type(size) is int
-                and data.ndim == 1
-                and data.format == "B"
-                and 0 <= size <= len(data)
-            ):
-                data = data[:size].tobytes()
-            else:
-                data = _bytes_prefix_arg(data, size)
+            data = _bytes_prefix_arg(data, size)
         elif type(data) is not bytes:
             data = _bytes_arg(data, "data")
         try:

@@ -193,19 +193,18 @@ def bytes_arg(value: object, name: str) -> bytes:
 
 
 def bytes_prefix_arg(value: object, size: object) -> bytes:
-    """The first ``size`` bytes of a bytes-like argument ``data``, copied
-    without the rest (``feed(data, size)``: a read into a larger buffer)."""
-    if type(value) is bytes:
-        return value[: prefix_size_arg(size, len(value))]
-    try:
-        view = memoryview(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"data must be a bytes-like object, not {_type_name(value)}") from None
-    with view:
-        if not view.c_contiguous:
-            return view.tobytes()[: prefix_size_arg(size, view.nbytes)]
-        with view.cast("B") as flat:
-            return flat[: prefix_size_arg(size, view.nbytes)].tobytes()
+    """The first ``size`` bytes of a bytes-like argument ``data``
+    (``feed(data, size)``: a read into a larger buffer)."""
+    if (
+        type(value) is memoryview  # an I/O layer's read buffer: copy only what was read
+        and type(size) is int
+        and value.ndim == 1
+        and value.format == "B"
+        and 0 <= size <= len(value)
+    ):
+        return value[:size].tobytes()
+    data = bytes_arg(value, "data")
+    return data[: prefix_size_arg(size, len(data))]
 
 
 def payload_arg(payload: object) -> bytes:
